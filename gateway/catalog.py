@@ -116,7 +116,9 @@ def load_catalog(path: Path) -> Catalog:
     return Catalog(MappingProxyType(datasets))
 
 
-def _choice(value: str, allowed: tuple[str, ...], what: str, where: str, problems: list[str]) -> str:
+def _choice(
+    value: str, allowed: tuple[str, ...], what: str, where: str, problems: list[str]
+) -> str:
     if value not in allowed:
         problems.append(f"{where}: {what} {value!r} is not one of {', '.join(allowed)}")
     return value

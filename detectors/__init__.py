@@ -1,0 +1,1 @@
+"""Leak detectors: the detection engine and one rule file per detector."""

@@ -1,0 +1,1 @@
+"""Audit: typed events, the hash-chained journal they are written to, and search over it."""

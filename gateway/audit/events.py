@@ -1,0 +1,186 @@
+"""The audit events, as typed values, and their Elastic Common Schema documents.
+
+Field names follow ECS where ECS has the field; the product's own fields live under
+`shareguard`. An event never holds a data subject's identifier in clear: only keyed hashes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+ECS_VERSION = "8.11.0"
+
+
+def _iso(ts: datetime) -> str:
+    return ts.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class AccessEvent:
+    """One request through the gateway, allowed or refused."""
+
+    timestamp: datetime
+    event_id: str
+    request_id: str
+    source_ip: str
+    method: str
+    path: str
+    status_code: int
+    decision: str  # allow | deny
+    reason: str  # why: the deciding rule for allows, the refusal reason for denials
+    user_id: str | None = None
+    user_name: str | None = None
+    department: str | None = None
+    roles: tuple[str, ...] = ()
+    credential_id: str | None = None
+    zone: str | None = None
+    route: str | None = None
+    dataset: str | None = None
+    action: str | None = None
+    record_key: str | None = None
+    purpose: str | None = None
+    case_id: str | None = None
+    rule: str | None = None
+    grant_id: str | None = None
+    error_code: str | None = None
+    records: int = 0
+    fields: tuple[str, ...] = ()
+    masked_fields: tuple[str, ...] = ()
+    subject_hashes: tuple[str, ...] = ()
+    subjects_truncated: bool = False
+    body_sha256: str | None = None
+    bytes_out: int = 0
+    duration_ns: int = 0
+    phase: str = "complete"  # complete | started (a streamed export, before its first byte)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def outcome(self) -> str:
+        return "success" if self.decision == "allow" and self.status_code < 400 else "failure"
+
+    def to_document(self) -> dict[str, Any]:
+        sg: dict[str, Any] = {
+            "event_type": "access",
+            "request_id": self.request_id,
+            "decision": self.decision,
+            "reason": self.reason,
+            "route": self.route,
+            "dataset": self.dataset,
+            "action": self.action,
+            "record_key": self.record_key,
+            "purpose": self.purpose,
+            "case_id": self.case_id,
+            "rule": self.rule,
+            "grant_id": self.grant_id,
+            "error_code": self.error_code,
+            "zone": self.zone,
+            "credential_id": self.credential_id,
+            "records": self.records,
+            "fields": list(self.fields),
+            "masked_fields": list(self.masked_fields),
+            "data_subjects": {
+                "count": len(self.subject_hashes),
+                "truncated": self.subjects_truncated,
+                "hashes": list(self.subject_hashes),
+            },
+            "body_sha256": self.body_sha256,
+            "phase": self.phase,
+            **self.extra,
+        }
+        return {
+            "@timestamp": _iso(self.timestamp),
+            "ecs": {"version": ECS_VERSION},
+            "event": {
+                "id": self.event_id,
+                "kind": "event",
+                "category": ["web"],
+                "type": ["access"] if self.decision == "allow" else ["denied"],
+                "action": "data-access",
+                "outcome": self.outcome,
+                "duration": self.duration_ns,
+            },
+            "user": {"id": self.user_id, "name": self.user_name, "roles": list(self.roles)},
+            "organization": {"id": self.department, "name": self.department},
+            "source": {"ip": self.source_ip},
+            "http": {
+                "request": {"method": self.method},
+                "response": {"status_code": self.status_code, "body": {"bytes": self.bytes_out}},
+            },
+            "url": {"path": self.path},
+            "shareguard": sg,
+        }
+
+    @property
+    def index_fields(self) -> IndexFields:
+        return IndexFields(
+            kind="access",
+            request_id=self.request_id,
+            user_id=self.user_id,
+            department=self.department,
+            dataset=self.dataset,
+            purpose=self.purpose,
+            decision=self.decision,
+            subject_hashes=self.subject_hashes,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StaffEvent:
+    """Something a member of staff did: a login, a policy change, a search, a trace."""
+
+    timestamp: datetime
+    event_id: str
+    actor: str
+    actor_roles: tuple[str, ...]
+    action: str  # e.g. login, audit-search, principal-create, credential-suspend
+    outcome: str  # success | failure
+    target: str | None = None
+    source_ip: str | None = None
+    before: Any = None
+    after: Any = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_document(self) -> dict[str, Any]:
+        return {
+            "@timestamp": _iso(self.timestamp),
+            "ecs": {"version": ECS_VERSION},
+            "event": {
+                "id": self.event_id,
+                "kind": "event",
+                "category": ["configuration"] if self.before or self.after else ["iam"],
+                "action": self.action,
+                "outcome": self.outcome,
+            },
+            "user": {"id": self.actor, "roles": list(self.actor_roles)},
+            "source": {"ip": self.source_ip},
+            "shareguard": {
+                "event_type": "staff",
+                "target": self.target,
+                "before": self.before,
+                "after": self.after,
+                **self.details,
+            },
+        }
+
+    @property
+    def index_fields(self) -> IndexFields:
+        return IndexFields(kind="staff", user_id=self.actor, decision=None)
+
+
+@dataclass(frozen=True, slots=True)
+class IndexFields:
+    """The columns the journal indexes an event by, for search."""
+
+    kind: str
+    request_id: str | None = None
+    user_id: str | None = None
+    department: str | None = None
+    dataset: str | None = None
+    purpose: str | None = None
+    decision: str | None = None
+    subject_hashes: tuple[str, ...] = ()
+
+
+Event = AccessEvent | StaffEvent

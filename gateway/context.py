@@ -1,0 +1,97 @@
+"""The typed context one request carries through the pipeline; stages share nothing else."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from mitmproxy import http
+
+from gateway.errors import Refusal
+from gateway.identity import Subject
+from gateway.ids import new_request_id
+from gateway.policy import Decision
+from gateway.purposes import Purpose
+from gateway.routes import RouteMatch
+
+if TYPE_CHECKING:
+    from gateway.stages.export import ExportStream
+
+METADATA_KEY = "shareguard"
+
+
+@dataclass(slots=True)
+class Body:
+    """An upstream body the gateway understood: records, or a metadata document."""
+
+    kind: str  # metadata | records | record
+    records: list[dict[str, Any]] = field(default_factory=list)
+    envelope: dict[str, Any] | None = None  # the records envelope without its records
+    document: Any = None  # a metadata document
+
+
+@dataclass(slots=True)
+class Delivery:
+    """What actually left the gateway, as the audit event reports it."""
+
+    records: int = 0
+    fields: tuple[str, ...] = ()
+    masked_fields: tuple[str, ...] = ()
+    subject_hashes: list[str] = field(default_factory=list)
+    subjects_truncated: bool = False
+    body_sha256: str | None = None
+    bytes_out: int = 0
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request_id: str
+    received: datetime
+    started_ns: int
+    source_ip: str
+    method: str
+    raw_path: str
+    match: RouteMatch | None = None
+    subject: Subject | None = None
+    zone: str | None = None
+    purpose: Purpose | None = None
+    case_id: str | None = None
+    decision: Decision | None = None
+    grant_id: str | None = None
+    refusal: Refusal | None = None
+    body: Body | None = None
+    delivery: Delivery = field(default_factory=Delivery)
+    accept_encoding: str = ""
+    streaming: bool = False
+    export: ExportStream | None = None
+    replacement: Any = None  # a refusal body streamed in place of the platform's
+    stream_failed: str | None = None
+    audited_start: bool = False
+
+    @property
+    def answered_locally(self) -> bool:
+        """A health check the gateway answered itself: nothing to shape or audit."""
+        return self.refusal is None and self.match is not None and self.match.route.local
+
+    @property
+    def dataset_id(self) -> str | None:
+        if self.match is None or self.match.dataset is None:
+            return None
+        return self.match.dataset.id
+
+
+def start_context(flow: http.HTTPFlow) -> RequestContext:
+    """A fresh context for a request mitmproxy has just read, attached to its flow."""
+    peer = flow.client_conn.peername
+    ctx = RequestContext(
+        request_id=new_request_id(),
+        received=datetime.now(UTC),
+        started_ns=time.perf_counter_ns(),
+        source_ip=str(peer[0]) if peer else "",
+        method=flow.request.method,
+        raw_path=flow.request.path,
+    )
+    flow.metadata[METADATA_KEY] = ctx
+    return ctx

@@ -1,0 +1,209 @@
+"""The pipeline: the stages in their fixed order, run for each mitmproxy hook.
+
+request:         route → identify → purpose → authorize → forward
+responseheaders: export (streamed bulk downloads) → audit (the `started` event)
+response:        decode → encode → export → audit
+
+A stage raises `Refusal` to refuse; the pipeline turns it into the CONTRACT's error response.
+Any other exception is a refusal too (fail closed). After a refusal only stages that declare
+`sees_refusals` (audit) still run.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+from mitmproxy import http
+
+from gateway.context import RequestContext
+from gateway.errors import Refusal
+from gateway.service import Gateway
+
+log = logging.getLogger(__name__)
+
+HOOKS = ("request", "responseheaders", "response")
+
+
+def default_stages(gateway: Gateway) -> list[Any]:
+    """The pipeline, in order. This list is the architecture: read it first."""
+    from gateway.stages.audit import AuditStage
+    from gateway.stages.authorize import AuthorizeStage
+    from gateway.stages.decode import DecodeStage
+    from gateway.stages.encode import EncodeStage
+    from gateway.stages.export import ExportStage
+    from gateway.stages.forward import ForwardStage
+    from gateway.stages.identify import IdentifyStage
+    from gateway.stages.purpose import PurposeStage
+    from gateway.stages.route import RouteStage
+
+    return [
+        RouteStage(gateway.routes),
+        IdentifyStage(gateway),
+        PurposeStage(gateway.taxonomy),
+        AuthorizeStage(gateway),
+        ForwardStage(),
+        DecodeStage(gateway.settings.max_body_bytes),
+        EncodeStage(gateway.hasher),
+        ExportStage(gateway.hasher),
+        AuditStage(gateway.journal),
+    ]
+
+
+def internal_error() -> Refusal:
+    return Refusal(
+        "internal_error", 500, "网关内部错误，请求已拒绝 (internal gateway error: request refused)"
+    )
+
+
+def refusal_body(ctx: RequestContext, refusal: Refusal) -> bytes:
+    body: dict[str, Any] = {
+        "error": refusal.code,
+        "message": refusal.message,
+        "request_id": ctx.request_id,
+    }
+    if refusal.detail:
+        body["detail"] = refusal.detail
+    return orjson.dumps(body)
+
+
+def refusal_headers(ctx: RequestContext, length: int) -> dict[str, str]:
+    return {
+        "Content-Type": "application/json; charset=utf-8",
+        "Content-Length": str(length),
+        "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
+        "X-Request-Id": ctx.request_id,
+    }
+
+
+class _ReplaceBody:
+    """Streams a refusal body in place of an upstream body the gateway will not release.
+
+    Stream callables return a list of chunks, never b"": mitmproxy frames an empty chunk as the
+    end of a chunked body, which would end the response early.
+    """
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.sent = False
+
+    def __call__(self, chunk: bytes) -> list[bytes]:
+        if self.sent:
+            return []
+        self.sent = True
+        return [self.body]
+
+
+class Pipeline:
+    def __init__(self, stages: Sequence[Any]) -> None:
+        self.stages = list(stages)
+        self._hooks: dict[str, list[tuple[str, Callable[..., Any], bool]]] = {
+            hook: [
+                (stage.name, getattr(stage, hook), getattr(stage, "sees_refusals", False))
+                for stage in self.stages
+                if callable(getattr(stage, hook, None))
+            ]
+            for hook in HOOKS
+        }
+
+    def names(self, hook: str) -> list[str]:
+        return [name for name, _, _ in self._hooks[hook]]
+
+    async def request(self, ctx: RequestContext, flow: http.HTTPFlow) -> None:
+        for name, run, _ in self._hooks["request"]:
+            if not await self._run(name, run, ctx, flow):
+                return
+            if flow.response is not None:
+                return  # answered by the gateway itself
+
+    async def responseheaders(self, ctx: RequestContext, flow: http.HTTPFlow) -> None:
+        if ctx.refusal is not None:
+            return
+        for name, run, _ in self._hooks["responseheaders"]:
+            if not await self._run(name, run, ctx, flow, at_headers=True):
+                return
+
+    async def response(self, ctx: RequestContext, flow: http.HTTPFlow) -> None:
+        if not ctx.answered_locally:
+            for name, run, sees_refusals in self._hooks["response"]:
+                if ctx.refusal is not None and not sees_refusals:
+                    continue
+                await self._run(name, run, ctx, flow)
+            already_sent = ctx.replacement is not None and ctx.replacement.sent
+            if ctx.refusal is not None and not ctx.streaming and not already_sent:
+                body = refusal_body(ctx, ctx.refusal)
+                flow.response = http.Response.make(
+                    ctx.refusal.status, body, refusal_headers(ctx, len(body))
+                )
+        if flow.response is not None:
+            flow.response.headers["X-Request-Id"] = ctx.request_id
+
+    async def error(self, ctx: RequestContext, flow: http.HTTPFlow) -> None:
+        """The flow broke (platform unreachable, connection lost): audit it as a failure."""
+        message = flow.error.msg if flow.error is not None else "unknown"
+        if ctx.streaming:
+            ctx.stream_failed = ctx.stream_failed or message
+        elif ctx.refusal is None:
+            ctx.refusal = Refusal(
+                "upstream_unavailable",
+                502,
+                "交换平台不可达或连接中断 (platform unreachable or connection broken)",
+                reason="upstream_failed",
+                detail=message,
+            )
+        for name, run, sees_refusals in self._hooks["response"]:
+            if sees_refusals:
+                await self._run(name, run, ctx, flow)
+
+    async def _run(
+        self,
+        name: str,
+        run: Callable[..., Any],
+        ctx: RequestContext,
+        flow: http.HTTPFlow,
+        *,
+        at_headers: bool = False,
+    ) -> bool:
+        try:
+            result = run(ctx, flow)
+            if inspect.isawaitable(result):
+                await result
+            return True
+        except Refusal as refusal:
+            self._refuse(ctx, flow, refusal, at_headers)
+        except Exception:
+            log.exception("阶段 %s 出错，按拒绝处理 (stage %s failed: refused)", name, name)
+            self._refuse(ctx, flow, internal_error(), at_headers)
+        return False
+
+    def _refuse(
+        self, ctx: RequestContext, flow: http.HTTPFlow, refusal: Refusal, at_headers: bool
+    ) -> None:
+        first = ctx.refusal is None
+        if first:
+            ctx.refusal = refusal
+        if ctx.streaming and not at_headers:
+            # Bytes are already on their way; the only safe answer left is a cut connection.
+            if flow.killable:
+                flow.kill()
+            return
+        if not first:
+            return
+        body = refusal_body(ctx, refusal)
+        if at_headers and flow.response is not None:
+            # The platform's body is still to come: replace it as it streams, send none of it.
+            resp = flow.response
+            resp.status_code = refusal.status
+            resp.headers = http.Headers(
+                [(k.encode(), v.encode()) for k, v in refusal_headers(ctx, len(body)).items()]
+            )
+            ctx.replacement = _ReplaceBody(body)
+            resp.stream = ctx.replacement
+            ctx.streaming = False
+            ctx.export = None
+            return
+        flow.response = http.Response.make(refusal.status, body, refusal_headers(ctx, len(body)))

@@ -1,0 +1,163 @@
+"""Every ShareGuard setting, declared once (name, type, default, help), parsed into frozen values.
+
+A setting is read from, in order of precedence: an explicit override (a command-line flag),
+the environment variable `SHAREGUARD_<NAME>`, and the default. Bad values fail at start-up with
+one clear error naming the setting.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from gateway.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _port(raw: str) -> int:
+    port = int(raw)
+    if not 0 <= port <= 65535:
+        raise ValueError("a port is 0-65535")
+    return port
+
+
+def _positive(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _networks(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(part.strip()) for part in raw.split(",") if part.strip())
+
+
+def _optional(raw: str) -> str | None:
+    return raw or None
+
+
+def _size(raw: str) -> int:
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    raw = raw.strip().lower()
+    if raw and raw[-1] in units:
+        return int(raw[:-1]) * units[raw[-1]]
+    return int(raw)
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    name: str
+    parse: Callable[[str], Any]
+    default: str
+    help: str
+
+    @property
+    def env(self) -> str:
+        return f"SHAREGUARD_{self.name.upper()}"
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("home", Path, ".shareguard", "state folder: databases, journal, keys, credentials"),
+    Setting(
+        "policies", Path, str(REPO_ROOT / "policies"), "folder of catalog, purposes, routes, model"
+    ),
+    Setting("proxy_host", str, "127.0.0.1", "address the gateway proxy listens on"),
+    Setting("proxy_port", _port, "8080", "port the gateway proxy listens on (consumers call it)"),
+    Setting("console_host", str, "127.0.0.1", "address the console and admin API listen on"),
+    Setting("console_port", _port, "8081", "port of the console and admin API"),
+    Setting(
+        "upstream", str, "http://127.0.0.1:8090", "URL of the exchange platform behind the gateway"
+    ),
+    Setting("demo_host", str, "127.0.0.1", "address the demo exchange platform listens on"),
+    Setting("demo_port", _port, "8090", "port of the demo exchange platform"),
+    Setting(
+        "database_url", _optional, "", "state database URL (SQLAlchemy); default: SQLite in home"
+    ),
+    Setting("redis_url", _optional, "", "Redis URL for the policy watcher and shared counters"),
+    Setting(
+        "elasticsearch_url", _optional, "", "Elasticsearch URL; audit events are shipped there"
+    ),
+    Setting(
+        "intranet_networks",
+        _networks,
+        "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16",
+        "source networks counted as the government intranet (政务内网); others are internet",
+    ),
+    Setting(
+        "max_body_bytes",
+        _size,
+        "64m",
+        "largest upstream body buffered for shaping; larger is refused",
+    ),
+    Setting("journal_batch", _positive, "512", "most audit events committed by one fsync"),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    home: Path
+    policies: Path
+    proxy_host: str
+    proxy_port: int
+    console_host: str
+    console_port: int
+    upstream: str
+    demo_host: str
+    demo_port: int
+    database_url: str | None
+    redis_url: str | None
+    elasticsearch_url: str | None
+    intranet_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    max_body_bytes: int
+    journal_batch: int
+
+    @property
+    def state_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'state.db'}"
+
+    @property
+    def journal_path(self) -> Path:
+        return self.home / "audit" / "journal.db"
+
+    @property
+    def credentials_path(self) -> Path:
+        return self.home / "demo-credentials.json"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.home / "keys"
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Resolve every setting; raise one ConfigError that names each bad one."""
+    environ = os.environ if environ is None else environ
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    unknown = set(overrides) - set(_BY_NAME)
+    if unknown:
+        raise ConfigError(f"未知设置 (unknown settings): {', '.join(sorted(unknown))}")
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for setting in SETTINGS:
+        if setting.name in overrides and not isinstance(overrides[setting.name], str):
+            values[setting.name] = overrides[setting.name]
+            continue
+        raw = overrides.get(setting.name, environ.get(setting.env, setting.default))
+        try:
+            values[setting.name] = setting.parse(raw)
+        except (ValueError, TypeError) as exc:
+            problems.append(f"{setting.name} ({setting.env}={raw!r}): {exc}")
+    if problems:
+        raise ConfigError("设置有误 (invalid settings):\n  " + "\n  ".join(problems))
+    values["home"] = Path(values["home"]).resolve()
+    values["policies"] = Path(values["policies"]).resolve()
+    assert {f.name for f in fields(Settings)} == set(values)
+    return Settings(**values)

@@ -1,0 +1,1 @@
+"""The pipeline stages, one small class per module, each with one job."""

@@ -1,0 +1,110 @@
+"""Audit: one event per request, allowed or refused, durable before the response is released."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+
+from mitmproxy import http
+
+from gateway.audit.events import AccessEvent
+from gateway.audit.journal import Journal, JournalError
+from gateway.context import RequestContext
+from gateway.errors import Refusal
+
+log = logging.getLogger(__name__)
+
+
+def audit_unavailable() -> Refusal:
+    return Refusal(
+        "audit_unavailable",
+        503,
+        "审计日志无法写入，网关拒绝放行数据 (audit journal unavailable: no data is released)",
+    )
+
+
+def access_event(ctx: RequestContext, flow: http.HTTPFlow, phase: str) -> AccessEvent:
+    subject = ctx.subject
+    match = ctx.match
+    refusal = ctx.refusal
+    status = flow.response.status_code if flow.response is not None else 502
+    if refusal is not None:
+        status = refusal.status
+    decision = "allow" if ctx.decision is not None and ctx.decision.allowed else "deny"
+    if refusal is not None and refusal.status in (401, 403, 400, 429):
+        decision = "deny"
+    if refusal is not None:
+        reason = refusal.reason
+    elif ctx.stream_failed:
+        reason = "stream_failed"
+    elif flow.error is not None:
+        reason = "upstream_failed"
+    else:
+        reason = ctx.decision.rule if ctx.decision else "unknown"
+    delivered = ctx.delivery
+    ok = refusal is None and not ctx.stream_failed and flow.error is None
+    return AccessEvent(
+        timestamp=ctx.received,
+        event_id=str(uuid.uuid4()),
+        request_id=ctx.request_id,
+        source_ip=ctx.source_ip,
+        method=ctx.method,
+        path=ctx.raw_path.partition("?")[0][:2048],
+        status_code=status,
+        decision=decision,
+        reason=reason,
+        user_id=subject.id if subject else None,
+        user_name=subject.name if subject else None,
+        department=subject.department if subject else None,
+        roles=subject.roles if subject else (),
+        credential_id=subject.credential_id if subject else None,
+        zone=ctx.zone,
+        route=match.route.name if match else None,
+        dataset=ctx.dataset_id,
+        action=match.route.action if match else None,
+        record_key=match.key if match else None,
+        purpose=ctx.purpose.code if ctx.purpose else None,
+        case_id=ctx.case_id,
+        rule=ctx.decision.rule if ctx.decision else None,
+        grant_id=ctx.grant_id,
+        error_code=refusal.code if refusal else (ctx.stream_failed and "stream_failed") or None,
+        records=delivered.records if ok or phase == "complete" else 0,
+        fields=delivered.fields,
+        masked_fields=delivered.masked_fields,
+        subject_hashes=tuple(delivered.subject_hashes),
+        subjects_truncated=delivered.subjects_truncated,
+        body_sha256=delivered.body_sha256,
+        bytes_out=delivered.bytes_out,
+        duration_ns=time.perf_counter_ns() - ctx.started_ns,
+        phase=phase,
+        extra={"stream_error": ctx.stream_failed} if ctx.stream_failed else {},
+    )
+
+
+class AuditStage:
+    name = "audit"
+    sees_refusals = True
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+
+    async def responseheaders(self, ctx: RequestContext, flow: http.HTTPFlow) -> None:
+        if not ctx.streaming:
+            return
+        await self._write(access_event(ctx, flow, "started"))
+
+    async def response(self, ctx: RequestContext, flow: http.HTTPFlow) -> None:
+        await self._write(access_event(ctx, flow, "complete"))
+        if ctx.stream_failed and flow.killable:
+            # The bytes already sent cannot be recalled; cutting the connection at least makes
+            # the caller see a broken download rather than a complete-looking truncated one.
+            flow.kill()
+
+    async def _write(self, event: AccessEvent) -> None:
+        try:
+            await asyncio.wrap_future(self.journal.submit(event))
+        except JournalError:
+            log.exception("审计事件写入失败 (audit event not written): %s", event.request_id)
+            raise audit_unavailable() from None

@@ -1,0 +1,87 @@
+"""Decode: read the platform's buffered response into records; what cannot be read is refused."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from mitmproxy import http
+
+from gateway.context import Body, RequestContext
+from gateway.errors import Refusal
+from gateway.formats import media_type
+
+
+def unreadable(message: str, reason: str) -> Refusal:
+    return Refusal("upstream_unreadable", 502, message, reason=reason)
+
+
+# What the caller is told when the platform answers with an error: never the platform's own body,
+# which the gateway has not shaped.
+UPSTREAM_ERRORS = {
+    400: (
+        "bad_request",
+        400,
+        "交换平台拒绝了请求参数 (the platform rejected the request parameters)",
+    ),
+    404: ("not_found", 404, "交换平台上没有这条记录 (no such record on the platform)"),
+}
+
+
+class DecodeStage:
+    name = "decode"
+
+    def __init__(self, max_body_bytes: int) -> None:
+        self.max_body_bytes = max_body_bytes
+
+    def response(self, ctx: RequestContext, flow: http.HTTPFlow) -> None:
+        if ctx.streaming:
+            return
+        assert ctx.match is not None and flow.response is not None
+        resp = flow.response
+        if resp.status_code != 200:
+            code, status, message = UPSTREAM_ERRORS.get(
+                resp.status_code,
+                ("upstream_error", 502, "交换平台返回错误 (the platform answered with an error)"),
+            )
+            raise Refusal(code, status, message, reason=f"upstream_status_{resp.status_code}")
+        raw = resp.raw_content or b""
+        if len(raw) > self.max_body_bytes:
+            raise unreadable("上游响应过大 (upstream body too large)", "body_too_large")
+        if media_type(resp.headers.get("content-type", "")) != "application/json":
+            raise unreadable(
+                "上游响应类型不是 JSON，拒绝放行 (upstream body is not JSON: refused)",
+                "content_type",
+            )
+        try:
+            content = resp.get_content(strict=True) or b""
+        except ValueError:
+            raise unreadable(
+                "上游响应的压缩编码无法解码 (upstream content-encoding cannot be decoded)",
+                "encoding",
+            ) from None
+        try:
+            data = orjson.loads(content)
+        except orjson.JSONDecodeError:
+            raise unreadable(
+                "上游响应不是合法 JSON (upstream body is not valid JSON)", "json"
+            ) from None
+        ctx.body = _body(ctx.match.route.body, data)
+
+
+def _body(kind: str, data: Any) -> Body:
+    if kind == "metadata":
+        return Body(kind=kind, document=data)
+    if kind == "record":
+        if not isinstance(data, dict):
+            raise unreadable("上游记录不是 JSON 对象 (upstream record is not an object)", "shape")
+        return Body(kind=kind, records=[data])
+    if kind == "records":
+        records = data.get("records") if isinstance(data, dict) else None
+        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+            raise unreadable(
+                "上游响应缺少 records 列表 (upstream body has no records list)", "shape"
+            )
+        envelope = {k: v for k, v in data.items() if k != "records"}
+        return Body(kind=kind, records=records, envelope=envelope)
+    raise unreadable(f"该路由的响应不能缓冲处理 (route body {kind} is not buffered)", "shape")

@@ -1,0 +1,72 @@
+"""Test factories: flows as mitmproxy builds them, and a driver that plays the platform's part."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from mitmproxy import http
+from mitmproxy.test import tflow, tutils
+
+from gateway.context import RequestContext, start_context
+from gateway.pipeline import Pipeline
+
+UPSTREAM = ("127.0.0.1", 8090)
+
+
+def request_flow(
+    path: str,
+    *,
+    key: str | None = None,
+    purpose: str | None = None,
+    case_id: str | None = None,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    client_ip: str = "127.0.0.1",
+) -> http.HTTPFlow:
+    """A flow for a consumer's request, as mitmproxy hands it to the `request` hook."""
+    hdrs: list[tuple[bytes, bytes]] = []
+    if key is not None:
+        hdrs.append((b"authorization", f"Bearer {key}".encode()))
+    if purpose is not None:
+        hdrs.append((b"x-purpose", purpose.encode()))
+    if case_id is not None:
+        hdrs.append((b"x-case-id", case_id.encode()))
+    for name, value in (headers or {}).items():
+        hdrs.append((name.encode(), value.encode()))
+    req = tutils.treq(
+        method=method.encode(),
+        host=UPSTREAM[0],
+        port=UPSTREAM[1],
+        path=path.encode(),
+        headers=http.Headers(hdrs),
+        content=b"",
+    )
+    flow = tflow.tflow(req=req)
+    flow.client_conn.peername = (client_ip, 50000)
+    return flow
+
+
+def json_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> http.Response:
+    data = body if isinstance(body, bytes) else orjson.dumps(body)
+    return http.Response.make(status, data, {"content-type": "application/json", **(headers or {})})
+
+
+async def drive(
+    pipeline: Pipeline, flow: http.HTTPFlow, upstream: http.Response | None = None
+) -> RequestContext:
+    """Run a flow through the pipeline; `upstream` is the platform's answer if it is forwarded."""
+    ctx = start_context(flow)
+    await pipeline.request(ctx, flow)
+    if flow.response is None:
+        flow.response = upstream if upstream is not None else json_response({"records": []})
+        await pipeline.responseheaders(ctx, flow)
+    await pipeline.response(ctx, flow)
+    return ctx
+
+
+def body_of(flow: http.HTTPFlow) -> Any:
+    assert flow.response is not None
+    return orjson.loads(flow.response.get_content() or b"null")

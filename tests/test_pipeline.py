@@ -1,0 +1,356 @@
+"""The whole pipeline, stage by stage in order, without a proxy: decisions, refusals and audit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from mitmproxy import http
+
+from gateway.audit.journal import JournalError
+from gateway.audit.search import AuditQuery, search
+from gateway.pipeline import Pipeline, default_stages
+from gateway.service import Gateway
+from tests.factories import body_of, drive, json_response, request_flow
+
+RECORDS = [
+    {"record_id": "P00000001", "name": "张三", "id_number": "11010519491231002X"},
+    {"record_id": "P00000002", "name": "李四", "id_number": "110105194912310029"},
+]
+Creds = dict[str, dict[str, Any]]
+
+
+@pytest.fixture
+def pipeline(gateway: Gateway, credentials: Creds) -> Pipeline:
+    return Pipeline(default_stages(gateway))
+
+
+def key(credentials: Creds, name: str) -> str:
+    return str(credentials[name]["api_key"])
+
+
+def events(gateway: Gateway, **filters: Any) -> list[dict[str, Any]]:
+    return search(gateway.settings.journal_path, AuditQuery(**filters), gateway.hasher).events
+
+
+def assert_refusal(flow: http.HTTPFlow, status: int, code: str) -> dict[str, Any]:
+    assert flow.response is not None
+    assert flow.response.status_code == status
+    body = body_of(flow)
+    assert body["error"] == code
+    assert body["message"]
+    assert body["request_id"] == flow.response.headers["X-Request-Id"]
+    return dict(body)
+
+
+async def test_when_no_key_is_given_then_401_in_the_contract_shape(pipeline: Pipeline) -> None:
+    flow = request_flow("/api/v1/datasets/population/records", purpose="statistics")
+    await drive(pipeline, flow)
+    assert_refusal(flow, 401, "unauthenticated")
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    ["Bearer sg_nothere_secret", "Basic dXNlcjpwdw==", "Bearer", "sg_x_y", "Bearer sg_abc"],
+    ids=["unknown key", "basic auth", "empty bearer", "no scheme", "malformed key"],
+)
+async def test_when_the_key_is_wrong_then_401(pipeline: Pipeline, authorization: str) -> None:
+    flow = request_flow("/api/v1/catalog", headers={"authorization": authorization})
+    await drive(pipeline, flow)
+    assert_refusal(flow, 401, "unauthenticated")
+
+
+async def test_when_a_real_key_has_a_wrong_secret_then_401(
+    pipeline: Pipeline, credentials: Creds
+) -> None:
+    real = key(credentials, "mz_caseworker")
+    forged = real[:-4] + ("AAAA" if not real.endswith("AAAA") else "BBBB")
+    flow = request_flow("/api/v1/catalog", key=forged)
+    await drive(pipeline, flow)
+    assert_refusal(flow, 401, "unauthenticated")
+
+
+async def test_when_no_purpose_is_declared_then_400(pipeline: Pipeline, credentials: Creds) -> None:
+    flow = request_flow("/api/v1/datasets/population/records", key=key(credentials, "tj_analyst"))
+    await drive(pipeline, flow)
+    assert_refusal(flow, 400, "purpose_required")
+
+
+@pytest.mark.parametrize(
+    ("purpose", "reason"),
+    [
+        ("no_such_purpose", "purpose_unknown"),
+        ("社会救助", "purpose_malformed"),
+        ("Stat'--", "purpose_malformed"),
+    ],
+    ids=["unknown code", "name instead of code", "injection-shaped"],
+)
+async def test_when_the_purpose_is_not_in_the_taxonomy_then_400(
+    pipeline: Pipeline, gateway: Gateway, credentials: Creds, purpose: str, reason: str
+) -> None:
+    flow = request_flow(
+        "/api/v1/datasets/population/records", key=key(credentials, "tj_analyst"), purpose=purpose
+    )
+    await drive(pipeline, flow)
+    assert_refusal(flow, 400, "unknown_purpose")
+    assert events(gateway)[0]["shareguard"]["reason"] == reason
+
+
+async def test_when_the_purpose_needs_a_case_and_none_is_given_then_400(
+    pipeline: Pipeline, credentials: Creds
+) -> None:
+    flow = request_flow(
+        "/api/v1/datasets/population/records",
+        key=key(credentials, "mz_caseworker"),
+        purpose="social_assistance_review",
+    )
+    await drive(pipeline, flow)
+    body = assert_refusal(flow, 400, "purpose_required")
+    assert body["detail"] == "case_required"
+
+
+async def test_when_minzheng_reads_population_for_its_case_then_200_and_the_request_is_forwarded_clean(
+    pipeline: Pipeline, gateway: Gateway, credentials: Creds
+) -> None:
+    flow = request_flow(
+        "/API/v1/datasets/Population/records/?limit=2",
+        key=key(credentials, "mz_caseworker"),
+        purpose="social_assistance_review",
+        case_id="MZ-2026-000123",
+        headers={"range": "bytes=0-10", "if-none-match": '"x"', "cookie": "a=b"},
+    )
+    upstream = json_response({"dataset": "population", "total": 2, "records": RECORDS})
+    await drive(pipeline, flow, upstream)
+    assert flow.response is not None and flow.response.status_code == 200
+    assert body_of(flow)["records"] == RECORDS
+    forwarded = flow.request
+    assert forwarded.path == "/api/v1/datasets/population/records?limit=2"
+    for stripped in ("authorization", "range", "if-none-match", "cookie"):
+        assert stripped not in forwarded.headers
+    assert forwarded.headers["accept-encoding"] == "identity"
+    [event] = events(gateway)
+    sg = event["shareguard"]
+    assert (sg["decision"], sg["rule"], sg["records"]) == ("allow", "dept_unconditional", 2)
+    assert sg["case_id"] == "MZ-2026-000123"
+    assert event["user"]["id"] == "mz_caseworker"
+    assert event["organization"]["id"] == "民政局"
+    assert sg["fields"] == ["record_id", "name", "id_number"]
+    assert sg["data_subjects"]["count"] == 2
+    # Keyed hashes only: the identifiers themselves never enter the journal.
+    assert "11010519491231002X" not in str(event)
+
+
+@pytest.mark.parametrize("principal", ["mz_caseworker", "tj_analyst", "public_dev"])
+async def test_when_anyone_asks_for_classified_cases_then_403(
+    pipeline: Pipeline, credentials: Creds, principal: str
+) -> None:
+    purpose = {"mz_caseworker": "social_assistance", "tj_analyst": "statistics"}.get(
+        principal, "open_data_use"
+    )
+    flow = request_flow(
+        "/api/v1/datasets/%63lassified_cases/records",
+        key=key(credentials, principal),
+        purpose=purpose,
+    )
+    await drive(pipeline, flow, json_response({"records": [{"secret": "x"}]}))
+    assert_refusal(flow, 403, "forbidden")
+    assert b"secret" not in (flow.response.content or b"")  # type: ignore[union-attr]
+
+
+async def test_when_the_public_developer_asks_for_population_then_403_and_for_weather_200(
+    pipeline: Pipeline, credentials: Creds
+) -> None:
+    k = key(credentials, "public_dev")
+    flow = request_flow("/api/v1/datasets/population/records", key=k, purpose="open_data_use")
+    await drive(pipeline, flow)
+    assert_refusal(flow, 403, "forbidden")
+    flow = request_flow("/api/v1/datasets/weather/records", key=k, purpose="open_data_use")
+    await drive(pipeline, flow, json_response({"records": [{"record_id": "W1", "station": "x"}]}))
+    assert flow.response is not None and flow.response.status_code == 200
+
+
+async def test_when_a_department_reads_a_conditional_dataset_without_a_grant_then_403(
+    pipeline: Pipeline, gateway: Gateway, credentials: Creds
+) -> None:
+    flow = request_flow(
+        "/api/v1/datasets/social_insurance/records",
+        key=key(credentials, "mz_caseworker"),
+        purpose="social_assistance",
+    )
+    await drive(pipeline, flow)
+    assert_refusal(flow, 403, "forbidden")
+    assert events(gateway)[0]["shareguard"]["reason"] == "grant_required"
+
+
+async def test_when_the_purpose_is_outside_the_callers_duties_then_403(
+    pipeline: Pipeline, gateway: Gateway, credentials: Creds
+) -> None:
+    flow = request_flow(
+        "/api/v1/datasets/population/records",
+        key=key(credentials, "tj_analyst"),
+        purpose="social_assistance",
+    )
+    await drive(pipeline, flow)
+    assert_refusal(flow, 403, "forbidden")
+    assert events(gateway)[0]["shareguard"]["rule"] == "purpose_outside_duty"
+
+
+async def test_when_a_department_calls_from_outside_the_intranet_then_intranet_data_is_refused(
+    pipeline: Pipeline, gateway: Gateway, credentials: Creds
+) -> None:
+    flow = request_flow(
+        "/api/v1/datasets/population/records",
+        key=key(credentials, "tj_analyst"),
+        purpose="statistics",
+        client_ip="203.0.113.7",
+    )
+    await drive(pipeline, flow)
+    assert_refusal(flow, 403, "forbidden")
+    assert events(gateway)[0]["shareguard"]["rule"] == "intranet_only"
+
+
+@pytest.mark.parametrize(
+    ("upstream", "status", "code"),
+    [
+        (
+            http.Response.make(200, b"<html>x</html>", {"content-type": "text/html"}),
+            502,
+            "upstream_unreadable",
+        ),
+        (json_response(b"{not json"), 502, "upstream_unreadable"),
+        (json_response({"no": "records"}), 502, "upstream_unreadable"),
+        (json_response({"records": ["a string"]}), 502, "upstream_unreadable"),
+        (
+            http.Response.make(
+                200,
+                b"\x00garbage",
+                {"content-type": "application/json", "content-encoding": "gzip"},
+            ),
+            502,
+            "upstream_unreadable",
+        ),
+        (
+            json_response({"error": "not found", "id_number": "11010519491231002X"}, status=404),
+            404,
+            "not_found",
+        ),
+        (json_response({"error": "boom"}, status=500), 502, "upstream_error"),
+    ],
+    ids=["html", "broken json", "no records list", "records not objects", "bad gzip", "404", "500"],
+)
+async def test_when_the_platform_answers_something_unreadable_then_nothing_of_it_is_passed_on(
+    pipeline: Pipeline, credentials: Creds, upstream: http.Response, status: int, code: str
+) -> None:
+    flow = request_flow(
+        "/api/v1/datasets/population/records",
+        key=key(credentials, "tj_analyst"),
+        purpose="statistics",
+    )
+    await drive(pipeline, flow, upstream)
+    assert_refusal(flow, status, code)
+    assert b"11010519491231002X" not in (flow.response.content or b"")  # type: ignore[union-attr]
+
+
+async def test_when_the_journal_cannot_write_then_the_caller_gets_503_and_no_data(
+    pipeline: Pipeline, gateway: Gateway, credentials: Creds, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from concurrent.futures import Future
+
+    def failing_submit(event: object) -> Future[int]:
+        future: Future[int] = Future()
+        future.set_exception(JournalError("disk full"))
+        return future
+
+    monkeypatch.setattr(gateway.journal, "submit", failing_submit)
+    flow = request_flow(
+        "/api/v1/datasets/population/records",
+        key=key(credentials, "tj_analyst"),
+        purpose="statistics",
+    )
+    await drive(pipeline, flow, json_response({"records": RECORDS}))
+    assert_refusal(flow, 503, "audit_unavailable")
+    assert "张三" not in (flow.response.text or "")  # type: ignore[union-attr]
+
+
+async def test_when_a_stage_fails_unexpectedly_then_the_request_is_refused_and_audited(
+    pipeline: Pipeline, gateway: Gateway, credentials: Creds, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object) -> None:
+        raise RuntimeError("bug")
+
+    encode = next(s for s in pipeline.stages if s.name == "encode")
+    monkeypatch.setattr(encode, "response", broken)
+    fresh = Pipeline(pipeline.stages)
+    flow = request_flow(
+        "/api/v1/datasets/population/records",
+        key=key(credentials, "tj_analyst"),
+        purpose="statistics",
+    )
+    await drive(fresh, flow, json_response({"records": RECORDS}))
+    assert_refusal(flow, 500, "internal_error")
+    assert events(gateway)[0]["shareguard"]["error_code"] == "internal_error"
+
+
+async def test_when_the_platform_sends_a_duplicate_key_then_only_one_reading_is_delivered(
+    pipeline: Pipeline, credentials: Creds
+) -> None:
+    flow = request_flow(
+        "/api/v1/datasets/population/records/P1",
+        key=key(credentials, "tj_analyst"),
+        purpose="statistics",
+    )
+    raw = b'{"record_id":"P1","name":"a","name":"b"}'
+    await drive(pipeline, flow, json_response(raw))
+    assert flow.response is not None
+    assert flow.response.content is not None and flow.response.content.count(b'"name"') == 1
+
+
+@pytest.mark.parametrize(
+    ("accept", "encoding"),
+    [
+        ("gzip", "gzip"),
+        ("br;q=0.5, gzip;q=0.9", "gzip"),
+        ("zstd", "zstd"),
+        ("identity", None),
+        ("gzip;q=0", None),
+    ],
+)
+async def test_when_the_caller_accepts_an_encoding_then_the_shaped_body_is_encoded_with_it(
+    pipeline: Pipeline, credentials: Creds, accept: str, encoding: str | None
+) -> None:
+    flow = request_flow(
+        "/api/v1/datasets/population/records",
+        key=key(credentials, "tj_analyst"),
+        purpose="statistics",
+        headers={"accept-encoding": accept},
+    )
+    await drive(pipeline, flow, json_response({"records": RECORDS}))
+    assert flow.response is not None
+    assert flow.response.headers.get("content-encoding") == encoding
+    assert body_of(flow)["records"] == RECORDS
+
+
+async def test_when_the_health_check_is_called_then_it_is_answered_without_a_key_or_an_event(
+    pipeline: Pipeline, gateway: Gateway
+) -> None:
+    flow = request_flow("/healthz")
+    await drive(pipeline, flow)
+    assert flow.response is not None and flow.response.status_code == 200
+    assert "X-Request-Id" in flow.response.headers
+    assert events(gateway) == []
+
+
+async def test_every_request_gets_exactly_one_event_with_its_decision(
+    pipeline: Pipeline, gateway: Gateway, credentials: Creds
+) -> None:
+    cases = [
+        (request_flow("/api/v1/catalog"), "deny"),
+        (request_flow("/api/v1/catalog", key=key(credentials, "public_dev")), "allow"),
+        (request_flow("/api/v1/nope", key=key(credentials, "public_dev")), "deny"),
+    ]
+    ids = []
+    for flow, _ in cases:
+        ctx = await drive(pipeline, flow, json_response({"datasets": []}))
+        ids.append(ctx.request_id)
+    logged = {e["shareguard"]["request_id"]: e["shareguard"]["decision"] for e in events(gateway)}
+    assert logged == {rid: decision for rid, (_, decision) in zip(ids, cases, strict=True)}
