@@ -148,6 +148,8 @@ class JsonExportReader:
         self._max = max_record_bytes
 
     def feed(self, chunk: bytes) -> Iterator[Record]:
+        if not chunk:
+            return  # an empty chunk would read as the end of the document
         try:
             self._coro.send(chunk)
         except ijson.JSONError as exc:
@@ -214,7 +216,8 @@ class RecordWriter:
             self._first = False
             return sep + b",".join(parts)
         out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
+        # CRLF as RFC 4180 has it; it also makes the writer quote a lone CR inside a field.
+        writer = csv.writer(out, lineterminator="\r\n")
         if self._columns is None:
             self._columns = list(records[0])
             writer.writerow(self._columns)

@@ -121,6 +121,9 @@ class Pipeline:
                 return  # answered by the gateway itself
 
     async def responseheaders(self, ctx: RequestContext, flow: http.HTTPFlow) -> None:
+        if flow.response is not None:
+            # Streamed bodies leave with these headers: the id must be on them already.
+            flow.response.headers["X-Request-Id"] = ctx.request_id
         if ctx.refusal is not None:
             return
         for name, run, _ in self._hooks["responseheaders"]:

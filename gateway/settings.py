@@ -78,10 +78,6 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "database_url", _optional, "", "state database URL (SQLAlchemy); default: SQLite in home"
     ),
-    Setting("redis_url", _optional, "", "Redis URL for the policy watcher and shared counters"),
-    Setting(
-        "elasticsearch_url", _optional, "", "Elasticsearch URL; audit events are shipped there"
-    ),
     Setting(
         "intranet_networks",
         _networks,
@@ -112,8 +108,6 @@ class Settings:
     demo_host: str
     demo_port: int
     database_url: str | None
-    redis_url: str | None
-    elasticsearch_url: str | None
     intranet_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     max_body_bytes: int
     journal_batch: int

@@ -1,0 +1,110 @@
+"""End-to-end fixtures: the real demo platform and the real gateway, as separate processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.server import wait_for_port
+from tests.conftest import read_credentials
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def platform_url() -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway.demo.platform", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        if not wait_for_port("127.0.0.1", port, timeout=120):
+            pytest.fail("演示交换平台未启动 (demo platform did not start)")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(proc)
+
+
+@dataclass(frozen=True)
+class RunningGateway:
+    proxy: str
+    console: str
+    home: Path
+    credentials: dict[str, dict[str, Any]]
+    process: subprocess.Popen[bytes]
+
+    def key(self, name: str) -> str:
+        return str(self.credentials[name]["api_key"])
+
+
+def start_gateway(home: Path, upstream: str, *extra: str) -> RunningGateway:
+    proxy_port, console_port = free_port(), free_port()
+    env = {**os.environ, "SHAREGUARD_HOME": str(home)}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "run",
+            "--proxy-port",
+            str(proxy_port),
+            "--console-port",
+            str(console_port),
+            "--upstream",
+            upstream,
+            *extra,
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(home / "gateway.log", "ab"),  # noqa: SIM115 - kept open for the process
+    )
+    if not (
+        wait_for_port("127.0.0.1", proxy_port, 60) and wait_for_port("127.0.0.1", console_port, 60)
+    ):
+        stop(proc)
+        pytest.fail("网关未启动 (gateway did not start): " + (home / "gateway.log").read_text())
+    return RunningGateway(
+        proxy=f"http://127.0.0.1:{proxy_port}",
+        console=f"http://127.0.0.1:{console_port}",
+        home=home,
+        credentials=read_credentials(home / "demo-credentials.json"),
+        process=proc,
+    )
+
+
+@pytest.fixture(scope="module")
+def running(
+    tmp_path_factory: pytest.TempPathFactory, seeded_home: Path, platform_url: str
+) -> Iterator[RunningGateway]:
+    home = tmp_path_factory.mktemp("e2e") / "home"
+    shutil.copytree(seeded_home, home)
+    gw = start_gateway(home, platform_url)
+    try:
+        yield gw
+    finally:
+        stop(gw.process)

@@ -1,0 +1,117 @@
+"""Streamed exports: records re-written as they pass, audited before the first byte and at the end."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from mitmproxy import http
+
+from gateway.audit.search import AuditQuery, search
+from gateway.context import start_context
+from gateway.formats import RecordWriter
+from gateway.pipeline import Pipeline, default_stages
+from gateway.service import Gateway
+from tests.factories import request_flow
+
+RECORDS = [
+    {"record_id": f"P{i:08d}", "name": "王五", "id_number": f"1101051949123100{i % 10}X"}
+    for i in range(300)
+]
+CONTENT_TYPES = {"json": "application/json", "ndjson": "application/x-ndjson", "csv": "text/csv"}
+
+
+def upstream_body(fmt: str) -> bytes:
+    writer = RecordWriter(fmt, "population")
+    return writer.start() + writer.write(RECORDS) + writer.finish()
+
+
+async def stream_through(
+    gateway: Gateway, key: str, fmt: str, body: bytes, chunk: int = 997
+) -> tuple[http.HTTPFlow, bytes]:
+    pipeline = Pipeline(default_stages(gateway))
+    flow = request_flow(
+        f"/api/v1/datasets/population/export?format={fmt}", key=key, purpose="statistics"
+    )
+    ctx = start_context(flow)
+    await pipeline.request(ctx, flow)
+    assert flow.response is None, "the export should have been forwarded"
+    flow.response = http.Response.make(
+        200, b"", {"content-type": CONTENT_TYPES[fmt], "transfer-encoding": "chunked"}
+    )
+    await pipeline.responseheaders(ctx, flow)
+    stream = flow.response.stream
+    assert callable(stream)
+    out = b""
+    for i in range(0, len(body), chunk):
+        pieces = stream(body[i : i + chunk])
+        assert b"" not in pieces, "an empty chunk would end a chunked response early"
+        out += b"".join(pieces)
+    out += b"".join(stream(b""))
+    await pipeline.response(ctx, flow)
+    return flow, out
+
+
+def journal(gateway: Gateway) -> list[dict[str, Any]]:
+    q = AuditQuery(newest_first=False)
+    return search(gateway.settings.journal_path, q, gateway.hasher).events
+
+
+@pytest.mark.parametrize("fmt", ["json", "ndjson", "csv"])
+async def test_when_an_export_streams_then_every_record_arrives_and_two_events_bracket_it(
+    gateway: Gateway, credentials: dict[str, Any], fmt: str
+) -> None:
+    key = credentials["tj_analyst"]["api_key"]
+    flow, out = await stream_through(gateway, key, fmt, upstream_body(fmt))
+    assert flow.error is None
+    if fmt == "json":
+        assert orjson.loads(out)["records"] == RECORDS
+    elif fmt == "ndjson":
+        assert [orjson.loads(line) for line in out.splitlines()] == RECORDS
+    else:
+        assert out.count(b"\r\n") == len(RECORDS) + 1
+    started, complete = journal(gateway)
+    assert started["shareguard"]["phase"] == "started"
+    assert started["shareguard"]["request_id"] == complete["shareguard"]["request_id"]
+    assert complete["shareguard"]["records"] == len(RECORDS)
+    assert complete["shareguard"]["data_subjects"]["count"] == 10
+
+
+async def test_when_the_export_breaks_midway_then_the_connection_is_cut_and_the_failure_audited(
+    gateway: Gateway, credentials: dict[str, Any]
+) -> None:
+    body = upstream_body("ndjson")
+    broken = body[:5000] + b"{not json}\n" + body[5000:]
+    flow, out = await stream_through(
+        gateway, credentials["tj_analyst"]["api_key"], "ndjson", broken
+    )
+    assert flow.error is not None and flow.error.msg == flow.error.KILLED_MESSAGE
+    complete = journal(gateway)[-1]["shareguard"]
+    assert complete["error_code"] == "stream_failed"
+    assert complete["records"] < len(RECORDS)
+    assert out.count(b"\n") == complete["records"]  # the audit counts what actually left
+
+
+async def test_when_the_export_content_type_is_wrong_then_no_upstream_byte_is_released(
+    gateway: Gateway, credentials: dict[str, Any]
+) -> None:
+    pipeline = Pipeline(default_stages(gateway))
+    flow = request_flow(
+        "/api/v1/datasets/population/export?format=csv",
+        key=credentials["tj_analyst"]["api_key"],
+        purpose="statistics",
+    )
+    ctx = start_context(flow)
+    await pipeline.request(ctx, flow)
+    flow.response = http.Response.make(200, b"", {"content-type": "text/html"})
+    await pipeline.responseheaders(ctx, flow)
+    assert flow.response.status_code == 502
+    stream = flow.response.stream
+    assert callable(stream)
+    out = b"".join(stream(b"<html>secret</html>")) + b"".join(stream(b""))
+    assert b"secret" not in out
+    assert orjson.loads(out)["error"] == "upstream_unreadable"
+    await pipeline.response(ctx, flow)
+    assert journal(gateway)[-1]["shareguard"]["decision"] == "allow"
+    assert journal(gateway)[-1]["http"]["response"]["status_code"] == 502
