@@ -101,13 +101,14 @@ def make_id_number(area_code: str, birth: datetime.date, sequence: int, female: 
         raise ValueError(f"地区码须为 6 位数字 (area code must be 6 digits): {area_code!r}")
     if area_code[:2] not in _PROVINCE_CODES:
         raise ValueError(f"地区码省级代码无效 (unknown province code): {area_code!r}")
-    if not _EARLIEST_BIRTH <= birth <= datetime.date(9999, 12, 31):
+    if birth < _EARLIEST_BIRTH:
         raise ValueError(f"出生日期超出范围 (birth date out of range): {birth}")
     if not 0 <= sequence <= 999:
         raise ValueError(f"顺序码须在 0-999 之间 (sequence must be 0-999): {sequence}")
     if (sequence % 2 == 0) != female:
         sequence = (sequence + 1) % 1000
-    first17 = f"{area_code}{birth:%Y%m%d}{sequence:03d}"
+    # Explicit fields rather than strftime("%Y%m%d"), which is several times slower.
+    first17 = f"{area_code}{birth.year:04d}{birth.month:02d}{birth.day:02d}{sequence:03d}"
     return first17 + id_number_check_char(first17)
 
 
