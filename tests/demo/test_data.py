@@ -29,7 +29,7 @@ from gateway.demo.data import (
     record_key,
 )
 from gateway.errors import ConfigError
-from gateway.identifiers import is_mobile, is_valid_id_number, is_valid_uscc
+from gateway.identifiers import is_mobile, is_valid_id_number, is_valid_uscc, make_id_number
 
 # Digit look-arounds, not \b: \b does not separate Chinese characters from digits.
 ID_IN_TEXT = re.compile(r"(?<![0-9])[0-9]{17}[0-9X](?![0-9])")
@@ -192,6 +192,14 @@ def test_gender_and_birth_date_agree_with_the_id_number(store: DemoStore) -> Non
         number = person["id_number"]
         assert person["gender"] == ("女" if int(number[16]) % 2 == 0 else "男")
         assert person["birth_date"].replace("-", "") == number[6:14]
+
+
+def test_population_id_numbers_are_what_make_id_number_builds(store: DemoStore) -> None:
+    for person in store.records["population"][:2000]:
+        number = person["id_number"]
+        birth = datetime.date.fromisoformat(person["birth_date"])
+        rebuilt = make_id_number(number[:6], birth, int(number[14:17]), person["gender"] == "女")
+        assert rebuilt == number
 
 
 def test_genders_are_balanced_and_beijing_births_are_common(store: DemoStore) -> None:
