@@ -504,7 +504,8 @@ def _check_against_catalog(records: Mapping[str, Sequence[Record]], catalog: Cat
         if spec is None:
             problems.append(f"{ds}: not in the catalog")
         elif rs and list(rs[0]) != [f.name for f in spec.fields]:
-            problems.append(f"{ds}: generated {list(rs[0])}, catalog has {spec.field_names}")
+            catalog_fields = [f.name for f in spec.fields]
+            problems.append(f"{ds}: generated {list(rs[0])}, catalog has {catalog_fields}")
     problems += [f"{ds.id}: the demo has no generator" for ds in catalog if ds.id not in records]
     if problems:
         raise ConfigError(
