@@ -1,0 +1,1 @@
+"""The demo exchange platform: synthetic government datasets and the naive upstream serving them."""
