@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -42,11 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-console", action="store_true", help="不启动控制台 (proxy only)")
     _add_setting_flags(run)
 
-    demo = sub.add_parser("demo", help="运行演示 (run the demo: platform, gateway, console)")
-    demo.add_argument(
-        "--upstream",
-        dest="demo_upstream",
-        help="在另一个提供演示 API 的平台前运行，不启动演示平台 (front another platform)",
+    demo = sub.add_parser(
+        "demo",
+        help="运行演示 (run the demo: platform, gateway, console)",
+        description="With --upstream URL (or SHAREGUARD_UPSTREAM) the demo gateway, keys and "
+        "console run in front of that platform, which must serve the demo API; the demo "
+        "platform is then not started.",
     )
     _add_setting_flags(demo)
 
@@ -127,11 +129,12 @@ def _demo(args: argparse.Namespace) -> int:
     from gateway.demo.launch import run_demo
     from gateway.server import configure_logging
 
+    fronting = args.setting_upstream is not None or "SHAREGUARD_UPSTREAM" in os.environ
     base = _settings(args)
-    upstream = args.demo_upstream or f"http://{base.demo_host}:{base.demo_port}"
+    upstream = base.upstream if fronting else f"http://{base.demo_host}:{base.demo_port}"
     settings = _settings(args, upstream=upstream)
     configure_logging()
-    return run_demo(settings, start_platform=args.demo_upstream is None)
+    return run_demo(settings, start_platform=not fronting)
 
 
 def _audit_search(args: argparse.Namespace) -> int:

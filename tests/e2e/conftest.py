@@ -8,10 +8,11 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -25,7 +26,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
+def wait_until_listening(proc: subprocess.Popen[bytes], port: int, timeout: float = 60) -> bool:
+    """Wait for a port to open, giving up at once if the process that should open it died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        if wait_for_port("127.0.0.1", port, timeout=0.2):
+            return True
+    return False
+
+
+def stop(proc: subprocess.Popen[Any]) -> None:
+    """Ask a process to stop as Ctrl-C would; kill it if it does not; close its pipes."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
         try:
@@ -33,6 +46,9 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +59,7 @@ def platform_url() -> Iterator[str]:
         stdout=subprocess.DEVNULL,
     )
     try:
-        if not wait_for_port("127.0.0.1", port, timeout=120):
+        if not wait_until_listening(proc, port, timeout=120):
             pytest.fail("演示交换平台未启动 (demo platform did not start)")
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -57,6 +73,11 @@ class RunningGateway:
     home: Path
     credentials: dict[str, dict[str, Any]]
     process: subprocess.Popen[bytes]
+    log: IO[bytes]
+
+    def stop(self) -> None:
+        stop(self.process)
+        self.log.close()
 
     def key(self, name: str) -> str:
         return str(self.credentials[name]["api_key"])
@@ -65,6 +86,7 @@ class RunningGateway:
 def start_gateway(home: Path, upstream: str, *extra: str) -> RunningGateway:
     proxy_port, console_port = free_port(), free_port()
     env = {**os.environ, "SHAREGUARD_HOME": str(home)}
+    log = (home / "gateway.log").open("ab")
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -81,12 +103,11 @@ def start_gateway(home: Path, upstream: str, *extra: str) -> RunningGateway:
         ],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=open(home / "gateway.log", "ab"),  # noqa: SIM115 - kept open for the process
+        stderr=log,
     )
-    if not (
-        wait_for_port("127.0.0.1", proxy_port, 60) and wait_for_port("127.0.0.1", console_port, 60)
-    ):
+    if not (wait_until_listening(proc, proxy_port) and wait_until_listening(proc, console_port)):
         stop(proc)
+        log.close()
         pytest.fail("网关未启动 (gateway did not start): " + (home / "gateway.log").read_text())
     return RunningGateway(
         proxy=f"http://127.0.0.1:{proxy_port}",
@@ -94,6 +115,7 @@ def start_gateway(home: Path, upstream: str, *extra: str) -> RunningGateway:
         home=home,
         credentials=read_credentials(home / "demo-credentials.json"),
         process=proc,
+        log=log,
     )
 
 
@@ -107,4 +129,4 @@ def running(
     try:
         yield gw
     finally:
-        stop(gw.process)
+        gw.stop()

@@ -1,0 +1,62 @@
+"""The addon loads into plain mitmdump (`-s gateway/proxy/addon.py`) and enforces the same policy."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.settings import REPO_ROOT
+from tests.conftest import read_credentials
+from tests.e2e.conftest import free_port, stop, wait_until_listening
+
+pytestmark = pytest.mark.e2e
+
+
+def test_plain_mitmdump_with_the_addon_script_enforces_the_policy(
+    tmp_path: Path, seeded_home: Path, platform_url: str
+) -> None:
+    home = tmp_path / "home"
+    shutil.copytree(seeded_home, home)
+    port = free_port()
+    mitmdump = Path(sys.executable).parent / "mitmdump"
+    proc = subprocess.Popen(
+        [
+            str(mitmdump),
+            "-q",
+            "--mode",
+            f"reverse:{platform_url}",
+            "--listen-host",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-s",
+            str(REPO_ROOT / "gateway" / "proxy" / "addon.py"),
+            "--set",
+            f"shareguard_home={home}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert wait_until_listening(proc, port), proc.stderr.read() if proc.stderr else ""
+        key = read_credentials(home / "demo-credentials.json")["tj_analyst"]["api_key"]
+        base = f"http://127.0.0.1:{port}/api/v1/datasets"
+        denied = httpx.get(f"{base}/population/records")
+        assert denied.status_code == 401 and denied.json()["error"] == "unauthenticated"
+        ok = httpx.get(
+            f"{base}/population/records?limit=1",
+            headers={"Authorization": f"Bearer {key}", "X-Purpose": "statistics"},
+        )
+        assert ok.status_code == 200 and len(ok.json()["records"]) == 1
+        refused = httpx.get(
+            f"{base}/classified_cases/records",
+            headers={"Authorization": f"Bearer {key}", "X-Purpose": "statistics"},
+        )
+        assert refused.status_code == 403
+    finally:
+        stop(proc)
