@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
+from itertools import chain
 from typing import Any
 
 from gateway.audit.journal import MAX_SUBJECTS_PER_EVENT
@@ -21,21 +22,23 @@ class DeliveryLedger:
         self._subjects: dict[str, None] = {}
         self.truncated = False
 
-    def add(self, records: Iterable[dict[str, Any]]) -> None:
+    def add(self, records: Sequence[dict[str, Any]]) -> None:
+        self.records += len(records)
+        self._fields.update(dict.fromkeys(chain.from_iterable(records)))
         subject_field = self.dataset.subject if self.dataset else None
+        if subject_field is None:
+            return
+        room = MAX_SUBJECTS_PER_EVENT - len(self._subjects)
         for record in records:
-            self.records += 1
-            for name in record:
-                if name not in self._fields:
-                    self._fields[name] = None
-            if subject_field is None:
-                continue
             value = record.get(subject_field)
             if isinstance(value, str) and value:
-                if len(self._subjects) < MAX_SUBJECTS_PER_EVENT:
-                    self._subjects[self.hasher(value)] = None
-                else:
+                if room <= 0:
                     self.truncated = True
+                    break
+                digest = self.hasher(value)
+                if digest not in self._subjects:
+                    self._subjects[digest] = None
+                    room -= 1
 
     def fill(self, delivery: Delivery) -> None:
         delivery.records = self.records

@@ -39,7 +39,9 @@ class Gateway:
         with self.engine.connect() as conn:
             self.revision = revision.read(conn)
             self.identity = IdentityIndex.load(conn)
-        self.journal = journal or Journal(settings.journal_path, batch_max=settings.journal_batch)
+        self.journal = journal or Journal(
+            settings.journal_path, batch_max=settings.journal_batch, index_subjects=True
+        )
         self.hasher = SubjectHasher.from_home(settings.keys_dir)
         self._store_error: str | None = None
 

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from gateway.audit.events import Event, IndexFields
+from gateway.audit.subjects import IndexerProcess
 
 GENESIS = bytes(32)
 MAX_SUBJECTS_PER_EVENT = 50_000
@@ -45,11 +46,6 @@ CREATE INDEX IF NOT EXISTS events_request ON events(request_id);
 CREATE INDEX IF NOT EXISTS events_user ON events(user_id, seq);
 CREATE INDEX IF NOT EXISTS events_department ON events(department, seq);
 CREATE INDEX IF NOT EXISTS events_dataset ON events(dataset, seq);
-CREATE TABLE IF NOT EXISTS event_subjects (
-    subject TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    PRIMARY KEY (subject, seq)
-) WITHOUT ROWID;
 """
 
 
@@ -88,7 +84,6 @@ def _write_batch(conn: sqlite3.Connection, batch: Sequence[_Pending]) -> list[in
         row = conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
         seq, prev = (row[0], row[1]) if row else (0, GENESIS)
         rows: list[tuple[Any, ...]] = []
-        subjects: list[tuple[str, int]] = []
         seqs = []
         for item in batch:
             seq += 1
@@ -109,11 +104,8 @@ def _write_batch(conn: sqlite3.Connection, batch: Sequence[_Pending]) -> list[in
                     prev,
                 )
             )
-            subjects.extend((s, seq) for s in ix.subject_hashes)
             seqs.append(seq)
         conn.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
-        if subjects:
-            conn.executemany("INSERT OR IGNORE INTO event_subjects VALUES (?,?)", subjects)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -132,11 +124,12 @@ def _pending(event: Event) -> _Pending:
 class Journal:
     """The writer side. `submit` from any thread; the result is the record's sequence number."""
 
-    def __init__(self, path: Path, *, batch_max: int = 512) -> None:
+    def __init__(self, path: Path, *, batch_max: int = 512, index_subjects: bool = False) -> None:
         self.path = path
         self.batch_max = batch_max
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._conn = connect(path)
+        self._indexer = IndexerProcess(path) if index_subjects else None
         self._thread = threading.Thread(target=self._run, name="audit-journal", daemon=True)
         self._closed = False
         self.written = 0
@@ -195,6 +188,8 @@ class Journal:
         self._queue.put(None)
         self._thread.join(timeout=30)
         self._conn.close()
+        if self._indexer is not None:
+            self._indexer.close()
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from gateway.audit.journal import connect
+from gateway.audit.subjects import catch_up, index_path, indexed_upto, subject_key
 from gateway.timeparse import parse_time
 
 MAX_PAGE = 10_000
@@ -107,15 +108,29 @@ def search(path: Path, q: AuditQuery, subject_hasher: Callable[[str], str]) -> S
     if q.until is not None:
         where.append("ts <= ?")
         args.append(_ts(q.until))
+    attach: Path | None = None
     if q.data_subject is not None:
-        where.append("seq IN (SELECT seq FROM event_subjects WHERE subject = ?)")
-        args.append(subject_hasher(q.data_subject))
+        digest = subject_hasher(q.data_subject)
+        catch_up(path)
+        upto = indexed_upto(index_path(path))
+        if upto:
+            attach = index_path(path)
+            where.append(
+                "(seq IN (SELECT seq FROM subjects.subject_index WHERE subject = ? AND seq <= ?)"
+                " OR seq > ?) AND instr(doc, ?) > 0"
+            )
+            args += [subject_key(digest), upto, upto, digest]
+        else:
+            where.append("instr(doc, ?) > 0")
+            args.append(digest)
     if q.text:
         where.append("instr(doc, ?) > 0")
         args.append(q.text)
     clause = (" WHERE " + " AND ".join(where)) if where else ""
     order = "DESC" if q.newest_first else "ASC"
     conn = connect(path, readonly=True)
+    if attach is not None:
+        conn.execute("ATTACH DATABASE ? AS subjects", (f"file:{attach}?mode=ro",))
     try:
         total = conn.execute(f"SELECT count(*) FROM events{clause}", args).fetchone()[0]
         rows = conn.execute(

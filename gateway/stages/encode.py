@@ -19,20 +19,27 @@ from gateway.delivery import DeliveryLedger
 
 SUPPORTED_ENCODINGS = ("zstd", "br", "gzip", "deflate")
 # Response headers that describe the platform's bytes, not the ones the gateway delivers.
-STRIPPED_RESPONSE_HEADERS = (
-    "etag",
-    "last-modified",
-    "content-range",
-    "accept-ranges",
-    "content-md5",
-    "digest",
-    "content-digest",
-    "repr-digest",
-    "set-cookie",
-    "content-encoding",
-    "content-length",
-    "transfer-encoding",
-    "content-disposition",
+STRIPPED_RESPONSE_HEADERS = frozenset(
+    {
+        b"etag",
+        b"last-modified",
+        b"content-range",
+        b"accept-ranges",
+        b"content-md5",
+        b"digest",
+        b"content-digest",
+        b"repr-digest",
+        b"set-cookie",
+        b"content-encoding",
+        b"content-length",
+        b"transfer-encoding",
+        b"content-disposition",
+        b"server",
+        # Set below by the gateway itself.
+        b"cache-control",
+        b"vary",
+        b"x-content-type-options",
+    }
 )
 
 
@@ -58,11 +65,13 @@ def choose_encoding(accept_encoding: str) -> str | None:
 
 
 def clean_response_headers(resp: http.Response) -> None:
-    for header in STRIPPED_RESPONSE_HEADERS:
-        resp.headers.pop(header, None)
-    resp.headers["cache-control"] = "no-store"
-    resp.headers["vary"] = "Accept-Encoding"
-    resp.headers["x-content-type-options"] = "nosniff"
+    kept = [(k, v) for k, v in resp.headers.fields if k.lower() not in STRIPPED_RESPONSE_HEADERS]
+    kept += [
+        (b"cache-control", b"no-store"),
+        (b"vary", b"Accept-Encoding"),
+        (b"x-content-type-options", b"nosniff"),
+    ]
+    resp.headers.fields = tuple(kept)
 
 
 class EncodeStage:

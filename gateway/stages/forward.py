@@ -8,20 +8,27 @@ from gateway.context import RequestContext
 
 # Headers that would let a caller reach bytes the gateway never shaped (partial and cached
 # responses) or hand the platform the caller's credential.
-STRIPPED_REQUEST_HEADERS = (
-    "authorization",
-    "cookie",
-    "proxy-authorization",
-    "range",
-    "if-range",
-    "if-match",
-    "if-none-match",
-    "if-modified-since",
-    "if-unmodified-since",
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-real-ip",
-    "forwarded",
+STRIPPED_REQUEST_HEADERS = frozenset(
+    {
+        b"authorization",
+        b"cookie",
+        b"proxy-authorization",
+        b"range",
+        b"if-range",
+        b"if-match",
+        b"if-none-match",
+        b"if-modified-since",
+        b"if-unmodified-since",
+        b"x-forwarded-for",
+        b"x-forwarded-host",
+        b"x-real-ip",
+        b"forwarded",
+        # Set below by the gateway itself; a caller's own copies are dropped.
+        b"accept-encoding",
+        b"x-request-id",
+        b"x-shareguard-principal",
+        b"x-purpose",
+    }
 )
 
 
@@ -33,12 +40,15 @@ class ForwardStage:
         req = flow.request
         req.path = ctx.match.forward_path
         ctx.accept_encoding = req.headers.get("accept-encoding", "")
-        for header in STRIPPED_REQUEST_HEADERS:
-            req.headers.pop(header, None)
+        # One pass over the raw fields: header-by-header removal costs far more per request.
+        kept = [(k, v) for k, v in req.headers.fields if k.lower() not in STRIPPED_REQUEST_HEADERS]
         # The gateway decodes and re-encodes bodies itself; ask the platform for plain bytes.
-        req.headers["accept-encoding"] = "identity"
-        req.headers["x-request-id"] = ctx.request_id
-        req.headers["x-forwarded-for"] = ctx.source_ip
-        req.headers["x-shareguard-principal"] = ctx.subject.id
+        kept += [
+            (b"accept-encoding", b"identity"),
+            (b"x-request-id", ctx.request_id.encode()),
+            (b"x-forwarded-for", ctx.source_ip.encode()),
+            (b"x-shareguard-principal", ctx.subject.id.encode()),
+        ]
         if ctx.purpose is not None:
-            req.headers["x-purpose"] = ctx.purpose.code
+            kept.append((b"x-purpose", ctx.purpose.code.encode()))
+        req.headers.fields = tuple(kept)

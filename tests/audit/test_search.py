@@ -1,0 +1,131 @@
+"""Audit search: the CONTRACT's filters, and "who accessed this person's data" before and after indexing."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from gateway.audit.journal import Journal
+from gateway.audit.search import AuditQuery, query_from_params, search
+from gateway.audit.subjects import catch_up, index_path, indexed_upto
+from gateway.keys import SubjectHasher
+from tests.audit.test_journal import event
+
+HASHER = SubjectHasher(b"k" * 32)
+ALICE, BOB = "11010519491231002X", "110105194912310029"
+T0 = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
+
+
+def write(path: Path, *, close: bool, index: bool = False) -> Journal:
+    journal = Journal(path, index_subjects=index)
+    journal.append(event(1, subject_hashes=(HASHER(ALICE),), user_id="mz_caseworker", timestamp=T0))
+    journal.append(
+        event(
+            2,
+            subject_hashes=(HASHER(BOB),),
+            user_id="tj_analyst",
+            timestamp=T0 + timedelta(hours=1),
+        )
+    )
+    journal.append(
+        event(
+            3,
+            subject_hashes=(HASHER(ALICE), HASHER(BOB)),
+            user_id="sw_officer",
+            decision="deny",
+            timestamp=T0 + timedelta(hours=2),
+        )
+    )
+    if close:
+        journal.close()
+    return journal
+
+
+def who(path: Path, subject: str) -> list[str]:
+    result = search(path, AuditQuery(data_subject=subject, newest_first=False), HASHER)
+    return [e["user"]["id"] for e in result.events]
+
+
+def test_when_the_index_has_caught_up_then_a_data_subject_is_found_through_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.db"
+    write(path, close=True)
+    assert catch_up(path) == 3
+    assert indexed_upto(index_path(path)) == 3
+    assert who(path, ALICE) == ["mz_caseworker", "sw_officer"]
+    assert who(path, BOB.lower()) == ["tj_analyst", "sw_officer"]  # 'x' and 'X' are one identifier
+    assert who(path, "110105194912310010") == []
+
+
+def test_when_the_index_lags_behind_then_a_search_brings_it_up_to_date_first(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.db"
+    write(path, close=True)
+    assert indexed_upto(index_path(path)) == 0
+    assert who(path, ALICE) == ["mz_caseworker", "sw_officer"]
+    assert indexed_upto(index_path(path)) == 3
+
+
+def test_when_the_index_file_is_lost_then_it_is_rebuilt_from_the_journal(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    write(path, close=True)
+    catch_up(path)
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(index_path(path)) + suffix).unlink(missing_ok=True)
+    assert who(path, BOB) == ["tj_analyst", "sw_officer"]
+    assert indexed_upto(index_path(path)) == 3
+
+
+def test_while_the_gateway_runs_its_indexer_process_keeps_the_index_current(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    journal = write(path, close=False, index=True)
+    try:
+        deadline = time.monotonic() + 20
+        while indexed_upto(index_path(path)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert indexed_upto(index_path(path)) == 3
+    finally:
+        journal.close()
+
+
+@pytest.mark.parametrize(
+    ("params", "users"),
+    [
+        ({"user": "tj_analyst"}, ["tj_analyst"]),
+        ({"decision": "deny"}, ["sw_officer"]),
+        ({"since": "2026-11-21T09:30:00+00:00"}, ["tj_analyst", "sw_officer"]),
+        ({"until": "2026-11-21T09:30:00+00:00"}, ["mz_caseworker"]),
+        ({"query": "sw_officer"}, ["sw_officer"]),
+        ({"department": "民政局", "limit": "1"}, ["mz_caseworker"]),
+    ],
+    ids=["user", "decision", "since", "until", "free text", "department with a page of one"],
+)
+def test_filters_select_the_right_events(
+    tmp_path: Path, params: dict[str, str], users: list[str]
+) -> None:
+    path = tmp_path / "journal.db"
+    write(path, close=True)
+    query = query_from_params({**params, "order": "oldest"})
+    assert [e["user"]["id"] for e in search(path, query, HASHER).events] == users
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"decision": "maybe"},
+        {"limit": "0"},
+        {"limit": "ten"},
+        {"since": "soon"},
+        {"since": "2026-11-22", "until": "2026-11-21"},
+    ],
+)
+def test_when_a_filter_is_malformed_then_it_is_refused_with_a_reason(
+    params: dict[str, str],
+) -> None:
+    with pytest.raises(ValueError):
+        query_from_params(params)
