@@ -18,6 +18,7 @@ import pytest
 
 from gateway.server import wait_for_port
 from tests.conftest import read_credentials
+from tests.e2e.browser import CHROMIUM, FLAGS, ensure_chromium
 
 
 def free_port() -> int:
@@ -130,3 +131,18 @@ def running(
         yield gw
     finally:
         gw.stop()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    reason = ensure_chromium()
+    if reason:
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()

@@ -1,0 +1,73 @@
+"""The console in a real browser: an auditor signs in and finds an access that just happened."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import RunningGateway
+
+pytestmark = pytest.mark.e2e
+
+
+def sign_in(page: Any, console: str, username: str, password: str) -> None:
+    page.goto(console + "/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+
+
+def test_an_auditor_signs_in_and_finds_the_access_that_just_happened(
+    running: RunningGateway, browser: Any
+) -> None:
+    r = httpx.get(
+        running.proxy + "/api/v1/datasets/population/records?limit=1",
+        headers={
+            "Authorization": f"Bearer {running.key('mz_caseworker')}",
+            "X-Purpose": "social_assistance_review",
+            "X-Case-Id": "MZ-2026-000999",
+        },
+    )
+    assert r.status_code == 200
+    request_id = r.headers["x-request-id"]
+    auditor = running.credentials["auditor"]
+    page = browser.new_page()
+    try:
+        sign_in(page, running.console, auditor["username"], auditor["password"])
+        assert page.locator("h1").inner_text().startswith("概览")
+        page.click("text=审计日志")
+        page.fill("input[name=user]", "mz_caseworker")
+        page.click("form.filters button[type=submit]")
+        row = page.locator("table.events tr", has_text=request_id)
+        assert row.count() == 1
+        assert "允许" in row.inner_text() and "population" in row.inner_text()
+    finally:
+        page.close()
+
+
+def test_an_admin_cannot_open_the_access_log(running: RunningGateway, browser: Any) -> None:
+    admin = running.credentials["admin"]
+    page = browser.new_page()
+    try:
+        sign_in(page, running.console, admin["username"], admin["password"])
+        response = page.goto(running.console + "/audit")
+        assert response is not None and response.status == 403
+        assert "三员分立" in page.content()
+    finally:
+        page.close()
+
+
+def test_a_wrong_password_is_told_in_chinese_and_english(
+    running: RunningGateway, browser: Any
+) -> None:
+    page = browser.new_page()
+    try:
+        sign_in(page, running.console, "auditor", "not-the-password")
+        assert (
+            "用户名或密码错误 (wrong username or password)"
+            in page.locator("[role=alert]").inner_text()
+        )
+    finally:
+        page.close()
