@@ -133,8 +133,10 @@ def running(
         gw.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    # Module scope: Playwright's sync API keeps an event loop running in this thread while it is
+    # open, which would break every asyncio test that runs after it.
     reason = ensure_chromium()
     if reason:
         pytest.skip(reason)
