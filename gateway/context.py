@@ -13,10 +13,12 @@ from gateway.errors import Refusal
 from gateway.identity import Subject
 from gateway.ids import new_request_id
 from gateway.policy import Decision
+from gateway.policy.obligations import Obligations
 from gateway.purposes import Purpose
 from gateway.routes import RouteMatch
 
 if TYPE_CHECKING:
+    from gateway.shaping import Shaper
     from gateway.stages.export import ExportStream
 
 METADATA_KEY = "shareguard"
@@ -60,6 +62,8 @@ class RequestContext:
     case_id: str | None = None
     decision: Decision | None = None
     grant_id: str | None = None
+    obligations: Obligations | None = None
+    shaper: Shaper | None = None
     refusal: Refusal | None = None
     body: Body | None = None
     delivery: Delivery = field(default_factory=Delivery)

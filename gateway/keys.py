@@ -1,4 +1,9 @@
-"""Secret keys kept in the state folder: created on first use, readable by the owner only."""
+"""Secret keys kept in the state folder: created on first use, readable by the owner only.
+
+`KeyRing` holds versioned master keys and derives every working key from them with HKDF, so a
+key is never reused across purposes (pseudonyms, watermarks, signatures) or recipients, and a
+rotated master key leaves older versions available for tracing and verification.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,9 @@ import hashlib
 import os
 import secrets
 from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 
 def load_or_create_secret(path: Path, size: int = 32) -> bytes:
@@ -59,3 +67,53 @@ class SubjectHasher:
         # Keyed BLAKE2b is a MAC in its own right and several times faster than HMAC-SHA256,
         # which matters at one hash per delivered record.
         return self._digest(identifier)
+
+
+class KeyRing:
+    """Versioned master keys; working keys are derived per purpose and context with HKDF-SHA256."""
+
+    PREFIX = "master-v"
+
+    def __init__(self, keys_dir: Path) -> None:
+        self.keys_dir = keys_dir
+        self._masters: dict[int, bytes] = {}
+        self._cache: dict[tuple[int, str, tuple[str, ...]], bytes] = {}
+        self._load()
+        if not self._masters:
+            load_or_create_secret(self._path(1))
+            self._load()
+
+    def _path(self, version: int) -> Path:
+        return self.keys_dir / f"{self.PREFIX}{version}.key"
+
+    def _load(self) -> None:
+        if not self.keys_dir.exists():
+            return
+        for path in self.keys_dir.glob(f"{self.PREFIX}*.key"):
+            version = int(path.stem.removeprefix(self.PREFIX))
+            self._masters[version] = load_or_create_secret(path)
+
+    @property
+    def current_version(self) -> int:
+        return max(self._masters)
+
+    @property
+    def versions(self) -> tuple[int, ...]:
+        return tuple(sorted(self._masters))
+
+    def derive(
+        self, label: str, *context: str, version: int | None = None, size: int = 32
+    ) -> bytes:
+        """The working key for `label` (e.g. "pseudonym") and its context (e.g. recipient, dataset)."""
+        version = self.current_version if version is None else version
+        cache_key = (version, label, context)
+        key = self._cache.get(cache_key)
+        if key is None:
+            if version not in self._masters:
+                raise KeyError(f"没有版本为 {version} 的主密钥 (no master key version {version})")
+            info = "\x1f".join((label, *context)).encode("utf-8")
+            key = HKDF(algorithm=hashes.SHA256(), length=size, salt=None, info=info).derive(
+                self._masters[version]
+            )
+            self._cache[cache_key] = key
+        return key

@@ -1,8 +1,8 @@
 """The pipeline: the stages in their fixed order, run for each mitmproxy hook.
 
-request:         route → identify → purpose → authorize → forward
+request:         route → identify → purpose → authorize → forward → shape (builds the shaper)
 responseheaders: export (streamed bulk downloads) → audit (the `started` event)
-response:        decode → encode → export → audit
+response:        decode → shape → encode → export → audit
 
 A stage raises `Refusal` to refuse; the pipeline turns it into the CONTRACT's error response.
 Any other exception is a refusal too (fail closed). After a refusal only stages that declare
@@ -39,6 +39,7 @@ def default_stages(gateway: Gateway) -> list[Any]:
     from gateway.stages.identify import IdentifyStage
     from gateway.stages.purpose import PurposeStage
     from gateway.stages.route import RouteStage
+    from gateway.stages.shape import ShapeStage
 
     return [
         RouteStage(gateway.routes),
@@ -47,6 +48,7 @@ def default_stages(gateway: Gateway) -> list[Any]:
         AuthorizeStage(gateway),
         ForwardStage(),
         DecodeStage(gateway.settings.max_body_bytes),
+        ShapeStage(),
         EncodeStage(gateway.hasher),
         ExportStage(gateway.hasher),
         AuditStage(gateway.journal),

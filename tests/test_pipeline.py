@@ -354,3 +354,17 @@ async def test_every_request_gets_exactly_one_event_with_its_decision(
         ids.append(ctx.request_id)
     logged = {e["shareguard"]["request_id"]: e["shareguard"]["decision"] for e in events(gateway)}
     assert logged == {rid: decision for rid, (_, decision) in zip(ids, cases, strict=True)}
+
+
+async def test_when_the_platform_adds_a_field_the_catalog_does_not_know_then_it_is_not_delivered(
+    pipeline: Pipeline, gateway: Gateway, credentials: Creds
+) -> None:
+    drifted = [{**r, "police_note": "在逃", "id_card_photo": "base64..."} for r in RECORDS]
+    flow = request_flow(
+        "/api/v1/datasets/population/records",
+        key=key(credentials, "tj_analyst"),
+        purpose="statistics",
+    )
+    await drive(pipeline, flow, json_response({"records": drifted}))
+    assert body_of(flow)["records"] == RECORDS
+    assert events(gateway)[0]["shareguard"]["fields"] == ["record_id", "name", "id_number"]

@@ -3,12 +3,15 @@
 Staff sign in with their username and password; the three roles are kept apart (三员分立):
 auditors and the security team search the access log, admins manage policy, and nobody can
 change or delete an audit record. Every sign-in and every search is itself audited.
+
+Pages and endpoints live in route modules, one per area, listed in ROUTE_MODULES; each has
+`routes(console) -> list[Route]`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -17,80 +20,23 @@ from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.templating import Jinja2Templates
 
-from gateway.audit.search import AuditQuery, query_from_params, search
-from gateway.audit.staff import staff_event
-from gateway.console.auth import ROLE_NAMES, Staff, current_staff
+from gateway.console.auth import Staff, current_staff
+from gateway.console.common import Console
 from gateway.identity import verify_staff_password
 from gateway.keys import load_or_create_secret
 from gateway.service import Gateway
 from gateway.settings import REPO_ROOT
 
 DASHBOARDS = REPO_ROOT / "dashboards"
-AUDIT_READERS = ("auditor", "security")
-PAGE_SIZE = 50
-
-Handler = Callable[[Request], Awaitable[Response]]
+ROUTE_MODULES = ("gateway.console.audit_pages",)
 
 
 def create_app(gateway: Gateway, *, dashboards: Path = DASHBOARDS) -> Starlette:
-    templates = Jinja2Templates(directory=str(dashboards / "templates"))
-    templates.env.globals["role_names"] = ROLE_NAMES
-
-    async def record(request: Request, staff: Staff | None, action: str, **kw: Any) -> None:
-        actor = staff.id if staff else kw.pop("actor", "anonymous")
-        event = staff_event(
-            actor,
-            staff.roles if staff else (),
-            action,
-            source_ip=request.client.host if request.client else None,
-            **kw,
-        )
-        await asyncio.wrap_future(gateway.journal.submit(event))
-
-    def page(*roles: str) -> Callable[[Handler], Handler]:
-        """An HTML page for signed-in staff holding one of `roles` (any staff if none)."""
-
-        def wrap(handler: Handler) -> Handler:
-            async def guarded(request: Request) -> Response:
-                staff = current_staff(request, gateway)
-                if staff is None:
-                    return RedirectResponse("/login", status_code=303)
-                if roles and not staff.has(*roles):
-                    return templates.TemplateResponse(
-                        request,
-                        "forbidden.html",
-                        {"staff": staff, "roles": [ROLE_NAMES[r] for r in roles]},
-                        status_code=403,
-                    )
-                request.state.staff = staff
-                return await handler(request)
-
-            return guarded
-
-        return wrap
-
-    def api(*roles: str) -> Callable[[Handler], Handler]:
-        def wrap(handler: Handler) -> Handler:
-            async def guarded(request: Request) -> Response:
-                staff = current_staff(request, gateway)
-                if staff is None:
-                    return _api_error(
-                        401, "unauthenticated", "请先登录或提供 HTTP Basic 凭证 (sign in)"
-                    )
-                if roles and not staff.has(*roles):
-                    return _api_error(
-                        403, "forbidden", f"需要角色 (requires role): {', '.join(roles)}"
-                    )
-                request.state.staff = staff
-                return await handler(request)
-
-            return guarded
-
-        return wrap
+    console = Console.create(gateway, dashboards)
+    templates = console.templates
 
     async def login_form(request: Request) -> Response:
         return templates.TemplateResponse(request, "login.html", {"error": None})
@@ -103,7 +49,9 @@ def create_app(gateway: Gateway, *, dashboards: Path = DASHBOARDS) -> Starlette:
             verify_staff_password, gateway.engine, username, password
         )
         if principal is None:
-            await record(request, None, "login", outcome="failure", actor=username or "anonymous")
+            await console.record(
+                request, None, "login", outcome="failure", actor=username or "anonymous"
+            )
             return templates.TemplateResponse(
                 request,
                 "login.html",
@@ -112,80 +60,45 @@ def create_app(gateway: Gateway, *, dashboards: Path = DASHBOARDS) -> Starlette:
             )
         staff = Staff(principal.id, principal.name, principal.roles)
         request.session["staff"] = {"id": staff.id, "name": staff.name, "roles": list(staff.roles)}
-        await record(request, staff, "login")
+        await console.record(request, staff, "login")
         return RedirectResponse("/", status_code=303)
 
     async def logout(request: Request) -> Response:
         staff = current_staff(request, gateway)
         request.session.clear()
         if staff is not None:
-            await record(request, staff, "logout")
+            await console.record(request, staff, "logout")
         return RedirectResponse("/login", status_code=303)
 
-    @page()
+    @console.page()
     async def home(request: Request) -> Response:
         return templates.TemplateResponse(
-            request, "home.html", {"staff": request.state.staff, "status": _status(gateway)}
+            request, "home.html", {"staff": request.state.staff, "status": status(gateway)}
         )
 
-    @page(*AUDIT_READERS)
-    async def audit_page(request: Request) -> Response:
-        params = dict(request.query_params)
-        error = None
-        result = None
-        try:
-            query = query_from_params({**params, "limit": str(PAGE_SIZE)})
-        except ValueError as exc:
-            error = str(exc)
-        else:
-            result = await _search(query)
-            await record(request, request.state.staff, "audit-search", query=_public(params))
-        return templates.TemplateResponse(
-            request,
-            "audit.html",
-            {
-                "staff": request.state.staff,
-                "params": params,
-                "error": error,
-                "result": result,
-                "page_size": PAGE_SIZE,
-            },
-        )
-
-    @api(*AUDIT_READERS)
-    async def audit_api(request: Request) -> Response:
-        params = dict(request.query_params)
-        try:
-            query = query_from_params(params)
-        except ValueError as exc:
-            return _api_error(400, "bad_request", str(exc))
-        result = await _search(query)
-        await record(request, request.state.staff, "audit-search", query=_public(params))
-        return JSONResponse({"total": result.total, "events": result.events})
-
-    @api()
+    @console.api()
     async def status_api(request: Request) -> Response:
-        return JSONResponse(_status(gateway))
-
-    async def _search(query: AuditQuery) -> Any:
-        return await asyncio.to_thread(search, gateway.settings.journal_path, query, gateway.hasher)
+        return JSONResponse(status(gateway))
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    routes: list[BaseRoute] = [
+        Route("/", home),
+        Route("/login", login_form, methods=["GET"]),
+        Route("/login", login, methods=["POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/healthz", health),
+        Route("/api/admin/status", status_api),
+    ]
+    for name in ROUTE_MODULES:
+        routes += importlib.import_module(name).routes(console)
+    routes.append(
+        Mount("/static", StaticFiles(directory=str(dashboards / "static")), name="static")
+    )
     secret = load_or_create_secret(gateway.settings.keys_dir / "console-session.key")
     return Starlette(
-        routes=[
-            Route("/", home),
-            Route("/login", login_form, methods=["GET"]),
-            Route("/login", login, methods=["POST"]),
-            Route("/logout", logout, methods=["POST"]),
-            Route("/audit", audit_page),
-            Route("/healthz", health),
-            Route("/api/admin/audit/search", audit_api),
-            Route("/api/admin/status", status_api),
-            Mount("/static", StaticFiles(directory=str(dashboards / "static")), name="static"),
-        ],
+        routes=routes,
         middleware=[
             Middleware(
                 SessionMiddleware,
@@ -199,16 +112,7 @@ def create_app(gateway: Gateway, *, dashboards: Path = DASHBOARDS) -> Starlette:
     )
 
 
-def _public(params: dict[str, str]) -> dict[str, str]:
-    """Search parameters as recorded: a data subject's identifier is never written in clear."""
-    return {k: ("<keyed>" if k == "data_subject" else v) for k, v in params.items()}
-
-
-def _api_error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": code, "message": message}, status_code=status)
-
-
-def _status(gateway: Gateway) -> dict[str, Any]:
+def status(gateway: Gateway) -> dict[str, Any]:
     journal = gateway.journal
     return {
         "policy_revision": gateway.revision,

@@ -14,6 +14,7 @@ from gateway.context import RequestContext
 from gateway.errors import Refusal, forbidden
 from gateway.policy import EnvFacts, ObjectFacts, SubjectFacts
 from gateway.policy.engine import DEFAULT_DENY
+from gateway.policy.obligations import Obligations
 from gateway.service import Gateway
 
 # Which delivery method (共享方式) each action uses.
@@ -49,6 +50,8 @@ class AuthorizeStage:
             ) from exc
         ctx.decision = decision
         if decision.allowed:
+            if dataset is not None:
+                ctx.obligations = Obligations(fields=dataset.field_names)
             return
         if decision.rule != DEFAULT_DENY:
             raise forbidden(self.gateway.policy.message(decision.rule), decision.rule)

@@ -1,0 +1,1 @@
+"""The `shareguard` command groups, one module each; `gateway.cli` lists them in COMMAND_MODULES."""
