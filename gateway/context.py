@@ -68,6 +68,7 @@ class RequestContext:
     body: Body | None = None
     delivery: Delivery = field(default_factory=Delivery)
     accept_encoding: str = ""
+    forwarded: bool = False
     streaming: bool = False
     export: ExportStream | None = None
     replacement: Any = None  # a refusal body streamed in place of the platform's

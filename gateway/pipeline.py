@@ -22,6 +22,7 @@ from mitmproxy import http
 from gateway.context import RequestContext
 from gateway.errors import Refusal
 from gateway.service import Gateway
+from gateway.stages.forward import upstream_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def default_stages(gateway: Gateway) -> list[Any]:
         IdentifyStage(gateway),
         PurposeStage(gateway.taxonomy),
         AuthorizeStage(gateway),
-        ForwardStage(),
+        ForwardStage(gateway.upstream),
         DecodeStage(gateway.settings.max_body_bytes),
         ShapeStage(),
         EncodeStage(gateway.hasher),
@@ -153,16 +154,19 @@ class Pipeline:
         if ctx.streaming:
             ctx.stream_failed = ctx.stream_failed or message
         elif ctx.refusal is None:
-            ctx.refusal = Refusal(
-                "upstream_unavailable",
-                502,
-                "交换平台不可达或连接中断 (platform unreachable or connection broken)",
-                reason="upstream_failed",
-                detail=message,
-            )
+            ctx.refusal = upstream_unavailable(message)
+            if flow.response is None and flow.server_conn.timestamp_tcp_setup is None:
+                self.upstream_failed()
         for name, run, sees_refusals in self._hooks["response"]:
             if sees_refusals:
                 await self._run(name, run, ctx, flow)
+
+    def upstream_failed(self) -> None:
+        """Tell the forward stage's breaker that the platform could not be reached."""
+        for stage in self.stages:
+            breaker = getattr(stage, "breaker", None)
+            if breaker is not None:
+                breaker.failed()
 
     async def _run(
         self,

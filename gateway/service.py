@@ -19,6 +19,7 @@ from gateway.policy import PolicyEngine
 from gateway.purposes import Taxonomy, load_taxonomy
 from gateway.routes import RouteTable, load_routes
 from gateway.settings import Settings
+from gateway.upstream import UpstreamBreaker
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class Gateway:
             settings.journal_path, batch_max=settings.journal_batch, index_subjects=True
         )
         self.hasher = SubjectHasher.from_home(settings.keys_dir)
+        self.upstream = UpstreamBreaker()
         self._store_error: str | None = None
 
     def refresh(self) -> None:

@@ -29,6 +29,10 @@ def make_master(gateway: Gateway) -> DumpMaster:
         # Reverse proxies should not rewrite the Host header into the caller's view.
         keep_host_header=False,
         http3=False,
+        # Connect upstream only once a request has been read and authorised: eagerly, mitmproxy
+        # would dial the platform for every client connection, and drop the client silently if
+        # the platform is down, before any request could be answered or audited.
+        connection_strategy="lazy",
         ssl_insecure=False,
     )
     master.addons.add(ShareGuard(gateway))

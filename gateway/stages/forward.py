@@ -5,6 +5,8 @@ from __future__ import annotations
 from mitmproxy import http
 
 from gateway.context import RequestContext
+from gateway.errors import Refusal
+from gateway.upstream import UpstreamBreaker
 
 # Headers that would let a caller reach bytes the gateway never shaped (partial and cached
 # responses) or hand the platform the caller's credential.
@@ -32,11 +34,27 @@ STRIPPED_REQUEST_HEADERS = frozenset(
 )
 
 
+def upstream_unavailable(detail: str) -> Refusal:
+    return Refusal(
+        "upstream_unavailable",
+        502,
+        "交换平台不可达或连接中断 (platform unreachable or connection broken)",
+        reason="upstream_failed",
+        detail=detail,
+    )
+
+
 class ForwardStage:
     name = "forward"
+    sees_refusals = True  # a forwarded request refused later still proves the platform answered
+
+    def __init__(self, breaker: UpstreamBreaker) -> None:
+        self.breaker = breaker
 
     def request(self, ctx: RequestContext, flow: http.HTTPFlow) -> None:
         assert ctx.match is not None and ctx.subject is not None
+        if not self.breaker.allow():
+            raise upstream_unavailable("circuit_open")
         req = flow.request
         req.path = ctx.match.forward_path
         ctx.accept_encoding = req.headers.get("accept-encoding", "")
@@ -52,3 +70,9 @@ class ForwardStage:
         if ctx.purpose is not None:
             kept.append((b"x-purpose", ctx.purpose.code.encode()))
         req.headers.fields = tuple(kept)
+        ctx.forwarded = True
+
+    def response(self, ctx: RequestContext, flow: http.HTTPFlow) -> None:
+        # The platform answered (whatever it said, and whatever later stages made of it).
+        if ctx.forwarded and flow.error is None:
+            self.breaker.succeeded()

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import orjson
 import pytest
 
-from tests.e2e.conftest import RunningGateway
+from tests.e2e.conftest import RunningGateway, free_port, start_gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -203,3 +205,27 @@ def test_audit_verify_passes_on_the_live_journal(running: RunningGateway) -> Non
     )
     assert result.returncode == 0, result.stdout
     assert orjson.loads(result.stdout)["ok"] is True
+
+
+def test_when_the_platform_is_down_the_gateway_answers_in_the_contract_shape_and_audits_it(
+    tmp_path: Path, seeded_home: Path
+) -> None:
+    home = tmp_path / "home"
+    shutil.copytree(seeded_home, home)
+    dead = f"http://127.0.0.1:{free_port()}"
+    gw = start_gateway(home, dead)
+    try:
+        first = call(gw, "/api/v1/datasets/weather/records", "tj_analyst", "statistics")
+        assert first.status_code == 502  # mitmproxy's own answer to the failed connection
+        second = call(gw, "/api/v1/datasets/weather/records", "tj_analyst", "statistics")
+        assert_refusal(second, 502, "upstream_unavailable")
+        logged = audit(gw, "--decision", "deny")["events"]
+        assert len(logged) == 0  # authorised requests: the failure is an outcome, not a denial
+        failures = [
+            e
+            for e in audit(gw)["events"]
+            if e["shareguard"].get("error_code") == "upstream_unavailable"
+        ]
+        assert len(failures) == 2
+    finally:
+        gw.stop()
