@@ -18,6 +18,7 @@ from gateway.purposes import Purpose
 from gateway.routes import RouteMatch
 
 if TYPE_CHECKING:
+    from gateway.audit.events import AccessEvent
     from gateway.shaping import Shaper
     from gateway.stages.export import ExportStream
 
@@ -72,6 +73,7 @@ class RequestContext:
     streaming: bool = False
     export: ExportStream | None = None
     replacement: Any = None  # a refusal body streamed in place of the platform's
+    audit_event: AccessEvent | None = None  # the complete event, once it is durable
     stream_failed: str | None = None
     audited_start: bool = False
 

@@ -2,7 +2,7 @@
 
 request:         route → identify → purpose → authorize → forward → shape (builds the shaper)
 responseheaders: export (streamed bulk downloads) → audit (the `started` event)
-response:        decode → shape → encode → export → audit
+response:        decode → shape → encode → export → audit → detect
 
 A stage raises `Refusal` to refuse; the pipeline turns it into the CONTRACT's error response.
 Any other exception is a refusal too (fail closed). After a refusal only stages that declare
@@ -34,6 +34,7 @@ def default_stages(gateway: Gateway) -> list[Any]:
     from gateway.stages.audit import AuditStage
     from gateway.stages.authorize import AuthorizeStage
     from gateway.stages.decode import DecodeStage
+    from gateway.stages.detect import DetectStage
     from gateway.stages.encode import EncodeStage
     from gateway.stages.export import ExportStage
     from gateway.stages.forward import ForwardStage
@@ -53,6 +54,7 @@ def default_stages(gateway: Gateway) -> list[Any]:
         EncodeStage(gateway.hasher),
         ExportStage(gateway.hasher),
         AuditStage(gateway.journal),
+        DetectStage(gateway.detection, gateway.catalog),
     ]
 
 

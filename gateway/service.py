@@ -8,7 +8,12 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
+from detectors.engine import DetectionEngine
+from detectors.kinds import DetectionContext
+from detectors.windows import RedisWindows
 from gateway import revision
+from gateway.alerts.notify import Notifier, SyslogNotifier, WebhookNotifier
+from gateway.alerts.service import AlertService
 from gateway.audit.journal import Journal
 from gateway.catalog import Catalog, load_catalog
 from gateway.db import create_schema, make_engine
@@ -20,6 +25,7 @@ from gateway.purposes import Taxonomy, load_taxonomy
 from gateway.routes import RouteTable, load_routes
 from gateway.settings import Settings
 from gateway.upstream import UpstreamBreaker
+from gateway.workdays import is_working_time
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +51,14 @@ class Gateway:
         )
         self.hasher = SubjectHasher.from_home(settings.keys_dir)
         self.upstream = UpstreamBreaker()
+        self.alerts = AlertService(self.engine, self.journal, make_notifiers(settings))
+        windows = RedisWindows(settings.redis_url) if settings.redis_url else None
+        self.detection = DetectionEngine.from_rules_dir(
+            DetectionContext(is_working_time=is_working_time, subject_hasher=self.hasher),
+            self.alerts.on_detection,
+            windows=windows,
+        )
+        self.detection.start()
         self._store_error: str | None = None
 
     def refresh(self) -> None:
@@ -77,6 +91,23 @@ class Gateway:
         return self.identity.authenticate(api_key, now)
 
     def close(self) -> None:
+        self.detection.close()
+        self.alerts.close()
         self.journal.close()
         self.monitor.close()
         self.engine.dispose()
+
+
+def make_notifiers(settings: Settings) -> list[Notifier]:
+    notifiers: list[Notifier] = []
+    if settings.alert_webhook_url and settings.alert_webhook_secret:
+        notifiers.append(
+            WebhookNotifier(
+                settings.alert_webhook_url,
+                settings.alert_webhook_secret.encode(),
+                settings.alert_webhook_min_severity,
+            )
+        )
+    if settings.alert_syslog:
+        notifiers.append(SyslogNotifier(settings.alert_syslog, settings.alert_syslog_min_severity))
+    return notifiers

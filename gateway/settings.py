@@ -41,6 +41,12 @@ def _optional(raw: str) -> str | None:
     return raw or None
 
 
+def _severity(raw: str) -> str:
+    if raw not in ("low", "medium", "high", "critical"):
+        raise ValueError("one of low, medium, high, critical")
+    return raw
+
+
 def _size(raw: str) -> int:
     units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
     raw = raw.strip().lower()
@@ -91,6 +97,25 @@ SETTINGS: tuple[Setting, ...] = (
         "largest upstream body buffered for shaping; larger is refused",
     ),
     Setting("journal_batch", _positive, "512", "most audit events committed by one fsync"),
+    Setting("redis_url", _optional, "", "Redis URL: detection windows shared by gateway instances"),
+    Setting("alert_webhook_url", _optional, "", "URL that receives each new alert (signed POST)"),
+    Setting("alert_webhook_secret", _optional, "", "HMAC secret for the alert webhook signature"),
+    Setting(
+        "alert_webhook_min_severity", _severity, "medium", "least severe alert sent to the webhook"
+    ),
+    Setting(
+        "alert_syslog",
+        _optional,
+        "",
+        "syslog address for alerts: udp://host:514, tcp://host:601 or a socket path",
+    ),
+    Setting("alert_syslog_min_severity", _severity, "high", "least severe alert sent to syslog"),
+    Setting(
+        "incident_contact",
+        str,
+        "数据安全负责人（演示）security@example.gov.cn",
+        "contact named in incident reports (PIPL Art. 57)",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -111,6 +136,13 @@ class Settings:
     intranet_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     max_body_bytes: int
     journal_batch: int
+    redis_url: str | None
+    alert_webhook_url: str | None
+    alert_webhook_secret: str | None
+    alert_webhook_min_severity: str
+    alert_syslog: str | None
+    alert_syslog_min_severity: str
+    incident_contact: str
 
     @property
     def state_database_url(self) -> str:
@@ -149,6 +181,10 @@ def load_settings(
             values[setting.name] = setting.parse(raw)
         except (ValueError, TypeError) as exc:
             problems.append(f"{setting.name} ({setting.env}={raw!r}): {exc}")
+    if values.get("alert_webhook_url") and not values.get("alert_webhook_secret"):
+        problems.append(
+            "alert_webhook_url is set: set alert_webhook_secret too, to sign the alerts"
+        )
     if problems:
         raise ConfigError("设置有误 (invalid settings):\n  " + "\n  ".join(problems))
     values["home"] = Path(values["home"]).resolve()

@@ -79,7 +79,7 @@ def access_event(ctx: RequestContext, flow: http.HTTPFlow, phase: str) -> Access
         bytes_out=delivered.bytes_out,
         duration_ns=time.perf_counter_ns() - ctx.started_ns,
         phase=phase,
-        extra={"stream_error": ctx.stream_failed} if ctx.stream_failed else {},
+        extra=_extra(ctx),
     )
 
 
@@ -96,7 +96,9 @@ class AuditStage:
         await self._write(access_event(ctx, flow, "started"))
 
     async def response(self, ctx: RequestContext, flow: http.HTTPFlow) -> None:
-        await self._write(access_event(ctx, flow, "complete"))
+        event = access_event(ctx, flow, "complete")
+        await self._write(event)
+        ctx.audit_event = event
         if ctx.stream_failed and flow.killable:
             # The bytes already sent cannot be recalled; cutting the connection at least makes
             # the caller see a broken download rather than a complete-looking truncated one.
@@ -108,3 +110,15 @@ class AuditStage:
         except JournalError:
             log.exception("审计事件写入失败 (audit event not written): %s", event.request_id)
             raise audit_unavailable() from None
+
+
+def _extra(ctx: RequestContext) -> dict[str, object]:
+    """Fields the detectors read beyond the contract's: paging, and what the shaper removed."""
+    extra: dict[str, object] = {}
+    if ctx.match is not None and ctx.match.query:
+        extra["query"] = dict(ctx.match.query)
+    if ctx.shaper is not None and ctx.shaper.dropped_fields:
+        extra["dropped_fields"] = sorted(ctx.shaper.dropped_fields)
+    if ctx.stream_failed:
+        extra["stream_error"] = ctx.stream_failed
+    return extra

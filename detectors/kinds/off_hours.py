@@ -1,0 +1,37 @@
+"""Off-hours access: sensitive data taken outside working hours or on non-working days."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from detectors.kinds import Detector, Finding
+from detectors.observation import Observation
+
+
+class OffHours(Detector):
+    kind = "off_hours"
+
+    def observe(self, obs: Observation) -> Finding | None:
+        if obs.decision != "allow" or obs.user is None or obs.records <= 0:
+            return None
+        if obs.sensitivity not in tuple(self.param("sensitivities", ["sensitive", "secret"])):
+            return None
+        when = obs.when
+        grace = timedelta(minutes=int(self.param("grace_minutes", 45)))
+        # Inside working time, or just around its edges (a clerk finishing a case), is normal.
+        if any(self.context.is_working_time(t) for t in (when, when - grace, when + grace)):
+            return None
+        window = float(self.param("window_seconds", 3600))
+        requests = self.windows.add(self.key("n", obs.user), obs.ts, 1, window)
+        records = self.windows.add(self.key("r", obs.user), obs.ts, obs.records, window)
+        if requests < int(self.param("min_requests", 5)) and records < int(
+            self.param("min_records", 200)
+        ):
+            return None
+        if not self.quiet_since(obs.user, obs.ts, window):
+            return None
+        return Finding(
+            obs.user,
+            f"非工作时间访问敏感数据：{obs.user} 于 {when:%Y-%m-%d %H:%M} 起 {requests:.0f} 次请求、{records:.0f} 条记录",
+            {"requests": requests, "records": records, "local_time": when.isoformat()},
+        )
