@@ -13,6 +13,7 @@ from gateway.errors import ConfigError
 COMMAND_MODULES = (
     "gateway.commands.serve",
     "gateway.commands.audit",
+    "gateway.commands.alerts",
 )
 
 

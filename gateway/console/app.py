@@ -31,7 +31,7 @@ from gateway.service import Gateway
 from gateway.settings import REPO_ROOT
 
 DASHBOARDS = REPO_ROOT / "dashboards"
-ROUTE_MODULES = ("gateway.console.audit_pages",)
+ROUTE_MODULES = ("gateway.console.audit_pages", "gateway.console.alerts_pages")
 
 
 def create_app(gateway: Gateway, *, dashboards: Path = DASHBOARDS) -> Starlette:
@@ -123,5 +123,11 @@ def status(gateway: Gateway) -> dict[str, Any]:
             "backlog": journal.backlog(),
         },
         "datasets": len(gateway.catalog.datasets),
+        "detection": {
+            "processed": gateway.detection.processed,
+            "backlog": gateway.detection.backlog(),
+            "dropped": gateway.detection.dropped,
+            "errors": gateway.detection.errors,
+        },
         "upstream": gateway.settings.upstream,
     }

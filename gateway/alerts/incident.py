@@ -1,0 +1,277 @@
+"""Incident reports (PIPL Art. 57): what data, which people, cause, harm, measures, contact, deadline.
+
+A report is built from an alert: the access events of the alert's credential (or person) over the
+detector's window before the alert and until the alert was closed (or now) are the scope; their
+keyed data-subject hashes are the affected people. The gateway keeps no identifiers in clear, so
+resolving the hashes to people is a separate, audited step an authorised admin takes: the
+platform's datasets are read directly and each identifier hashed until every hash is matched.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import tomllib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from gateway.alerts.store import CLOSED, AlertStore
+from gateway.audit.search import AuditQuery, search
+from gateway.catalog import Catalog
+from gateway.formats import NdjsonReader
+from gateway.settings import REPO_ROOT, Settings
+from gateway.workdays import CHINA
+
+TEMPLATES = REPO_ROOT / "dashboards" / "templates"
+DEFAULT_WINDOW = 86_400.0
+PAGE = 1000
+
+
+@dataclass
+class IncidentReport:
+    alert: dict[str, Any]
+    timeline: list[dict[str, Any]]
+    generated_at: datetime
+    aware_at: datetime
+    deadline_at: datetime
+    deadline: dict[str, Any]
+    scope_since: datetime
+    scope_until: datetime
+    requests: int
+    records: int
+    datasets: list[dict[str, Any]]
+    harms: list[str]
+    subjects: list[str]
+    subjects_truncated: bool
+    contact: str
+    measures: list[str]
+    resolved: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def cause(self) -> str:
+        return f"{self.alert['name']}：{self.alert['summary']}"
+
+
+def build_report(
+    settings: Settings,
+    store: AlertStore,
+    catalog: Catalog,
+    alert_id: str,
+    hasher: Callable[[str], str],
+    *,
+    since: datetime | None = None,
+) -> IncidentReport:
+    alert = store.get(alert_id)
+    timeline = store.timeline(alert_id)
+    window = DEFAULT_WINDOW
+    for figures in alert.evidence.get("figures", []):
+        if "window_seconds" in figures:
+            window = float(figures["window_seconds"])
+    scope_since = since or alert.first_seen - timedelta(seconds=window)
+    scope_until = alert.updated_at if alert.status in CLOSED else datetime.now(UTC)
+    events = list(
+        _scope_events(
+            settings, alert.user_id, alert.credential_id, scope_since, scope_until, hasher
+        )
+    )
+    subjects: dict[str, None] = {}
+    truncated = False
+    datasets: dict[str, set[str]] = {}
+    records = 0
+    for event in events:
+        sg = event["shareguard"]
+        records += int(sg.get("records") or 0)
+        ds = sg.get("dataset")
+        if ds:
+            datasets.setdefault(ds, set()).update(sg.get("fields") or [])
+        ds_subjects = sg.get("data_subjects") or {}
+        subjects.update(dict.fromkeys(ds_subjects.get("hashes") or []))
+        truncated = truncated or bool(ds_subjects.get("truncated"))
+    policy = tomllib.loads((settings.policies / "incident.toml").read_text(encoding="utf-8"))
+    deadline = dict(policy["deadlines"][alert.severity])
+    data_types, harms = _data_types(catalog, datasets, policy.get("harms", {}))
+    measures = [
+        f"{e['at']} {e['actor']}：{e['note']}"
+        for e in timeline
+        if e["action"] in ("action", "reverted", "resolved", "investigating", "acknowledged")
+    ]
+    return IncidentReport(
+        alert=alert.to_json(),
+        timeline=timeline,
+        generated_at=datetime.now(UTC),
+        aware_at=alert.created_at,
+        deadline_at=alert.created_at + timedelta(hours=float(deadline["hours"])),
+        deadline=deadline,
+        scope_since=scope_since,
+        scope_until=scope_until,
+        requests=len(events),
+        records=records,
+        datasets=data_types,
+        harms=harms,
+        subjects=sorted(subjects),
+        subjects_truncated=truncated,
+        contact=settings.incident_contact,
+        measures=measures,
+    )
+
+
+def _scope_events(
+    settings: Settings,
+    user: str | None,
+    credential: str | None,
+    since: datetime,
+    until: datetime,
+    hasher: Callable[[str], str],
+) -> Iterator[dict[str, Any]]:
+    """Every allowed access by the alert's credential (or person) within the scope, oldest first."""
+    offset = 0
+    while user is not None:
+        page = search(
+            settings.journal_path,
+            AuditQuery(
+                user=user,
+                decision="allow",
+                kind="access",
+                since=since,
+                until=until,
+                limit=PAGE,
+                offset=offset,
+                newest_first=False,
+            ),
+            hasher,
+        ).events
+        for event in page:
+            sg = event["shareguard"]
+            if sg.get("phase") == "started":
+                continue  # a streamed export's opening event: its complete event carries the data
+            if credential is None or sg.get("credential_id") == credential:
+                yield event
+        if len(page) < PAGE:
+            return
+        offset += PAGE
+
+
+def _data_types(
+    catalog: Catalog, datasets: dict[str, set[str]], harm_texts: dict[str, str]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    out = []
+    harms: dict[str, None] = {}
+    for ds_id in sorted(datasets):
+        ds = catalog.get(ds_id)
+        if ds is None:
+            continue
+        fields = []
+        for f in ds.fields:
+            if f.name in datasets[ds_id] and f.personal:
+                fields.append({"name": f.name, "label": f.label, "class": f.cls, "pii": f.pii})
+                if f.pii and f.pii in harm_texts:
+                    harms[harm_texts[f.pii]] = None
+        out.append(
+            {
+                "id": ds.id,
+                "title": ds.title,
+                "provider": ds.provider,
+                "sensitivity": ds.sensitivity,
+                "fields": fields,
+            }
+        )
+    return out, list(harms)
+
+
+def resolve_subjects(
+    report: IncidentReport, catalog: Catalog, upstream: str, hasher: Callable[[str], str]
+) -> list[dict[str, str]]:
+    """Match the report's subject hashes to people by reading the platform's datasets directly."""
+    wanted = set(report.subjects)
+    found: dict[str, dict[str, str]] = {}
+    for entry in report.datasets:
+        ds = catalog.get(entry["id"])
+        if ds is None or ds.subject is None or not wanted - set(found):
+            continue
+        name_field = next((f.name for f in ds.fields if f.pii == "name"), None)
+        url = f"{upstream.rstrip('/')}/api/v1/datasets/{ds.id}/export?format=ndjson"
+        reader = NdjsonReader()
+        with httpx.stream("GET", url, timeout=60) as response:
+            response.raise_for_status()
+            for chunk in response.iter_bytes():
+                for record in reader.feed(chunk):
+                    _match(record, ds.subject, name_field, ds.id, wanted, found, hasher)
+        for record in reader.close():
+            _match(record, ds.subject, name_field, ds.id, wanted, found, hasher)
+    return [found[h] for h in report.subjects if h in found]
+
+
+def _match(
+    record: dict[str, Any],
+    subject_field: str,
+    name_field: str | None,
+    dataset: str,
+    wanted: set[str],
+    found: dict[str, dict[str, str]],
+    hasher: Callable[[str], str],
+) -> None:
+    value = record.get(subject_field)
+    if not isinstance(value, str):
+        return
+    digest = hasher(value)
+    if digest in wanted and digest not in found:
+        found[digest] = {
+            "hash": digest,
+            "identifier": value,
+            "name": str(record.get(name_field, "")) if name_field else "",
+            "dataset": dataset,
+        }
+
+
+def render_html(report: IncidentReport, templates: Path = TEMPLATES) -> str:
+    env = Environment(loader=FileSystemLoader(templates), autoescape=select_autoescape(["html"]))
+    return env.get_template("incident.html").render(r=report, local=_local)
+
+
+def render_csv(report: IncidentReport) -> str:
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\r\n")
+    w.writerow(["项目 item", "内容 value"])
+    rows = [
+        ("告警编号 alert", report.alert["id"]),
+        ("检测规则 rule", report.alert["name"]),
+        ("严重级别 severity", report.alert["severity"]),
+        ("原因 cause", report.cause),
+        ("知悉时间 aware at", _local(report.aware_at)),
+        ("报告时限 report due", f"{_local(report.deadline_at)}（{report.deadline['authority']}）"),
+        ("依据 basis", report.deadline["basis"]),
+        ("范围 scope", f"{_local(report.scope_since)} — {_local(report.scope_until)}"),
+        ("请求数 requests", report.requests),
+        ("记录数 records", report.records),
+        (
+            "涉及数据 data",
+            "；".join(
+                f"{d['title']}：{'、'.join(f['label'] for f in d['fields'])}"
+                for d in report.datasets
+            ),
+        ),
+        ("可能危害 harm", "；".join(report.harms)),
+        ("已采取措施 measures", "；".join(report.measures)),
+        ("联系人 contact", report.contact),
+        ("受影响人数 affected people", len(report.subjects)),
+    ]
+    w.writerows(rows)
+    w.writerow([])
+    resolved = {r["hash"]: r for r in report.resolved}
+    w.writerow(
+        ["数据主体 subject (keyed hash)", "证件号 identifier", "姓名 name", "数据集 dataset"]
+    )
+    for digest in report.subjects:
+        r = resolved.get(digest, {})
+        w.writerow([digest, r.get("identifier", ""), r.get("name", ""), r.get("dataset", "")])
+    return out.getvalue()
+
+
+def _local(ts: datetime) -> str:
+    return ts.astimezone(CHINA).strftime("%Y-%m-%d %H:%M:%S")
