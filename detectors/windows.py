@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 
@@ -28,6 +29,14 @@ class WindowStore(Protocol):
         """A small state value (baselines, last positions), or None."""
 
     def put(self, key: str, value: Any, ttl: float) -> None: ...
+
+    def add_members(self, key: str, ts: float, members: Iterable[str], ttl: float) -> None:
+        """Add members to a plain set that expires `ttl` seconds (event time) after its last change."""
+
+    def members_present(self, key: str, ts: float, candidates: set[str]) -> set[str]:
+        """Which of the candidates the set holds (an empty set once it has expired)."""
+
+    def count_members(self, key: str, ts: float) -> int: ...
 
 
 class _Counter:
@@ -49,16 +58,18 @@ class _Distinct:
 
 
 class MemoryWindows:
-    """In-process windows. Idle keys are swept so memory follows active entities, not history."""
+    """In-process windows. Idle keys are swept (every few minutes of event time), so memory
+    follows the entities active within their windows, not the whole history."""
 
-    SWEEP_EVERY = 50_000
+    SWEEP_SECONDS = 300.0
 
     def __init__(self) -> None:
         self._counters: dict[str, _Counter] = {}
         self._distinct: dict[str, _Distinct] = {}
         self._seen: dict[str, dict[str, float]] = {}
         self._values: dict[str, tuple[Any, float]] = {}
-        self._ops = 0
+        self._sets: dict[str, tuple[set[str], float]] = {}  # members, expiry (event time)
+        self._next_sweep = 0.0
         self._windows: dict[str, float] = {}
 
     def add(self, key: str, ts: float, amount: float, window: float) -> float:
@@ -105,18 +116,45 @@ class MemoryWindows:
     def put(self, key: str, value: Any, ttl: float) -> None:
         self._values[key] = (value, ttl)
 
+    def add_members(self, key: str, ts: float, members: Iterable[str], ttl: float) -> None:
+        entry = self._sets.get(key)
+        if entry is None or entry[1] <= ts:
+            self._sets[key] = (set(members), ts + ttl)
+        else:
+            entry[0].update(members)
+            self._sets[key] = (entry[0], ts + ttl)
+        self._tick(ts)
+
+    def members_present(self, key: str, ts: float, candidates: set[str]) -> set[str]:
+        entry = self._sets.get(key)
+        if entry is None or entry[1] <= ts:
+            return set()
+        return candidates & entry[0]
+
+    def count_members(self, key: str, ts: float) -> int:
+        entry = self._sets.get(key)
+        return 0 if entry is None or entry[1] <= ts else len(entry[0])
+
     def _tick(self, ts: float) -> None:
-        self._ops += 1
-        if self._ops % self.SWEEP_EVERY:
+        if ts < self._next_sweep:
             return
+        self._next_sweep = ts + self.SWEEP_SECONDS
         for store in (self._counters, self._distinct):
             idle = [k for k, v in store.items() if v.last <= ts - self._windows.get(k, 0.0)]
             for k in idle:
                 del store[k]
                 self._windows.pop(k, None)
+        for k in [k for k, (_, expiry) in self._sets.items() if expiry <= ts]:
+            del self._sets[k]
 
     def size(self) -> int:
-        return len(self._counters) + len(self._distinct) + len(self._seen) + len(self._values)
+        return (
+            len(self._counters)
+            + len(self._distinct)
+            + len(self._seen)
+            + len(self._values)
+            + len(self._sets)
+        )
 
 
 class RedisWindows:
@@ -174,6 +212,26 @@ class RedisWindows:
 
     def put(self, key: str, value: Any, ttl: float) -> None:
         self._redis.set(f"{self._p}v:{key}", json.dumps(value), ex=max(1, int(ttl)))
+
+    def add_members(self, key: str, ts: float, members: Iterable[str], ttl: float) -> None:
+        k = f"{self._p}m:{key}"
+        batch = list(members)
+        if not batch:
+            return
+        pipe = self._redis.pipeline()
+        pipe.sadd(k, *batch)
+        pipe.expire(k, max(1, int(ttl)))
+        pipe.execute()
+
+    def members_present(self, key: str, ts: float, candidates: set[str]) -> set[str]:
+        if not candidates:
+            return set()
+        ordered = list(candidates)
+        flags = self._redis.smismember(f"{self._p}m:{key}", ordered)
+        return {m for m, flag in zip(ordered, flags, strict=True) if flag}
+
+    def count_members(self, key: str, ts: float) -> int:
+        return int(self._redis.scard(f"{self._p}m:{key}"))
 
     def clear(self) -> None:
         for k in self._redis.scan_iter(f"{self._p}*"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
@@ -12,6 +13,7 @@ DAY_START = time(8, 30)
 DAY_END = time(18, 0)
 
 
+@functools.lru_cache(maxsize=4096)
 def is_working_day(day: date) -> bool:
     """Working days include the Saturdays and Sundays that are adjusted to work (调休上班)."""
     try:

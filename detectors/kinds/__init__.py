@@ -50,13 +50,18 @@ class Detector:
         self.rule = rule
         self.windows = windows
         self.context = context
-        self.params = rule.params
+        self.params = dict(rule.params)
+        self._prefix = rule.id + ":"
+        self.configure()
+
+    def configure(self) -> None:
+        """Read the rule's thresholds once; kinds override this to keep them as attributes."""
 
     def param(self, name: str, default: Any) -> Any:
         return self.params.get(name, default)
 
-    def key(self, *parts: object) -> str:
-        return ":".join((self.rule.id, *(str(p) for p in parts)))
+    def key(self, *parts: str) -> str:
+        return self._prefix + ":".join(parts)
 
     def observe(self, obs: Observation) -> Finding | None:
         raise NotImplementedError

@@ -11,30 +11,32 @@ DAY = 86_400.0
 class CredentialAnomaly(Detector):
     kind = "credential_anomaly"
 
+    def configure(self) -> None:
+        self.learning = float(self.param("learning_days", 3)) * DAY
+        self.window = float(self.param("concurrent_seconds", 120))
+        self.addresses = int(self.param("concurrent_addresses", 2))
+        self.quiet = float(self.param("quiet_seconds", 3600))
+
     def observe(self, obs: Observation) -> Finding | None:
         cred = obs.credential
         if cred is None or not obs.source_ip:
             return None
-        learning = float(self.param("learning_days", 3)) * DAY
-        first = self.windows.first_seen(self.key("cred"), cred, obs.ts)
-        established = first is not None and obs.ts - first >= learning
-        new_ip = self.windows.first_seen(self.key("ips", cred), obs.source_ip, obs.ts) is None
+        w = self.windows
+        first = w.first_seen(self.key("cred"), cred, obs.ts)
+        established = first is not None and obs.ts - first >= self.learning
+        new_ip = w.first_seen(self.key("ips", cred), obs.source_ip, obs.ts) is None
         new_zone = (
-            obs.zone is not None
-            and self.windows.first_seen(self.key("zones", cred), obs.zone, obs.ts) is None
+            obs.zone is not None and w.first_seen(self.key("zones", cred), obs.zone, obs.ts) is None
         )
         reason = None
         if established and new_zone:
             reason = f"凭证首次从{'政务内网' if obs.zone == 'intranet' else '互联网'}使用"
         elif established and new_ip:
             reason = f"凭证首次从新地址 {obs.source_ip} 使用"
-        window = float(self.param("concurrent_seconds", 120))
-        addresses = self.windows.add_distinct(self.key("now", cred), obs.ts, obs.source_ip, window)
-        if reason is None and addresses >= int(self.param("concurrent_addresses", 2)):
-            reason = f"{window:.0f} 秒内同一凭证从 {addresses} 个地址使用，疑似共用密钥"
-        if reason is None or not self.quiet_since(
-            cred, obs.ts, float(self.param("quiet_seconds", 3600))
-        ):
+        addresses = w.add_distinct(self.key("now", cred), obs.ts, obs.source_ip, self.window)
+        if reason is None and addresses >= self.addresses:
+            reason = f"{self.window:.0f} 秒内同一凭证从 {addresses} 个地址使用，疑似共用密钥"
+        if reason is None or not self.quiet_since(cred, obs.ts, self.quiet):
             return None
         return Finding(
             obs.user or cred,

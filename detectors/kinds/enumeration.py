@@ -13,10 +13,17 @@ _TRAILING_NUMBER = re.compile(r"(\d+)$")
 class Enumeration(Detector):
     kind = "enumeration"
 
+    def configure(self) -> None:
+        self.window = float(self.param("window_seconds", 60))
+        self.distinct_records = int(self.param("distinct_records", 120))
+        self.sequential = int(self.param("sequential_run", 25))
+        self.gap = int(self.param("sequential_gap", 1))
+        self.pagination = int(self.param("pagination_records", 20_000))
+
     def observe(self, obs: Observation) -> Finding | None:
         if obs.user is None or obs.dataset is None or obs.action not in ("read", "list"):
             return None
-        window = float(self.param("window_seconds", 60))
+        window = self.window
         entity = f"{obs.user}@{obs.dataset}"
         reason = None
         evidence: dict[str, object] = {"window_seconds": window}
@@ -25,16 +32,16 @@ class Enumeration(Detector):
                 self.key("keys", entity), obs.ts, obs.record_key, window
             )
             evidence["distinct_records"] = distinct
-            if distinct >= int(self.param("distinct_records", 120)):
+            if distinct >= self.distinct_records:
                 reason = f"{window:.0f} 秒内逐条读取 {distinct} 条不同记录"
             run = self._sequential_run(entity, obs)
             evidence["sequential_run"] = run
-            if reason is None and run >= int(self.param("sequential_run", 25)):
+            if reason is None and run >= self.sequential:
                 reason = f"连续按顺序探测 {run} 个记录编号"
         elif obs.action == "list" and obs.decision == "allow" and (obs.offset or 0) > 0:
             swept = self.windows.add(self.key("pages", entity), obs.ts, obs.records, window)
             evidence["paged_records"] = swept
-            if swept >= int(self.param("pagination_records", 20_000)):
+            if swept >= self.pagination:
                 reason = f"{window:.0f} 秒内翻页扫取 {swept:.0f} 条记录"
         if reason is None or not self.quiet_since(entity, obs.ts, window):
             return None
@@ -47,7 +54,7 @@ class Enumeration(Detector):
         number = int(match.group(1))
         k = self.key("seq", entity)
         state = self.windows.get(k) or {"last": None, "run": 0}
-        gap = int(self.param("sequential_gap", 1))
+        gap = self.gap
         last = state["last"]
         state["run"] = state["run"] + 1 if last is not None and 0 < number - last <= gap else 1
         state["last"] = number

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from detectors.kinds import DetectionContext, Detector, Finding
+from detectors.kinds import Detector, Finding
 from detectors.observation import Observation
-from detectors.rules import Rule
-from detectors.windows import WindowStore
 
 
 class Honeytoken(Detector):
     kind = "honeytoken"
 
-    def __init__(self, rule: Rule, windows: WindowStore, context: DetectionContext) -> None:
-        super().__init__(rule, windows, context)
-        self.keys = frozenset(f"{k}" for k in self.param("record_keys", []))
+    def configure(self) -> None:
+        self.keys = frozenset(str(k) for k in self.param("record_keys", []))
         # Honeytoken identities are configured in clear and compared as audit hashes.
-        self.subjects = frozenset(context.subject_hasher(s) for s in self.param("subject_ids", []))
+        self.subjects = frozenset(
+            self.context.subject_hasher(s) for s in self.param("subject_ids", [])
+        )
+        # A decoy identity inside a bulk response is expected; one looked up on its own is not.
+        self.small = int(self.param("max_records_for_subject_match", 5))
 
     def add_subjects(self, hashes: set[str]) -> None:
         """Decoy records registered at run time (watermark decoys) join the honeytokens."""
@@ -25,11 +26,9 @@ class Honeytoken(Detector):
         if obs.decision != "allow":
             return None
         hit_key = obs.record_key in self.keys if obs.record_key else False
-        # A decoy identity inside a bulk response is expected; one looked up on its own is not.
-        small = obs.records <= int(self.param("max_records_for_subject_match", 5))
-        hit_subjects = (
-            len(self.subjects.intersection(obs.subjects)) if self.subjects and small else 0
-        )
+        hit_subjects = 0
+        if self.subjects and obs.records <= self.small:
+            hit_subjects = len(self.subjects.intersection(obs.subjects))
         if not hit_key and not hit_subjects:
             return None
         what = f"蜜罐记录 {obs.record_key}" if hit_key else f"{hit_subjects} 条诱饵记录"

@@ -11,24 +11,28 @@ from detectors.observation import Observation
 class OffHours(Detector):
     kind = "off_hours"
 
+    def configure(self) -> None:
+        self.sensitivities = frozenset(self.param("sensitivities", ["sensitive", "secret"]))
+        self.grace = timedelta(minutes=int(self.param("grace_minutes", 45)))
+        self.window = float(self.param("window_seconds", 3600))
+        self.min_requests = int(self.param("min_requests", 5))
+        self.min_records = int(self.param("min_records", 200))
+
     def observe(self, obs: Observation) -> Finding | None:
         if obs.decision != "allow" or obs.user is None or obs.records <= 0:
             return None
-        if obs.sensitivity not in tuple(self.param("sensitivities", ["sensitive", "secret"])):
+        if obs.sensitivity not in self.sensitivities:
             return None
         when = obs.when
-        grace = timedelta(minutes=int(self.param("grace_minutes", 45)))
+        working = self.context.is_working_time
         # Inside working time, or just around its edges (a clerk finishing a case), is normal.
-        if any(self.context.is_working_time(t) for t in (when, when - grace, when + grace)):
+        if working(when) or working(when - self.grace) or working(when + self.grace):
             return None
-        window = float(self.param("window_seconds", 3600))
-        requests = self.windows.add(self.key("n", obs.user), obs.ts, 1, window)
-        records = self.windows.add(self.key("r", obs.user), obs.ts, obs.records, window)
-        if requests < int(self.param("min_requests", 5)) and records < int(
-            self.param("min_records", 200)
-        ):
+        requests = self.windows.add(self.key("n", obs.user), obs.ts, 1, self.window)
+        records = self.windows.add(self.key("r", obs.user), obs.ts, obs.records, self.window)
+        if requests < self.min_requests and records < self.min_records:
             return None
-        if not self.quiet_since(obs.user, obs.ts, window):
+        if not self.quiet_since(obs.user, obs.ts, self.window):
             return None
         return Finding(
             obs.user,

@@ -11,26 +11,31 @@ DAY = 86_400.0
 class PurposeDrift(Detector):
     kind = "purpose_drift"
 
+    def configure(self) -> None:
+        self.window = float(self.param("window_seconds", 3600))
+        self.learning_days = float(self.param("learning_days", 7))
+        self.distinct = int(self.param("distinct_purposes", 3))
+        self.aggregate = frozenset(self.param("aggregate_purposes", ["statistics"]))
+        self.reads = int(self.param("individual_reads", 20))
+
     def observe(self, obs: Observation) -> Finding | None:
         if obs.user is None or obs.purpose is None or obs.decision != "allow":
             return None
-        window = float(self.param("window_seconds", 3600))
+        window = self.window
         reason = None
         known_since = self.windows.first_seen(self.key("user"), obs.user, obs.ts)
         purpose_since = self.windows.first_seen(self.key("purposes", obs.user), obs.purpose, obs.ts)
-        established = (
-            known_since is not None
-            and obs.ts - known_since >= float(self.param("learning_days", 7)) * DAY
-        )
+        established = known_since is not None and obs.ts - known_since >= self.learning_days * DAY
         if purpose_since is None and established:
-            reason = f"首次以用途「{obs.purpose}」访问（此前 {float(self.param('learning_days', 7)):.0f} 天以上从未使用）"
+            reason = (
+                f"首次以用途「{obs.purpose}」访问（此前 {self.learning_days:.0f} 天以上从未使用）"
+            )
         distinct = self.windows.add_distinct(self.key("mix", obs.user), obs.ts, obs.purpose, window)
-        if reason is None and distinct >= int(self.param("distinct_purposes", 3)):
+        if reason is None and distinct >= self.distinct:
             reason = f"{window / 60:.0f} 分钟内切换 {distinct} 种用途"
-        aggregate = tuple(self.param("aggregate_purposes", ["statistics"]))
-        if reason is None and obs.purpose in aggregate and obs.action == "read":
+        if reason is None and obs.purpose in self.aggregate and obs.action == "read":
             reads = self.windows.add(self.key("reads", obs.user), obs.ts, 1, window)
-            if reads >= int(self.param("individual_reads", 20)):
+            if reads >= self.reads:
                 reason = f"以统计类用途「{obs.purpose}」逐条查询个人记录 {reads:.0f} 次"
         if reason is None or not self.quiet_since(obs.user, obs.ts, window):
             return None

@@ -9,13 +9,15 @@ from detectors.observation import Observation
 class SchemaDrift(Detector):
     kind = "schema_drift"
 
+    def configure(self) -> None:
+        self.min_values = int(self.param("min_values", 1))
+        self.quiet = float(self.param("quiet_seconds", 3600))
+
     def observe(self, obs: Observation) -> Finding | None:
         found = sum(obs.pii_found.values())
-        if obs.dataset is None or (
-            found < int(self.param("min_values", 1)) and not obs.dropped_fields
-        ):
+        if obs.dataset is None or (found < self.min_values and not obs.dropped_fields):
             return None
-        if not self.quiet_since(obs.dataset, obs.ts, float(self.param("quiet_seconds", 3600))):
+        if not self.quiet_since(obs.dataset, obs.ts, self.quiet):
             return None
         parts = []
         if obs.dropped_fields:

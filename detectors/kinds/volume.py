@@ -9,15 +9,20 @@ from detectors.observation import Observation
 class BulkVolume(Detector):
     kind = "bulk_volume"
 
+    def configure(self) -> None:
+        self.window = float(self.param("window_seconds", 300))
+        self.cap = float(self.param("cap_records", 20_000))
+        self.factor = float(self.param("baseline_factor", 10))
+        self.floor = float(self.param("baseline_min_records", 1_000))
+        self.alpha = float(self.param("baseline_alpha", 0.1))
+        self.learning = int(self.param("learning_windows", 10))
+
     def observe(self, obs: Observation) -> Finding | None:
         if obs.decision != "allow" or obs.records <= 0 or obs.user is None:
             return None
-        window = float(self.param("window_seconds", 300))
+        window, cap, factor, floor = self.window, self.cap, self.factor, self.floor
         total = self.windows.add(self.key("sum", obs.user), obs.ts, obs.records, window)
         baseline = self._baseline(obs, window)
-        cap = float(self.param("cap_records", 20_000))
-        factor = float(self.param("baseline_factor", 10))
-        floor = float(self.param("baseline_min_records", 1_000))
         learned = baseline is not None
         reason = None
         if total >= cap:
@@ -33,24 +38,25 @@ class BulkVolume(Detector):
         )
 
     def _baseline(self, obs: Observation, window: float) -> float | None:
-        """Exponentially weighted mean of the entity's per-window totals (None while learning)."""
-        k = self.key("baseline", obs.user)
-        state = self.windows.get(k) or {
-            "start": obs.ts // window * window,
-            "sum": 0.0,
-            "ewma": 0.0,
-            "n": 0,
-        }
-        alpha = float(self.param("baseline_alpha", 0.1))
-        elapsed = int((obs.ts - state["start"]) // window)
-        if elapsed >= 1:
-            # Close the finished window, then let the quiet windows since pull the mean down.
-            state["ewma"] = alpha * state["sum"] + (1 - alpha) * state["ewma"]
-            state["ewma"] *= (1 - alpha) ** (elapsed - 1)
-            state["n"] += elapsed
-            state["start"] += elapsed * window
+        """Exponentially weighted mean of the entity's *active* windows (None while learning).
+
+        Quiet windows are left out: most people take nothing most of the time, and averaging
+        those in would make every ordinary working session look like a burst.
+        """
+        k = self.key("baseline", obs.user or "")
+        start = obs.ts // window * window
+        state = self.windows.get(k) or {"start": start, "sum": 0.0, "ewma": 0.0, "n": 0}
+        alpha = self.alpha
+        if start > state["start"]:
+            if state["sum"] > 0:
+                first = state["n"] == 0
+                state["ewma"] = (
+                    state["sum"] if first else alpha * state["sum"] + (1 - alpha) * state["ewma"]
+                )
+                state["n"] += 1
+            state["start"] = start
             state["sum"] = 0.0
-        baseline = state["ewma"] if state["n"] >= int(self.param("learning_windows", 24)) else None
+        baseline = state["ewma"] if state["n"] >= self.learning else None
         state["sum"] += obs.records
         self.windows.put(k, state, 30 * 86_400)
         return baseline

@@ -1,0 +1,350 @@
+"""Detection evaluation (issue 7): benign weeks plus one labelled attack per detector, through the pipeline.
+
+Reported per scenario: detected or not (and by which rules), time from the first malicious
+request to the alert (simulated time), and, over all benign traffic, false alerts per 10,000
+requests; then the engine's own throughput, replaying the recorded observations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+from bench.traffic import FakePlatform, Simulation, at, benign_day
+from detectors.engine import Detection, DetectionEngine
+from detectors.observation import Observation
+from gateway.demo.data import DemoStore, generate
+from gateway.demo.seed import seed_demo
+from gateway.pipeline import Pipeline, default_stages
+from gateway.service import Gateway
+from gateway.settings import load_settings
+
+START = date(
+    2026, 9, 14
+)  # eight weeks to Nov 8, National Day holidays and adjusted Saturdays included
+QUICK_START = date(2026, 10, 26)  # two weeks, the same attacks
+SEED = 20261012
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    expected_rules: tuple[str, ...]
+    day: date
+    run: Callable[[Simulation, DemoStore, date], Awaitable[None]]
+
+
+async def bulk_volume(sim: Simulation, store: DemoStore, day: date) -> None:
+    for page in range(40):
+        await sim.call(
+            at(day, 14, 0, 6 * page),
+            "tj_analyst",
+            f"/api/v1/datasets/population/records?limit=1000&offset={page * 1000 % 9000}",
+            "statistics",
+            label="bulk_volume",
+        )
+
+
+async def enumeration(sim: Simulation, store: DemoStore, day: date) -> None:
+    rng = random.Random(1)
+    for i, n in enumerate(rng.sample(range(1, 10_000), 200)):
+        await sim.call(
+            at(day, 10, 0, 0.2 * i),
+            "sw_officer",
+            f"/api/v1/datasets/population/records/P{n:08d}",
+            "tax_administration",
+            label="enumeration",
+        )
+
+
+async def slow_scrape(sim: Simulation, store: DemoStore, day: date) -> None:
+    rng = random.Random(2)
+    for i, n in enumerate(rng.sample(range(1, 10_000), 480)):
+        await sim.call(
+            at(day, 9, 0, 120 * i),
+            "wj_officer",
+            f"/api/v1/datasets/population/records/P{n:08d}",
+            "health_management",
+            label="slow_scrape",
+        )
+
+
+async def off_hours(sim: Simulation, store: DemoStore, day: date) -> None:
+    for i in range(30):
+        await sim.call(
+            at(day, 23, 0, 40 * i),
+            "mz_caseworker",
+            f"/api/v1/datasets/population/records?limit=100&offset={i * 100}",
+            "social_assistance_review",
+            case="MZ-2026-99999",
+            label="off_hours",
+        )
+
+
+async def purpose_drift(sim: Simulation, store: DemoStore, day: date) -> None:
+    for i in range(30):
+        await sim.call(
+            at(day, 15, 0, 40 * i),
+            "tj_analyst",
+            f"/api/v1/datasets/population/records/P{(i * 331) % 9999 + 1:08d}",
+            "statistics",
+            label="purpose_drift",
+        )
+
+
+async def refusal_burst(sim: Simulation, store: DemoStore, day: date) -> None:
+    targets = ["population", "social_insurance", "classified_cases", "medical_visits"]
+    for i in range(40):
+        await sim.call(
+            at(day, 16, 0, 1.5 * i),
+            "public_dev",
+            f"/api/v1/datasets/{targets[i % 4]}/records",
+            "open_data_use",
+            ip="198.51.100.7",
+            label="refusal_burst",
+        )
+
+
+async def credential_anomaly(sim: Simulation, store: DemoStore, day: date) -> None:
+    person = store.records["population"][77]
+    await sim.call(
+        at(day, 11, 0),
+        "mz_caseworker",
+        f"/api/v1/datasets/population/records?id_number={person['id_number']}",
+        "social_assistance_review",
+        case="MZ-2026-77777",
+        ip="10.8.8.8",
+        label="credential_anomaly",
+    )
+
+
+async def honeytoken(sim: Simulation, store: DemoStore, day: date) -> None:
+    await sim.call(
+        at(day, 10, 30),
+        "sw_officer",
+        "/api/v1/datasets/population/records/P00004242",
+        "tax_administration",
+        label="honeytoken",
+    )
+
+
+async def schema_drift(sim: Simulation, store: DemoStore, day: date) -> None:
+    sim.platform.tamper = lambda ds, recs: [{**r, "police_note": "在逃人员"} for r in recs]
+    try:
+        await sim.call(
+            at(day, 14, 0),
+            "wj_officer",
+            "/api/v1/datasets/population/records?limit=20",
+            "health_management",
+            label="schema_drift",
+        )
+    finally:
+        sim.platform.tamper = None
+
+
+SCENARIOS = (
+    Scenario("bulk_volume", ("bulk_volume",), date(2026, 11, 2), bulk_volume),
+    Scenario("purpose_drift", ("purpose_drift",), date(2026, 11, 2), purpose_drift),
+    Scenario(
+        "slow_scrape (low and slow)", ("slow_scrape", "off_hours"), date(2026, 11, 3), slow_scrape
+    ),
+    Scenario("schema_drift", ("schema_drift",), date(2026, 11, 3), schema_drift),
+    Scenario("honeytoken", ("honeytoken",), date(2026, 11, 4), honeytoken),
+    Scenario("enumeration", ("enumeration",), date(2026, 11, 5), enumeration),
+    Scenario("credential_anomaly", ("credential_anomaly",), date(2026, 11, 5), credential_anomaly),
+    Scenario("refusal_burst", ("refusal_burst",), date(2026, 11, 6), refusal_burst),
+    Scenario("off_hours", ("off_hours",), date(2026, 11, 7), off_hours),
+)
+
+
+def run(quick: bool = False) -> tuple[dict[str, Any], str]:
+    return asyncio.run(_run(quick))
+
+
+async def _run(quick: bool) -> tuple[dict[str, Any], str]:
+    tmp = Path(tempfile.mkdtemp(prefix="shareguard-detect-"))
+    gateway = Gateway(load_settings({"home": str(tmp / "home")}, environ={}))
+    try:
+        entries = seed_demo(gateway.engine, gateway.settings.credentials_path)
+        gateway.refresh()
+        keys = {e["name"]: e["api_key"] for e in entries if "api_key" in e}
+        observations: list[Observation] = []
+        detections: list[Detection] = []
+        engine = gateway.detection
+        sink = engine.sink
+
+        latencies: list[float] = []
+
+        def record(detection: Detection) -> object:
+            detections.append(detection)
+            result = sink(detection)  # the alert is stored (and notified, and acted on) here
+            latencies.append(time.perf_counter() - submitted[-1])
+            return result
+
+        submitted: list[float] = [0.0]
+
+        engine.sink = record
+
+        def synchronous(obs: Observation) -> None:
+            observations.append(obs)
+            submitted.append(time.perf_counter())
+            engine.process(obs)  # in order, in event time: the replay is deterministic
+
+        engine.submit = synchronous  # type: ignore[method-assign]
+        store = generate()
+        sim = Simulation(Pipeline(default_stages(gateway)), FakePlatform(store), keys)
+        rng = random.Random(SEED)
+        first_day = QUICK_START if quick else START
+        days = (SCENARIOS[-1].day - first_day).days + 2
+        honeytokens = frozenset(
+            str(k)
+            for d in engine.detectors
+            if d.rule.kind == "honeytoken"
+            for k in d.params.get("record_keys", [])
+        )
+        started = time.perf_counter()
+        for offset in range(days):
+            day = first_day + timedelta(days=offset)
+            for when, who, path, purpose, case in benign_day(day, rng, store, honeytokens):
+                await sim.call(when, who, path, purpose, case=case)
+            for scenario in SCENARIOS:
+                if scenario.day == day:
+                    await scenario.run(sim, store, day)
+                    _reset_responses(gateway, detections)
+        simulated_seconds = time.perf_counter() - started
+        figures = _score(sim, detections, observations)
+        figures["simulation"] = {
+            "days": days,
+            "benign_requests": sim.counts.get("benign", 0),
+            "attack_requests": sum(v for k, v in sim.counts.items() if k != "benign"),
+            "wall_seconds": round(simulated_seconds, 1),
+        }
+        figures["throughput"] = _throughput(gateway, observations)
+        ordered = sorted(latencies)
+        figures["alert_latency_ms"] = {
+            "alerts": len(ordered),
+            "p50": round(1000 * ordered[len(ordered) // 2], 2) if ordered else None,
+            "max": round(1000 * ordered[-1], 2) if ordered else None,
+        }
+        return figures, _markdown(figures)
+    finally:
+        gateway.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _reset_responses(gateway: Gateway, detections: list[Detection]) -> None:
+    """After each attack the security team investigates and restores suspended keys."""
+    for alert in gateway.alerts.store.search(limit=1000):
+        if any(e["action"] == "action" for e in gateway.alerts.store.timeline(alert.id)):
+            try:
+                gateway.alerts.revert(alert.id, "security", ("security",))
+            except ValueError:
+                pass
+    gateway.refresh()
+
+
+def _score(
+    sim: Simulation, detections: list[Detection], observations: list[Observation]
+) -> dict[str, Any]:
+    by_label: dict[str, list[Detection]] = {}
+    false_alerts: list[str] = []
+    for d in detections:
+        label = sim.labels.get(d.observation.request_id, "benign") if d.observation else "benign"
+        if label == "benign":
+            false_alerts.append(f"{d.rule.id}: {d.finding.summary}")
+        else:
+            by_label.setdefault(label, []).append(d)
+    rows = {}
+    delays = []
+    for scenario in SCENARIOS:
+        label = scenario.run.__name__
+        found = by_label.get(label, [])
+        first = min((d.observation.ts for d in found if d.observation), default=None)
+        delay = (
+            first - sim.first_request[label]
+            if first is not None and label in sim.first_request
+            else None
+        )
+        if delay is not None:
+            delays.append(delay)
+        rows[scenario.name] = {
+            "detected": bool(found),
+            "rules": sorted({d.rule.id for d in found}),
+            "expected_rules": list(scenario.expected_rules),
+            "seconds_to_alert": round(delay, 1) if delay is not None else None,
+            "attack_requests": sim.counts.get(label, 0),
+        }
+    benign = sim.counts.get("benign", 0)
+    return {
+        "scenarios": rows,
+        "median_seconds_to_alert": round(median(delays), 1) if delays else None,
+        "false_alerts": len(false_alerts),
+        "false_alerts_per_10k_benign": round(len(false_alerts) / benign * 10_000, 2)
+        if benign
+        else None,
+        "false_alert_examples": false_alerts[:10],
+    }
+
+
+def _throughput(gateway: Gateway, observations: list[Observation]) -> dict[str, Any]:
+    engine = DetectionEngine(
+        [d.rule for d in gateway.detection.detectors],
+        gateway.detection.detectors[0].context,
+        lambda d: None,
+    )
+    started = time.perf_counter()
+    for obs in observations:
+        engine.process(obs)
+    seconds = time.perf_counter() - started
+    return {
+        "events": len(observations),
+        "seconds": round(seconds, 3),
+        "events_per_second": round(len(observations) / seconds),
+    }
+
+
+def _markdown(f: dict[str, Any]) -> str:
+    sim = f["simulation"]
+    lines = [
+        "## Leak detection (issue 7)",
+        "",
+        f"{sim['days']} simulated days to {SCENARIOS[-1].day + timedelta(days=1)} of benign work by the demo departments and a public developer "
+        f"({sim['benign_requests']} requests), with one labelled attack per detector ({sim['attack_requests']} requests), "
+        "through the real pipeline on a simulated clock; detectors see event time. Time to alert is simulated time "
+        "from the attack's first request to the first alert it raised.",
+        "",
+        "| scenario | detected | by rules | seconds to alert | attack requests |",
+        "| --- | --- | --- | ---: | ---: |",
+    ]
+    for name, row in f["scenarios"].items():
+        seconds = "—" if row["seconds_to_alert"] is None else f"{row['seconds_to_alert']:.1f}"
+        lines.append(
+            f"| {name} | {'yes' if row['detected'] else '**no**'} | {', '.join(row['rules']) or '—'} | {seconds} | {row['attack_requests']} |"
+        )
+    t = f["throughput"]
+    lines += [
+        "",
+        f"- Median time to alert: **{f['median_seconds_to_alert']} s** of attack time. The figure is set by how fast "
+        "each attack runs: a detector needs its threshold of evidence (120 distinct records in a minute, 5 requests "
+        "at night, ...); the low-and-slow scrape is meant to take hours to show.",
+        f"- Processing latency, from the request that completed the evidence to the stored alert (with its "
+        f"notifications queued and response actions taken): p50 **{f['alert_latency_ms']['p50']} ms**, "
+        f"max {f['alert_latency_ms']['max']} ms over {f['alert_latency_ms']['alerts']} alerts.",
+        f"- False alerts: **{f['false_alerts']}** over {sim['benign_requests']} benign requests "
+        f"(**{f['false_alerts_per_10k_benign']} per 10,000**).",
+        f"- Engine throughput (all detectors, in memory): **{t['events_per_second']:,} events/s** "
+        f"({t['events']} recorded observations replayed).",
+        "- Not yet in this run: cross-dataset aggregation (needs conditional grants) and traced leaks (needs tracing).",
+    ]
+    for example in f["false_alert_examples"]:
+        lines.append(f"  - false alert: {example}")
+    return "\n".join(lines) + "\n"
