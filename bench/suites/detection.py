@@ -8,6 +8,7 @@ requests; then the engine's own throughput, replaying the recorded observations.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import shutil
 import tempfile
@@ -22,6 +23,7 @@ from typing import Any
 from bench.traffic import FakePlatform, Simulation, at, benign_day
 from detectors.engine import Detection, DetectionEngine
 from detectors.observation import Observation
+from gateway.alerts.store import AlertError
 from gateway.demo.data import DemoStore, generate
 from gateway.demo.seed import seed_demo
 from gateway.pipeline import Pipeline, default_stages
@@ -245,10 +247,8 @@ def _reset_responses(gateway: Gateway, detections: list[Detection]) -> None:
     """After each attack the security team investigates and restores suspended keys."""
     for alert in gateway.alerts.store.search(limit=1000):
         if any(e["action"] == "action" for e in gateway.alerts.store.timeline(alert.id)):
-            try:
+            with contextlib.suppress(AlertError):  # already undone after an earlier attack
                 gateway.alerts.revert(alert.id, "security", ("security",))
-            except ValueError:
-                pass
     gateway.refresh()
 
 
