@@ -24,10 +24,17 @@ def test_the_environment_is_read_and_a_flag_overrides_it() -> None:
         ({"SHAREGUARD_ALERT_WEBHOOK_MIN_SEVERITY": "urgent"}, "alert_webhook_min_severity"),
         ({"SHAREGUARD_ALERT_WEBHOOK_URL": "http://127.0.0.1:9/hook"}, "alert_webhook_secret"),
     ],
-    ids=["port out of range", "network with a bad prefix", "zero batch", "unknown severity",
-         "webhook without a secret"],
+    ids=[
+        "port out of range",
+        "network with a bad prefix",
+        "zero batch",
+        "unknown severity",
+        "webhook without a secret",
+    ],
 )
-def test_when_a_setting_is_bad_then_startup_fails_naming_it(env: dict[str, str], named: str) -> None:
+def test_when_a_setting_is_bad_then_startup_fails_naming_it(
+    env: dict[str, str], named: str
+) -> None:
     with pytest.raises(ConfigError, match=named):
         load_settings(environ=env)
 

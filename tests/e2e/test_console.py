@@ -71,3 +71,34 @@ def test_a_wrong_password_is_told_in_chinese_and_english(
         )
     finally:
         page.close()
+
+
+def test_the_security_team_triages_a_fresh_alert_in_the_console(
+    running: RunningGateway, browser: Any
+) -> None:
+    r = httpx.get(
+        running.proxy + "/api/v1/datasets/population/records/P00004242",
+        headers={
+            "Authorization": f"Bearer {running.key('wj_officer')}",
+            "X-Purpose": "health_management",
+        },
+    )
+    assert r.status_code == 200  # the canary record itself is served; reading it is the alarm
+    security = running.credentials["security"]
+    page = browser.new_page()
+    try:
+        sign_in(page, running.console, security["username"], security["password"])
+        for _ in range(50):  # detection runs beside the proxy: give it a moment
+            page.goto(running.console + "/alerts")
+            if page.locator("table.alerts tr", has_text="wj_officer").count():
+                break
+            page.wait_for_timeout(100)
+        page.locator("table.alerts tr", has_text="wj_officer").locator("a").first.click()
+        assert "蜜罐" in page.locator("h1").inner_text()
+        page.select_option("select[name=status]", "investigating")
+        page.fill("input[name=note]", "核对调取记录")
+        page.click("form.filters button[type=submit]")
+        assert page.locator("#status").inner_text() == "调查中"
+        assert "核对调取记录" in page.locator("table.events").inner_text()
+    finally:
+        page.close()
