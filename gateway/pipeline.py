@@ -48,7 +48,7 @@ def default_stages(gateway: Gateway) -> list[Any]:
         AuthorizeStage(gateway),
         ForwardStage(),
         DecodeStage(gateway.settings.max_body_bytes),
-        ShapeStage(),
+        ShapeStage(gateway),
         EncodeStage(gateway.hasher),
         ExportStage(gateway.hasher),
         AuditStage(gateway.journal),
