@@ -22,9 +22,7 @@ class DeliveryLedger:
         self._subjects: dict[str, None] = {}
         self.truncated = False
 
-    def add(
-        self, records: Sequence[dict[str, Any]], subjects: Sequence[Any] | None = None
-    ) -> None:
+    def add(self, records: Sequence[dict[str, Any]], subjects: Sequence[Any] | None = None) -> None:
         """Count delivered records; `subjects` are their subjects' raw identifiers if shaping
         replaced them in the records (a pseudonym must not stand for the person in the log)."""
         self.records += len(records)

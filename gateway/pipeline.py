@@ -50,7 +50,7 @@ def default_stages(gateway: Gateway) -> list[Any]:
         DecodeStage(gateway.settings.max_body_bytes),
         ShapeStage(gateway),
         EncodeStage(gateway.hasher),
-        ExportStage(gateway.hasher),
+        ExportStage(gateway.hasher, gateway.settings.max_body_bytes),
         AuditStage(gateway.journal),
     ]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import datetime
 import hashlib
+import itertools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -162,9 +163,9 @@ class Mask(Operator):
             raise ConfigError("mask: char 须为单个字符 (char must be one character)")
 
     def function(self) -> Callable[[str], str]:
-        first = self.config.get("first", 0)
-        last = self.config.get("last", 0)
-        char = self.config.get("char", "*")
+        first: int = self.config.get("first", 0)
+        last: int = self.config.get("last", 0)
+        char: str = self.config.get("char", "*")
 
         def mask(text: str) -> str:
             n = len(text)
@@ -362,7 +363,7 @@ class Range(Operator):
         bounds: list[float] = list(self.config["bounds"])
         labels = (
             [f"<{_num(bounds[0])}"]
-            + [f"{_num(a)}-{_num(b)}" for a, b in zip(bounds, bounds[1:], strict=False)]
+            + [f"{_num(a)}-{_num(b)}" for a, b in itertools.pairwise(bounds)]
             + [f">={_num(bounds[-1])}"]
         )
 

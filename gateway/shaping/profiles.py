@@ -58,7 +58,9 @@ class MaskingPolicy:
                 return op
         return FALLBACK
 
-    def profile_for(self, named: str | None, purpose_lineage: tuple[str, ...], public: bool) -> Profile:
+    def profile_for(
+        self, named: str | None, purpose_lineage: tuple[str, ...], public: bool
+    ) -> Profile:
         """The profile for a request: the grant's, else the purpose's (nearest ancestor), else default.
 
         Raises KeyError for a named profile that does not exist: a grant must not silently fall
@@ -144,7 +146,9 @@ def load_masking(
     if catalog is not None and not problems:
         problems += _check_against_catalog(policy, catalog)
     if problems:
-        raise ConfigError(f"脱敏规则有误 (masking rules invalid): {path}:\n  " + "\n  ".join(problems))
+        raise ConfigError(
+            f"脱敏规则有误 (masking rules invalid): {path}:\n  " + "\n  ".join(problems)
+        )
     return policy
 
 

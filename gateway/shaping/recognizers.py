@@ -147,9 +147,7 @@ class MobileRecognizer(Recognizer):
 
     type = "mobile"
     label = "手机号"
-    pattern = (
-        r"(?<![0-9])((?:(?:\+|00)86[ -]?)?1[3-9][0-9](?:[ -]?[0-9]{4}){2})(?![0-9])"
-    )
+    pattern = r"(?<![0-9])((?:(?:\+|00)86[ -]?)?1[3-9][0-9](?:[ -]?[0-9]{4}){2})(?![0-9])"
     context = ("手机", "电话", "联系", "致电", "号码", "tel", "mobile", "phone", "微信")
     min_length = 11
 
@@ -203,7 +201,9 @@ class PassportRecognizer(Recognizer):
 
     type = "passport"
     label = "护照号"
-    pattern = r"(?<![0-9A-Za-z])((?:[EG][0-9]{8}|E[A-HJ-NP-Z][0-9]{7}|[PSD][0-9]{7}))(?![0-9A-Za-z])"
+    pattern = (
+        r"(?<![0-9A-Za-z])((?:[EG][0-9]{8}|E[A-HJ-NP-Z][0-9]{7}|[PSD][0-9]{7}))(?![0-9A-Za-z])"
+    )
     context = ("护照", "passport", "旅行证", "证件号")
     context_boost = 0.4
     min_length = 8

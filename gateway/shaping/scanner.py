@@ -19,7 +19,7 @@ import orjson
 
 from gateway.shaping.recognizers import RECOGNIZERS, Finding, IdNumberRecognizer, Recognizer
 
-__all__ = ["Scanner", "ScanResult"]
+__all__ = ["ScanResult", "Scanner"]
 
 # Full-width digits and Latin letters read the same to a person; scanning their ASCII form
 # (a one-to-one translation, so offsets stay valid) keeps them from hiding an identifier.
@@ -109,9 +109,7 @@ class Scanner:
         if found is not _UNBUILT:
             return found  # type: ignore[return-value]
         members = tuple(
-            r
-            for r in self.recognizers
-            if not r.free_text_only and (only is None or r.type in only)
+            r for r in self.recognizers if not r.free_text_only and (only is None or r.type in only)
         )
         built: _Pass | None = None
         if members:

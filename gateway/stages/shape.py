@@ -54,7 +54,11 @@ class ShapeStage:
                 detail="case_required",
             )
         # Pseudonyms are per receiving department; a public caller is its own recipient.
-        recipient = subject.department if subject.kind == "department" and subject.department else subject.id
+        recipient = (
+            subject.department
+            if subject.kind == "department" and subject.department
+            else subject.id
+        )
         ctx.shaper = self.factory.shaper(
             ctx.match.dataset,
             ctx.obligations,
