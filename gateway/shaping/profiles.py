@@ -26,6 +26,9 @@ class Profile:
     description: str
     deidentified: bool
     requires_case: bool
+    # Every kept string read as free text (names introduced by a role word), not only the
+    # fields the catalog calls free text: for data that leaves the government entirely.
+    all_text_is_free_text: bool
     chain: tuple[str, ...]  # itself, then the profiles it extends, nearest first
     fields: Mapping[str, Operator]
     pii: Mapping[str, Operator]
@@ -163,7 +166,8 @@ def _profile(name: str, spec: dict[str, Any], specs: Mapping[str, dict[str, Any]
         chain.append(parent)
         parent = specs[parent].get("extends")
     unknown = set(spec) - {
-        "description", "extends", "deidentified", "requires_case", "fields", "pii", "class"
+        "description", "extends", "deidentified", "requires_case", "all_text_is_free_text",
+        "fields", "pii", "class",
     }  # fmt: skip
     if unknown:
         raise ConfigError(f"profiles.{name}: unknown keys {sorted(unknown)}")
@@ -188,6 +192,7 @@ def _profile(name: str, spec: dict[str, Any], specs: Mapping[str, dict[str, Any]
         description=str(spec.get("description", "")),
         deidentified=inherited("deidentified"),
         requires_case=inherited("requires_case"),
+        all_text_is_free_text=inherited("all_text_is_free_text"),
         chain=tuple(chain),
         fields=table("fields"),
         pii=table("pii"),

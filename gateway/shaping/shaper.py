@@ -187,7 +187,9 @@ class ShaperFactory:
             if op.passthrough:
                 exclude = frozenset({f.pii}) if f.pii else frozenset()
                 only = self.policy.key_scan if f.cls == "key" else None
-                free_text = f.pii in self.policy.free_text_pii
+                free_text = f.pii in self.policy.free_text_pii or (
+                    profile.all_text_is_free_text and f.cls != "key"
+                )
                 steps.append((f.name, KeepStep(exclude, free_text, only)))
             else:
                 steps.append((f.name, op.bind(Binding(f.name, f.pii, pseudonyms, hash_key, today))))
