@@ -21,6 +21,7 @@ from typing import ClassVar
 
 from gateway.identifiers import (
     MOBILE_PREFIXES,
+    PROVINCE_CODES,
     is_valid_id_number,
     is_valid_luhn,
     is_valid_uscc,
@@ -55,6 +56,10 @@ class Recognizer:
     pattern: ClassVar[str]
     context: ClassVar[tuple[str, ...]] = ()
     context_boost: ClassVar[float] = 0.3
+    # Words that say the number is something else (订单号, 流水号): they lower confidence, except
+    # for values a checksum has confirmed.
+    negative_context: ClassVar[tuple[str, ...]] = ()
+    negative_penalty: ClassVar[float] = 0.3
     # Whether the recognizer needs a digit in the string: the scanner skips those recognizers
     # cheaply for text without digits.
     needs_digit: ClassVar[bool] = True
@@ -72,9 +77,9 @@ class Recognizer:
         """The confidence of a matched value before context, with why; None rejects it."""
         raise NotImplementedError
 
-    def has_context(self, text: str, start: int) -> bool:
+    def has_context(self, text: str, start: int, words: tuple[str, ...] | None = None) -> bool:
         window = text[max(0, start - CONTEXT_WINDOW) : start].lower()
-        return any(word in window for word in self.context)
+        return any(word in window for word in (self.context if words is None else words))
 
     def judge(self, text: str, start: int, end: int) -> Finding | None:
         """A finding for the value at text[start:end] that the pattern matched, or None."""
@@ -84,6 +89,8 @@ class Recognizer:
         score, why = judged
         if self.context and self.has_context(text, start):
             score, why = min(1.0, score + self.context_boost), why + "+context"
+        elif self.negative_context and self.has_context(text, start, self.negative_context):
+            score, why = max(0.0, score - self.negative_penalty), why + "-context"
         return Finding(self.type, start, end, round(score, 2), why)
 
     def find(self, text: str) -> list[Finding]:
@@ -133,13 +140,18 @@ class UsccRecognizer(Recognizer):
     type = "uscc"
     label = "统一社会信用代码"
     pattern = r"(?<![0-9A-Z])([0-9A-HJ-NPQRTUWXY]{2}[0-9]{6}[0-9A-HJ-NPQRTUWXY]{10})(?![0-9A-Z])"
-    context = ("信用代码", "社会信用", "税号", "纳税人识别号", "uscc")
+    context = ("信用代码", "社会信用", "税号", "纳税人识别号", "uscc", "单位", "企业", "机构代码")
     min_length = 18
 
     def confidence(self, value: str) -> tuple[float, str] | None:
-        if is_valid_uscc(value):
-            return 0.9, "checksum"
-        return None
+        # The region code's province must exist: one random string in three has one.
+        if not is_valid_uscc(value) or value[2:4] not in PROVINCE_CODES:
+            return None
+        if value.isdigit():
+            # An all-digit code (common: older 组织机构代码 were digits) has other readings,
+            # a card or a serial number, that pass this check by chance one time in a hundred.
+            return 0.6, "checksum+region,all_digits"
+        return 0.9, "checksum+region"
 
 
 class MobileRecognizer(Recognizer):
@@ -172,6 +184,7 @@ class BankCardRecognizer(Recognizer):
     label = "银行卡号"
     pattern = r"(?<![0-9])([1-9][0-9]{3}(?:[ -]?[0-9]{4}){3}(?:[ -]?[0-9]{1,3})?)(?![0-9])"
     context = ("卡号", "银行卡", "账号", "账户", "银行", "card", "借记卡", "信用卡", "收款")
+    negative_context = ("订单", "流水", "单号", "编号", "发票", "运单", "批次", "序列号", "条码")
     min_length = 16
 
     def confidence(self, value: str) -> tuple[float, str] | None:
@@ -206,6 +219,7 @@ class PassportRecognizer(Recognizer):
     )
     context = ("护照", "passport", "旅行证", "证件号")
     context_boost = 0.4
+    negative_context = ("型号", "批次", "编号", "货号", "订单", "sku")
     min_length = 8
 
     def confidence(self, value: str) -> tuple[float, str] | None:
@@ -255,11 +269,40 @@ class ChineseNameRecognizer(Recognizer):
         r"(?:姓名|家属|法定代表人|法人代表|代取药人|联系人|犯罪嫌疑人|嫌疑人|申请人|户主|权利人|"
         r"监护人|陪同人|经办人)"
         r"[：:（(\s]*(?:父亲|母亲|配偶|儿子|女儿|丈夫|妻子|之子|之女)?"
-        r"([\u4e00-\u9fff]{2,3}?)(?=[，。、；;,.:：（）()\s]|系|$)"
+        # A name of two or three characters ending at punctuation; else its first two.
+        r"((?:[\u4e00-\u9fff]{2,4}?(?=[，。、；;,.:：（）()\s]|系|$))|[\u4e00-\u9fff]{2})"
     )
 
+    def find(self, text: str) -> list[Finding]:
+        # Role words follow each other ("申请人称家属王芳"): after a rejected candidate the
+        # search goes on inside it, where the next role word may start.
+        found = []
+        at = 0
+        while (match := self.regex.search(text, at)) is not None:
+            finding = self.judge(text, *match.span(1))
+            if finding is not None:
+                found.append(finding)
+                at = match.end(1)
+            else:
+                at = match.start() + 1
+        return found
+
     def confidence(self, value: str) -> tuple[float, str] | None:
-        return 0.7, "introduced_by_role"
+        if value[0] not in _SURNAMES and value[:2] not in _SURNAMES:
+            return None
+        return 0.7, "surname_after_role"
+
+
+def _surnames() -> frozenset[str]:
+    from faker.providers.person.zh_CN import Provider
+
+    # Faker's table of the 400 most common surnames, with the compound ones (欧阳, 司马 ...).
+    names = set(Provider.last_names)
+    names |= {"司马", "上官", "诸葛", "东方", "皇甫", "尉迟", "公孙", "慕容", "令狐", "夏侯"}
+    return frozenset(names)
+
+
+_SURNAMES = _surnames()
 
 
 def _build() -> Mapping[str, type[Recognizer]]:

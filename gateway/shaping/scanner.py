@@ -153,10 +153,11 @@ class Scanner:
                 assert group is not None
                 start, end = match.span(group)
                 finding = compiled.by_group[group].judge(text, start, end)
-                if finding is None:
-                    finding = self._second_reading(compiled, group, text, start)
                 if finding is not None:
                     candidates.append(finding)
+                # The same characters may read as another type (an 18-digit run as a card or
+                # a 统一社会信用代码): every reading is judged, the overlap rule picks one.
+                candidates.extend(self._other_readings(compiled, group, text, start))
         if free_text:
             for recognizer in self._free_text:
                 if only is None or recognizer.type in only:
@@ -182,18 +183,17 @@ class Scanner:
         return [f for f in chosen if f.type not in exclude]
 
     @staticmethod
-    def _second_reading(compiled: _Pass, rejected: str, text: str, start: int) -> Finding | None:
-        """The same characters read by the other recognizers: an 18-digit run that is not a
-        valid 身份证号 may still be a bank card."""
+    def _other_readings(compiled: _Pass, matched: str, text: str, start: int) -> list[Finding]:
+        readings = []
         for recognizer in compiled.order:
-            if recognizer.type == rejected:
+            if recognizer.type == matched:
                 continue
             match = recognizer.regex.match(text, start)
             if match is not None and match.start(1) == start:
                 finding = recognizer.judge(text, *match.span(1))
                 if finding is not None:
-                    return finding
-        return None
+                    readings.append(finding)
+        return readings
 
     def is_declared(self, text: str, declared: frozenset[str]) -> bool:
         """Whether the whole string is a valid value of a type its field declares: then no
