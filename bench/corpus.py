@@ -167,35 +167,37 @@ POSITIVE_TYPES = ("id_number", "uscc", "mobile", "bank_card", "email", "passport
 _WEIGHTS = (30, 12, 25, 12, 6, 5, 5, 5)
 
 
+class _Text:
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.labels: list[Label] = []
+        self.length = 0
+
+    def add(self, text: str, label: str | None = None) -> None:
+        if label is not None:
+            self.labels.append((label, self.length, self.length + len(text)))
+        self.parts.append(text)
+        self.length += len(text)
+
+
 def build(n: int = 12_000, seed: int = 20260101) -> list[Item]:
     """`n` labelled strings: about 60% with personal data, all with look-alikes around it."""
     gen = _Gen(seed)
     r = gen.rng
     items: list[Item] = []
     for _ in range(n):
-        parts: list[str] = []
-        labels: list[Label] = []
-        length = 0
-
-        def add(text: str, label: str | None = None) -> None:
-            nonlocal length
-            if label is not None:
-                labels.append((label, length, length + len(text)))
-            parts.append(text)
-            length += len(text)
-
+        text = _Text()
         for _ in range(r.randint(1, 3)):
-            add(r.choice(_FILLER))
-            roll = r.random()
-            if roll < 0.45:
+            text.add(r.choice(_FILLER))
+            if r.random() < 0.45:
                 kind = r.choices(POSITIVE_TYPES, _WEIGHTS)[0]
                 value, context = getattr(gen, kind)()
-                add(context)
-                add(value, kind)
+                text.add(context)
+                text.add(value, kind)
             else:
-                add(gen.lookalike())
+                text.add(gen.lookalike())
             # Segments end in punctuation, as sentences do: a value glued to the digits of the
             # next number is unreadable to a person too, and is not what is measured here.
-            add(r.choice(_SEPARATORS))
-        items.append(Item("".join(parts), tuple(labels)))
+            text.add(r.choice(_SEPARATORS))
+        items.append(Item("".join(text.parts), tuple(text.labels)))
     return items

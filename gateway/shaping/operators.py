@@ -299,19 +299,27 @@ class AgeBand(Operator):
         width = self.config.get("width", 10)
         top = self.config.get("top", 90)
         today = binding.today
+        labels = [f"{low}-{low + width - 1}" for low in range(0, top, width)]
+        # Birth dates repeat (a few tens of thousands of days): the band of each is kept.
+        seen: dict[Any, str | None] = {}
 
-        def age_band(value: Any) -> Any:
-            if value is None:
-                return None
+        def band(value: Any) -> str | None:
             try:
                 born = datetime.date.fromisoformat(_text(value)[:10])
             except ValueError:
                 return None
             age = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
-            if age >= top:
-                return f"{top}+"
-            low = max(0, age) // width * width
-            return f"{low}-{low + width - 1}"
+            return f"{top}+" if age >= top else labels[max(0, age) // width]
+
+        def age_band(value: Any) -> Any:
+            if value is None:
+                return None
+            found = seen.get(value, _UNSEEN)
+            if found is _UNSEEN:
+                if len(seen) >= 1 << 16:
+                    seen.clear()
+                found = seen[value] = band(value)
+            return found
 
         return age_band
 
@@ -321,6 +329,10 @@ _DISTRICT = re.compile(
     r"^((?:[^省市区县]{2,8}?(?:省|自治区))?(?:[^省市区县]{2,10}?(?:市|自治州|地区|盟))?"
     r"(?:[^省市区县]{1,10}?(?:区|县|旗|市)))"
 )
+
+
+_DISTRICT_END = re.compile(r"[区县旗]")
+_UNSEEN = object()
 
 
 @register
@@ -336,7 +348,19 @@ class District(Operator):
         def district(value: Any) -> Any:
             if value is None:
                 return None
-            m = _DISTRICT.match(_text(value))
+            text = _text(value)
+            # The common case first: the first 区, 县 or 旗 ends the district, unless it is the
+            # 区 of an autonomous region (自治区); the full pattern handles the rest.
+            end = _DISTRICT_END.search(text)
+            if (
+                end is not None
+                and end.start() <= 16
+                and text[end.start() - 2 : end.start()] != "自治"
+            ):
+                prefix = text[: end.end()]
+                if "市" in prefix or "省" in prefix:
+                    return prefix
+            m = _DISTRICT.match(text)
             return m.group(1) if m else unknown
 
         return district

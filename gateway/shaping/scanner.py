@@ -35,9 +35,14 @@ _HAS_FULLWIDTH = re.compile(r"[\uff0b\uff0d\uff10-\uff19\uff20-\uff3a\uff41-\uff
 # separator and four more; an email needs an @, a plate a province character and a letter.
 # Dates, amounts and house numbers have none of these, and most strings not even a digit.
 _PREFILTER = re.compile(
-    r"[0-9]{6}|[0-9]{3}[ -][0-9]{4}|@|[\uff10-\uff19\uff20]|\\u|"
+    r"[0-9]{3}(?:[0-9]{3}|[ -][0-9]{4})|[@\\\uff10-\uff19\uff20]|"
     r"[京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼][A-Z]"
 )
+# Before that, a cheaper one: every type needs a digit (plates too), an @ or a backslash (JSON
+# escapes). A plain character class is several times faster than the alternation above.
+_ANY_DIGIT = re.compile(r"[0-9@\\\uff10-\uff19\uff20]")
+WORTH_CACHE = 8192  # short values repeat (dates, names of places): remember the answer
+WORTH_CACHED_LENGTH = 32
 _JSON_START = ("{", "[")
 MAX_NESTING = 16
 
@@ -103,6 +108,7 @@ class Scanner:
         self._priority = {r.type: i for i, r in enumerate(self.recognizers)}
         self._free_text = tuple(r for r in self.recognizers if r.free_text_only)
         self._passes: dict[frozenset[str] | None, _Pass | None] = {}
+        self._worth: dict[str, bool] = {}
 
     def _pass(self, only: frozenset[str] | None) -> _Pass | None:
         found = self._passes.get(only, _UNBUILT)
@@ -216,7 +222,17 @@ class Scanner:
         return min(lengths) if lengths else 1 << 30
 
     def worth_scanning(self, text: str) -> bool:
-        return _PREFILTER.search(text) is not None
+        if _ANY_DIGIT.search(text) is None:
+            return False
+        if len(text) > WORTH_CACHED_LENGTH:
+            return _PREFILTER.search(text) is not None
+        worth = self._worth.get(text)
+        if worth is None:
+            worth = _PREFILTER.search(text) is not None
+            if len(self._worth) >= WORTH_CACHE:
+                self._worth.clear()
+            self._worth[text] = worth
+        return worth
 
     # -- masking --------------------------------------------------------------------------
 
@@ -276,7 +292,7 @@ class Scanner:
         """Any JSON value with every string in it (object keys too) scanned and masked."""
         kind = type(value)
         if kind is str:
-            if free_text or _PREFILTER.search(value) is not None:
+            if free_text or self.worth_scanning(value):
                 return self.mask_text(
                     value, result, exclude=exclude, free_text=free_text, only=only, depth=depth
                 )
