@@ -31,6 +31,15 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def process(argv: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[str]:
+    with spawned(argv, port, env) as (url, _proc):
+        yield url
+
+
+@contextlib.contextmanager
+def spawned(
+    argv: list[str], port: int, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A process listening on `port`, with its handle (for sampling its memory, say)."""
     proc = subprocess.Popen(
         argv, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
@@ -40,7 +49,7 @@ def process(argv: list[str], port: int, env: dict[str, str] | None = None) -> It
             if proc.poll() is not None or time.monotonic() > deadline:
                 err = proc.stderr.read().decode() if proc.stderr else ""
                 raise RuntimeError(f"{argv[0]} did not start: {err}")
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", proc
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -88,7 +97,18 @@ def seeded_home() -> Iterator[tuple[Path, dict[str, dict[str, Any]]]]:
 
 def shareguard(upstream: str, home: Path) -> contextlib.AbstractContextManager[str]:
     port = free_port()
-    argv = [
+    return process(shareguard_argv(upstream, home, port), port)
+
+
+def shareguard_process(
+    upstream: str, home: Path
+) -> contextlib.AbstractContextManager[tuple[str, subprocess.Popen[bytes]]]:
+    port = free_port()
+    return spawned(shareguard_argv(upstream, home, port), port)
+
+
+def shareguard_argv(upstream: str, home: Path, port: int) -> list[str]:
+    return [
         sys.executable,
         "-m",
         "gateway",
@@ -101,4 +121,3 @@ def shareguard(upstream: str, home: Path) -> contextlib.AbstractContextManager[s
         "--upstream",
         upstream,
     ]
-    return process(argv, port)

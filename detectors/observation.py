@@ -63,7 +63,7 @@ class Observation:
             records=event.records,
             offset=int(offset) if isinstance(offset, str) and offset.isdigit() else None,
             subjects=event.subject_hashes,
-            pii_found=dict(event.extra.get("pii_found") or {}),
+            pii_found=dict(event.undeclared_pii),
             dropped_fields=tuple(event.extra.get("dropped_fields") or ()),
         )
 
@@ -92,6 +92,6 @@ class Observation:
             records=int(sg.get("records") or 0),
             offset=int(offset) if isinstance(offset, str) and offset.isdigit() else None,
             subjects=tuple((sg.get("data_subjects") or {}).get("hashes") or ()),
-            pii_found=dict(sg.get("pii_found") or {}),
+            pii_found=dict(sg.get("undeclared_pii") or {}),
             dropped_fields=tuple(sg.get("dropped_fields") or ()),
         )

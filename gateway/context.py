@@ -33,6 +33,9 @@ class Body:
     records: list[dict[str, Any]] = field(default_factory=list)
     envelope: dict[str, Any] | None = None  # the records envelope without its records
     document: Any = None  # a metadata document
+    # The data subjects' identifiers as the platform sent them, before shaping replaced them:
+    # the audit log names people by their real identifier (as a keyed hash).
+    subjects: list[Any] | None = None
 
 
 @dataclass(slots=True)
@@ -46,6 +49,9 @@ class Delivery:
     subjects_truncated: bool = False
     body_sha256: str | None = None
     bytes_out: int = 0
+    masking_profile: str | None = None
+    key_version: int | None = None  # the master key version of the pseudonyms delivered
+    pii_found: dict[str, int] = field(default_factory=dict)  # undeclared personal data, by type
 
 
 @dataclass(slots=True)

@@ -22,15 +22,18 @@ class DeliveryLedger:
         self._subjects: dict[str, None] = {}
         self.truncated = False
 
-    def add(self, records: Sequence[dict[str, Any]]) -> None:
+    def add(self, records: Sequence[dict[str, Any]], subjects: Sequence[Any] | None = None) -> None:
+        """Count delivered records; `subjects` are their subjects' raw identifiers if shaping
+        replaced them in the records (a pseudonym must not stand for the person in the log)."""
         self.records += len(records)
         self._fields.update(dict.fromkeys(chain.from_iterable(records)))
         subject_field = self.dataset.subject if self.dataset else None
         if subject_field is None:
             return
+        if subjects is None:
+            subjects = [record.get(subject_field) for record in records]
         room = MAX_SUBJECTS_PER_EVENT - len(self._subjects)
-        for record in records:
-            value = record.get(subject_field)
+        for value in subjects:
             if isinstance(value, str) and value:
                 if room <= 0:
                     self.truncated = True

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -72,14 +73,25 @@ def _as_record(raw: bytes) -> Record:
     return value
 
 
-class CsvReader:
-    """CSV with a header row; a record ends at a newline outside quotes (RFC 4180)."""
+_COLUMN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
-    def __init__(self, max_record_bytes: int = MAX_RECORD_BYTES) -> None:
+
+class CsvReader:
+    """CSV with a header row; a record ends at a newline outside quotes (RFC 4180).
+
+    The first row must be a header: column names, among them every name in `required` (the
+    dataset's key). A first row of data would otherwise turn one person's values into column
+    names, and the rows after it into records of unknown fields.
+    """
+
+    def __init__(
+        self, max_record_bytes: int = MAX_RECORD_BYTES, required: frozenset[str] = frozenset()
+    ) -> None:
         self._buf = bytearray()
         self._max = max_record_bytes
         self._header: list[str] | None = None
         self._bom_checked = False
+        self._required = required
 
     @property
     def header(self) -> list[str] | None:
@@ -131,6 +143,10 @@ class CsvReader:
         if self._header is None:
             if len(set(row)) != len(row) or not all(row):
                 raise FormatError("CSV 表头为空或重复 (empty or repeated CSV header)")
+            if not all(_COLUMN_NAME.fullmatch(c) for c in row) or not self._required <= set(row):
+                raise FormatError(
+                    "CSV 首行不是字段名表头 (the first CSV row is not a header of field names)"
+                )
             self._header = row
             return
         if len(row) != len(self._header):
@@ -144,17 +160,27 @@ class JsonExportReader:
     def __init__(self, max_record_bytes: int = MAX_RECORD_BYTES) -> None:
         self._items: list[Record] = []
         self._coro = ijson.items_coro(_ListSink(self._items), "records.item", use_float=True)
-        self._fed = 0
+        self._since_record = 0  # bytes fed since the last whole record came out
         self._max = max_record_bytes
 
     def feed(self, chunk: bytes) -> Iterator[Record]:
         if not chunk:
             return  # an empty chunk would read as the end of the document
-        try:
-            self._coro.send(chunk)
-        except ijson.JSONError as exc:
-            raise FormatError(f"导出不是合法 JSON (export is not valid JSON): {exc}") from None
-        yield from self._drain()
+        # Fed in slices, so that one record (or anything else the parser holds while it waits
+        # for the end of a value) larger than the limit is refused before it is all buffered.
+        for at in range(0, len(chunk), 1 << 16):
+            piece = chunk[at : at + (1 << 16)]
+            try:
+                self._coro.send(piece)
+            except ijson.JSONError as exc:
+                raise FormatError(f"导出不是合法 JSON (export is not valid JSON): {exc}") from None
+            if self._items:
+                self._since_record = 0
+            else:
+                self._since_record += len(piece)
+                if self._since_record > self._max:
+                    raise FormatError("导出中单条记录过大 (export record too large)")
+            yield from self._drain()
 
     def close(self) -> Iterator[Record]:
         try:
@@ -179,11 +205,13 @@ class _ListSink:
         self.items.append(value)
 
 
-def reader_for(fmt: str) -> NdjsonReader | CsvReader | JsonExportReader:
+def reader_for(
+    fmt: str, required: frozenset[str] = frozenset()
+) -> NdjsonReader | CsvReader | JsonExportReader:
     if fmt == "ndjson":
         return NdjsonReader()
     if fmt == "csv":
-        return CsvReader()
+        return CsvReader(required=required)
     if fmt == "json":
         return JsonExportReader()
     raise FormatError(f"不支持的导出格式 (unsupported export format): {fmt}")
@@ -220,9 +248,9 @@ class RecordWriter:
         writer = csv.writer(out, lineterminator="\r\n")
         if self._columns is None:
             self._columns = list(records[0])
-            writer.writerow(self._columns)
+            writer.writerow([neutralise_formula(c) for c in self._columns])
         for r in records:
-            writer.writerow([_csv_cell(r.get(c)) for c in self._columns])
+            writer.writerow([neutralise_formula(_csv_cell(r.get(c))) for c in self._columns])
         return out.getvalue().encode("utf-8")
 
     def finish(self) -> bytes:
@@ -241,3 +269,20 @@ def _csv_cell(value: Any) -> str:
     if isinstance(value, int | float):
         return str(value)
     return orjson.dumps(value).decode("utf-8")
+
+
+# A cell that starts with one of these is read as a formula by spreadsheet programs (CSV
+# injection): =HYPERLINK(...) can send the row to a third party when the file is opened.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def neutralise_formula(cell: str) -> str:
+    """A cell that a spreadsheet would run as a formula, prefixed with ' (OWASP's advice).
+
+    A plain number (-3.5) is left alone: spreadsheets read it as a number, and the prefix
+    would turn weather readings into text.
+    """
+    if cell.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(cell):
+        return "'" + cell
+    return cell

@@ -12,6 +12,7 @@ import random
 
 __all__ = [
     "MOBILE_PREFIXES",
+    "PROVINCE_CODES",
     "USCC_ALPHABET",
     "id_number_check_char",
     "is_mobile",
@@ -54,6 +55,7 @@ _PROVINCE_CODES = frozenset(
         *(71, 81, 82, 83),
     )
 )
+PROVINCE_CODES = _PROVINCE_CODES
 _EARLIEST_BIRTH = datetime.date(1900, 1, 1)
 
 

@@ -50,9 +50,9 @@ def default_stages(gateway: Gateway) -> list[Any]:
         AuthorizeStage(gateway),
         ForwardStage(gateway.upstream),
         DecodeStage(gateway.settings.max_body_bytes),
-        ShapeStage(),
+        ShapeStage(gateway),
         EncodeStage(gateway.hasher),
-        ExportStage(gateway.hasher),
+        ExportStage(gateway.hasher, gateway.settings.max_body_bytes),
         AuditStage(gateway.journal),
         DetectStage(gateway.detection, gateway.catalog),
     ]

@@ -70,3 +70,78 @@ async def drive(
 def body_of(flow: http.HTTPFlow) -> Any:
     assert flow.response is not None
     return orjson.loads(flow.response.get_content() or b"null")
+
+
+async def drive_stream(
+    pipeline: Pipeline,
+    flow: http.HTTPFlow,
+    body: bytes,
+    headers: dict[str, str],
+    chunk: int = 997,
+) -> tuple[RequestContext, bytes]:
+    """Run a streamed response through the pipeline, `body` arriving in chunks of `chunk` bytes.
+
+    Returns the context and every byte the caller received (what mitmproxy would have sent).
+    """
+    ctx = start_context(flow)
+    await pipeline.request(ctx, flow)
+    if flow.response is not None:  # refused before forwarding
+        await pipeline.response(ctx, flow)
+        return ctx, flow.response.raw_content or b""
+    flow.response = http.Response.make(200, b"", {"transfer-encoding": "chunked", **headers})
+    await pipeline.responseheaders(ctx, flow)
+    stream = flow.response.stream
+    if not callable(stream):  # not streamed after all: the buffered path answers
+        flow.response.content = body
+        await pipeline.response(ctx, flow)
+        return ctx, flow.response.raw_content or b""
+    out = b""
+    for i in range(0, len(body), chunk):
+        pieces = stream(body[i : i + chunk])
+        assert b"" not in pieces, "an empty chunk would end a chunked response early"
+        out += b"".join(pieces)
+    out += b"".join(stream(b""))
+    await pipeline.response(ctx, flow)
+    return ctx, out
+
+
+def compress(data: bytes, encoding: str) -> bytes:
+    """`data` in a content-encoding, with the standard libraries (not the gateway's codecs)."""
+    import gzip
+    import zlib
+
+    import brotli
+    import zstandard
+
+    if encoding == "identity":
+        return data
+    if encoding == "gzip":
+        return gzip.compress(data)
+    if encoding == "deflate":
+        return zlib.compress(data)
+    if encoding == "br":
+        return bytes(brotli.compress(data))
+    if encoding == "zstd":
+        return zstandard.ZstdCompressor().compress(data)
+    raise ValueError(encoding)
+
+
+def decompress(data: bytes, encoding: str | None) -> bytes:
+    """The inverse of `compress`, for reading what a caller received; streams of sync-flushed
+    blocks included."""
+    import zlib
+
+    import brotli
+    import zstandard
+
+    if encoding in (None, "identity"):
+        return data
+    if encoding == "gzip":
+        return zlib.decompressobj(31).decompress(data)
+    if encoding == "deflate":
+        return zlib.decompressobj(15).decompress(data)
+    if encoding == "br":
+        return bytes(brotli.decompress(data))
+    if encoding == "zstd":
+        return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+    raise ValueError(encoding)

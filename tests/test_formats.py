@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.formats import CsvReader, FormatError, NdjsonReader, RecordWriter, reader_for
+from gateway.formats import (
+    CsvReader,
+    FormatError,
+    NdjsonReader,
+    RecordWriter,
+    neutralise_formula,
+    reader_for,
+)
 
 text = st.text(
     alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=20
@@ -44,7 +51,10 @@ def test_when_a_body_is_cut_anywhere_then_the_same_records_are_read(
     got = roundtrip(fmt, recs, cuts)
     if fmt == "csv":
         # CSV keeps text; a record whose fields are all empty is an empty line, which CSV skips.
-        expected = [r for r in recs if any(r.values())] if recs else []
+        # Cells a spreadsheet would run as formulas come back neutralised.
+        expected = [
+            {k: neutralise_formula(v) for k, v in r.items()} for r in recs if any(r.values())
+        ]
         assert got == expected
     else:
         assert got == recs
@@ -90,3 +100,52 @@ def test_when_a_csv_field_holds_a_newline_then_the_record_is_kept_whole() -> Non
     reader = CsvReader()
     rows = list(reader.feed(b'a,b\n"line one\nline two",2\n')) + list(reader.close())
     assert rows == [{"a": "line one\nline two", "b": "2"}]
+
+
+@pytest.mark.parametrize(
+    ("body", "required"),
+    [
+        (b"P00000001,\xe5\xbc\xa0\xe4\xb8\x89,110105198706051230\n", frozenset()),
+        (b"record_id,name\nP1,a\n", frozenset({"id_number"})),
+        (b"=cmd,name\nP1,a\n", frozenset()),
+    ],
+    ids=["a first row of data", "a header without the key column", "a formula as a column name"],
+)
+def test_when_the_first_csv_row_is_not_a_header_of_field_names_then_reading_fails(
+    body: bytes, required: frozenset[str]
+) -> None:
+    reader = CsvReader(required=required)
+    with pytest.raises(FormatError, match="header"):
+        list(reader.feed(body))
+        list(reader.close())
+
+
+@pytest.mark.parametrize(
+    ("cell", "written"),
+    [
+        ("=1+1", "'=1+1"),
+        ("+86 138", "'+86 138"),
+        ("-cmd", "'-cmd"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\tx", "'\tx"),
+        ("\rx", "'\rx"),
+        ("-3.5", "-3.5"),
+        ("+12", "+12"),
+        ("a=b", "a=b"),
+    ],
+    ids=[
+        "equals",
+        "plus",
+        "minus",
+        "at",
+        "tab",
+        "carriage return",
+        "a negative number",
+        "a signed number",
+        "not at the start",
+    ],
+)
+def test_when_a_csv_cell_would_run_as_a_formula_then_it_is_written_as_text(
+    cell: str, written: str
+) -> None:
+    assert neutralise_formula(cell) == written

@@ -296,8 +296,9 @@ async def test_when_the_platform_sends_a_duplicate_key_then_only_one_reading_is_
 ) -> None:
     flow = request_flow(
         "/api/v1/datasets/population/records/P1",
-        key=key(credentials, "tj_analyst"),
-        purpose="statistics",
+        key=key(credentials, "mz_caseworker"),
+        purpose="social_assistance_review",
+        case_id="MZ-2026-000123",
     )
     raw = b'{"record_id":"P1","name":"a","name":"b"}'
     await drive(pipeline, flow, json_response(raw))
@@ -320,8 +321,9 @@ async def test_when_the_caller_accepts_an_encoding_then_the_shaped_body_is_encod
 ) -> None:
     flow = request_flow(
         "/api/v1/datasets/population/records",
-        key=key(credentials, "tj_analyst"),
-        purpose="statistics",
+        key=key(credentials, "mz_caseworker"),
+        purpose="social_assistance_review",
+        case_id="MZ-2026-000123",
         headers={"accept-encoding": accept},
     )
     await drive(pipeline, flow, json_response({"records": RECORDS}))
@@ -362,8 +364,9 @@ async def test_when_the_platform_adds_a_field_the_catalog_does_not_know_then_it_
     drifted = [{**r, "police_note": "在逃", "id_card_photo": "base64..."} for r in RECORDS]
     flow = request_flow(
         "/api/v1/datasets/population/records",
-        key=key(credentials, "tj_analyst"),
-        purpose="statistics",
+        key=key(credentials, "mz_caseworker"),
+        purpose="social_assistance_review",
+        case_id="MZ-2026-000123",
     )
     await drive(pipeline, flow, json_response({"records": drifted}))
     assert body_of(flow)["records"] == RECORDS

@@ -8,6 +8,7 @@ from gateway.policy.store import read_policy_csv
 from gateway.purposes import load_taxonomy
 from gateway.routes import load_routes
 from gateway.settings import REPO_ROOT
+from gateway.shaping import load_masking
 
 POLICIES = REPO_ROOT / "policies"
 
@@ -16,6 +17,7 @@ def test_everything_in_policies_loads_and_refers_only_to_what_exists() -> None:
     catalog = load_catalog(POLICIES / "catalog.toml")
     taxonomy = load_taxonomy(POLICIES / "purposes.toml")
     load_routes(POLICIES / "routes.toml", catalog)
+    load_masking(POLICIES / "masking.toml", catalog, taxonomy)
     rules = load_rule_descriptions(POLICIES / "rules.toml")
     lines = read_policy_csv(POLICIES / "policy.csv")
     problems: list[str] = []

@@ -83,6 +83,7 @@ def build_report(
     subjects: dict[str, None] = {}
     truncated = False
     datasets: dict[str, set[str]] = {}
+    masked: dict[str, set[str]] = {}
     records = 0
     for event in events:
         sg = event["shareguard"]
@@ -90,12 +91,13 @@ def build_report(
         ds = sg.get("dataset")
         if ds:
             datasets.setdefault(ds, set()).update(sg.get("fields") or [])
+            masked.setdefault(ds, set()).update(sg.get("masked_fields") or [])
         ds_subjects = sg.get("data_subjects") or {}
         subjects.update(dict.fromkeys(ds_subjects.get("hashes") or []))
         truncated = truncated or bool(ds_subjects.get("truncated"))
     policy = tomllib.loads((settings.policies / "incident.toml").read_text(encoding="utf-8"))
     deadline = dict(policy["deadlines"][alert.severity])
-    data_types, harms = _data_types(catalog, datasets, policy.get("harms", {}))
+    data_types, harms = _data_types(catalog, datasets, masked, policy.get("harms", {}))
     measures = [
         f"{e['at']} {e['actor']}：{e['note']}"
         for e in timeline
@@ -158,8 +160,13 @@ def _scope_events(
 
 
 def _data_types(
-    catalog: Catalog, datasets: dict[str, set[str]], harm_texts: dict[str, str]
+    catalog: Catalog,
+    datasets: dict[str, set[str]],
+    masked: dict[str, set[str]],
+    harm_texts: dict[str, str],
 ) -> tuple[list[dict[str, Any]], list[str]]:
+    """The personal fields delivered, per dataset; masked ones are named as such and do not
+    count towards the harm (a pseudonym or a generalised value is not the value itself)."""
     out = []
     harms: dict[str, None] = {}
     for ds_id in sorted(datasets):
@@ -169,8 +176,17 @@ def _data_types(
         fields = []
         for f in ds.fields:
             if f.name in datasets[ds_id] and f.personal:
-                fields.append({"name": f.name, "label": f.label, "class": f.cls, "pii": f.pii})
-                if f.pii and f.pii in harm_texts:
+                was_masked = f.name in masked.get(ds_id, set())
+                fields.append(
+                    {
+                        "name": f.name,
+                        "label": f.label,
+                        "class": f.cls,
+                        "pii": f.pii,
+                        "masked": was_masked,
+                    }
+                )
+                if f.pii and f.pii in harm_texts and not was_masked:
                     harms[harm_texts[f.pii]] = None
         out.append(
             {
@@ -271,6 +287,10 @@ def render_csv(report: IncidentReport) -> str:
         r = resolved.get(digest, {})
         w.writerow([digest, r.get("identifier", ""), r.get("name", ""), r.get("dataset", "")])
     return out.getvalue()
+
+
+def _label(field: dict[str, Any]) -> str:
+    return f"{field['label']}（已脱敏）" if field.get("masked") else str(field["label"])
 
 
 def _local(ts: datetime) -> str:

@@ -55,6 +55,9 @@ class AccessEvent:
     duration_ns: int = 0
     phase: str = "complete"  # complete | started (a streamed export, before its first byte)
     extra: dict[str, Any] = field(default_factory=dict)
+    masking_profile: str | None = None
+    key_version: int | None = None  # master key version of the delivered pseudonyms
+    undeclared_pii: dict[str, int] = field(default_factory=dict)  # counts by type, never values
 
     @property
     def outcome(self) -> str:
@@ -80,6 +83,9 @@ class AccessEvent:
             "records": self.records,
             "fields": list(self.fields),
             "masked_fields": list(self.masked_fields),
+            "masking_profile": self.masking_profile,
+            "pseudonym_key_version": self.key_version,
+            "undeclared_pii": dict(self.undeclared_pii),
             "data_subjects": {
                 "count": len(self.subject_hashes),
                 "truncated": self.subjects_truncated,

@@ -80,6 +80,9 @@ def access_event(ctx: RequestContext, flow: http.HTTPFlow, phase: str) -> Access
         duration_ns=time.perf_counter_ns() - ctx.started_ns,
         phase=phase,
         extra=_extra(ctx),
+        masking_profile=delivered.masking_profile,
+        key_version=delivered.key_version,
+        undeclared_pii=dict(delivered.pii_found),
     )
 
 

@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 from mitmproxy import http
 
+from gateway.codecs import CodecError, decode_all
 from gateway.context import Body, RequestContext
 from gateway.errors import Refusal
 from gateway.formats import media_type
@@ -54,8 +55,12 @@ class DecodeStage:
                 "content_type",
             )
         try:
-            content = resp.get_content(strict=True) or b""
-        except ValueError:
+            # Decoded here, bounded: the body limit holds for the decoded bytes too, so a small
+            # compressed body cannot expand without limit.
+            content = decode_all(
+                raw, resp.headers.get("content-encoding", "identity"), self.max_body_bytes
+            )
+        except CodecError:
             raise unreadable(
                 "上游响应的压缩编码无法解码 (upstream content-encoding cannot be decoded)",
                 "encoding",

@@ -95,7 +95,7 @@ class EncodeStage:
         data = orjson.dumps(payload)
         if body.kind != "metadata":
             ledger = DeliveryLedger(ctx.match.dataset if ctx.match else None, self.hasher)
-            ledger.add(body.records)
+            ledger.add(body.records, body.subjects)
             ledger.fill(ctx.delivery)
         ctx.delivery.body_sha256 = hashlib.sha256(data).hexdigest()
         resp = flow.response

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from mitmproxy import http
 
 from gateway.catalog import Dataset
+from gateway.codecs import CodecError, Decoder, Encoder, decoder_for, encoder_for
 from gateway.context import RequestContext
 from gateway.delivery import DeliveryLedger
 from gateway.formats import (
@@ -28,7 +29,7 @@ from gateway.formats import (
     reader_for,
 )
 from gateway.stages.decode import unreadable
-from gateway.stages.encode import clean_response_headers
+from gateway.stages.encode import choose_encoding, clean_response_headers
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +45,17 @@ class ExportStream:
         dataset: Dataset,
         ledger: DeliveryLedger,
         transforms: tuple[RecordTransform, ...] = (),
+        *,
+        decoder: Decoder | None = None,
+        encoder: Encoder | None = None,
     ) -> None:
-        self.reader = reader_for(fmt)
+        self.reader = reader_for(fmt, frozenset({dataset.key}))
         self.writer = RecordWriter(fmt, dataset.id)
         self.ledger = ledger
         self.transforms = transforms
+        self.subject_field = dataset.subject
+        self.decoder = decoder  # the platform's content-encoding, read incrementally
+        self.encoder = encoder  # the caller's Accept-Encoding, applied after shaping
         self.digest = hashlib.sha256()
         self.bytes_out = 0
         self.failed: str | None = None
@@ -64,14 +71,25 @@ class ExportStream:
             out = b"" if self._started else self.writer.start()
             self._started = True
             if chunk:
-                records = list(self.reader.feed(chunk))
+                data = self.decoder.feed(chunk) if self.decoder is not None else chunk
+                records = list(self.reader.feed(data)) if data else []
             else:  # mitmproxy signals the end of the body with an empty chunk
-                records = list(self.reader.close())
+                records = []
+                if self.decoder is not None:
+                    tail = self.decoder.feed(b"") + self.decoder.close()
+                    records = list(self.reader.feed(tail)) if tail else []
+                records += self.reader.close()
                 self._finished = True
             out += self.writer.write(self._transform(records))
             if self._finished:
                 out += self.writer.finish()
-        except FormatError as exc:
+            # The digest is of the shaped bytes, before the caller's compression.
+            self.digest.update(out)
+            if self.encoder is not None:
+                out = self.encoder.feed(out) if out else b""
+                if self._finished:
+                    out += self.encoder.finish()
+        except (FormatError, CodecError) as exc:
             self.failed = str(exc)
             return []
         except Exception as exc:  # never let a bad record reach the caller half-processed
@@ -80,13 +98,16 @@ class ExportStream:
             return []
         if not out:
             return []
-        self.digest.update(out)
         self.bytes_out += len(out)
         return [out]
 
     def _transform(self, records: list[Record]) -> list[Record]:
         out = []
+        subjects = []
+        subject_field = self.subject_field
         for record in records:
+            # The subject as the platform named it: shaping may put a pseudonym in its place.
+            subject = record.get(subject_field) if subject_field is not None else None
             for transform in self.transforms:
                 record_or_none = transform(record)
                 if record_or_none is None:
@@ -94,7 +115,8 @@ class ExportStream:
                 record = record_or_none
             else:
                 out.append(record)
-        self.ledger.add(out)
+                subjects.append(subject)
+        self.ledger.add(out, subjects if subject_field is not None else None)
         return out
 
     @property
@@ -105,8 +127,10 @@ class ExportStream:
 class ExportStage:
     name = "export"
 
-    def __init__(self, hasher: Callable[[str], str]) -> None:
+    def __init__(self, hasher: Callable[[str], str], max_decoded_per_chunk: int = 64 << 20) -> None:
         self.hasher = hasher
+        # The most one chunk of the platform's compressed stream may expand to.
+        self.max_decoded_per_chunk = max_decoded_per_chunk
 
     def responseheaders(self, ctx: RequestContext, flow: http.HTTPFlow) -> None:
         if ctx.refusal is not None or ctx.match is None or ctx.match.route.body != "export":
@@ -121,12 +145,25 @@ class ExportStage:
                 "导出内容类型与所请求格式不符 (export content type does not match the format)",
                 "content_type",
             )
-        if resp.headers.get("content-encoding", "identity").lower() not in ("", "identity"):
+        try:
+            decoder = decoder_for(
+                resp.headers.get("content-encoding", "identity"), self.max_decoded_per_chunk
+            )
+        except CodecError:
             raise unreadable(
                 "导出流的压缩编码不受支持 (export content-encoding not supported)", "encoding"
-            )
+            ) from None
+        if ctx.shaper is None:
+            # An export with no shaper would leave unshaped: never.
+            raise RuntimeError("导出缺少整形规则 (export without a shaper)")
+        encoding = choose_encoding(ctx.accept_encoding)
         stream = ExportStream(
-            fmt, ctx.match.dataset, DeliveryLedger(ctx.match.dataset, self.hasher)
+            fmt,
+            ctx.match.dataset,
+            DeliveryLedger(ctx.match.dataset, self.hasher),
+            (ctx.shaper.shape,),
+            decoder=decoder,
+            encoder=encoder_for(encoding) if encoding is not None else None,
         )
         ctx.streaming = True
         ctx.export = stream
@@ -134,6 +171,8 @@ class ExportStage:
         resp.headers["content-type"] = CONTENT_TYPES[fmt] + (
             "; charset=utf-8" if fmt != "ndjson" else ""
         )
+        if encoding is not None:
+            resp.headers["content-encoding"] = encoding
         if flow.request.http_version == "HTTP/1.1":
             resp.headers["transfer-encoding"] = "chunked"
         resp.stream = stream

@@ -1,26 +1,92 @@
-"""Shape: deliver only what the obligations allow — for buffered bodies and streamed exports alike."""
+"""Shape: deliver only what the obligations and the masking profile allow — buffered and streamed."""
 
 from __future__ import annotations
+
+import datetime
 
 from mitmproxy import http
 
 from gateway.context import RequestContext
-from gateway.shaping import Shaper
+from gateway.errors import Refusal
+from gateway.keys import KeyRing
+from gateway.service import Gateway
+from gateway.shaping import ShaperFactory, load_masking
+
+# Ages and dates are counted on the calendar of the people the data is about.
+CHINA = datetime.timezone(datetime.timedelta(hours=8))
+MASKING_FILE = "masking.toml"
 
 
 class ShapeStage:
     name = "shape"
 
+    def __init__(self, gateway: Gateway) -> None:
+        policy = load_masking(
+            gateway.settings.policies / MASKING_FILE, gateway.catalog, gateway.taxonomy
+        )
+        self.factory = ShaperFactory(policy, KeyRing(gateway.settings.keys_dir))
+
     def request(self, ctx: RequestContext, flow: http.HTTPFlow) -> None:
         # Built before forwarding, so a streamed export can use it from its first record.
         if ctx.obligations is None or ctx.match is None or ctx.match.dataset is None:
             return
-        ctx.shaper = Shaper(ctx.match.dataset, ctx.obligations)
+        assert ctx.subject is not None
+        subject = ctx.subject
+        public = subject.kind == "public"
+        lineage = ctx.purpose.lineage if ctx.purpose is not None else ()
+        try:
+            profile = self.factory.policy.profile_for(
+                ctx.obligations.masking_profile, lineage, public
+            )
+        except KeyError:
+            raise Refusal(
+                "forbidden",
+                403,
+                "授权指定的脱敏规则不存在，拒绝放行 (the grant names an unknown masking profile)",
+                reason="masking_profile_unknown",
+            ) from None
+        if profile.requires_case and not ctx.case_id:
+            raise Refusal(
+                "purpose_required",
+                400,
+                "该脱敏规则须提供案件编号 X-Case-Id (this masking profile needs a case number)",
+                reason="case_required",
+                detail="case_required",
+            )
+        # Pseudonyms are per receiving department; a public caller is its own recipient.
+        recipient = (
+            subject.department
+            if subject.kind == "department" and subject.department
+            else subject.id
+        )
+        ctx.shaper = self.factory.shaper(
+            ctx.match.dataset,
+            ctx.obligations,
+            profile,
+            recipient,
+            ctx.received.astimezone(CHINA).date(),
+        )
+        ctx.delivery.masking_profile = profile.name
+        ctx.delivery.key_version = ctx.shaper.key_version
 
     def response(self, ctx: RequestContext, flow: http.HTTPFlow) -> None:
-        if ctx.streaming or ctx.body is None or ctx.body.kind == "metadata":
+        shaper = ctx.shaper
+        if ctx.streaming:
+            if shaper is not None and ctx.export is not None:
+                delivered = ctx.export.ledger.records > 0
+                ctx.delivery.masked_fields = shaper.masked_fields if delivered else ()
+                ctx.delivery.pii_found = dict(shaper.found)
             return
-        if ctx.shaper is None:
+        if ctx.body is None or ctx.body.kind == "metadata":
+            return
+        if shaper is None:
             # A data body with no shaper means no obligations were set: never pass it through.
             raise RuntimeError("数据响应缺少整形规则 (data response without a shaper)")
-        ctx.body.records = ctx.shaper.shape_all(ctx.body.records)
+        subject_field = ctx.match.dataset.subject if ctx.match and ctx.match.dataset else None
+        if subject_field is not None:
+            # The audit log names the people whose data left, by their real identifier (keyed
+            # hash), whatever the caller received in its place.
+            ctx.body.subjects = [r.get(subject_field) for r in ctx.body.records]
+        ctx.body.records = shaper.shape_all(ctx.body.records)
+        ctx.delivery.masked_fields = shaper.masked_fields if ctx.body.records else ()
+        ctx.delivery.pii_found = dict(shaper.found)

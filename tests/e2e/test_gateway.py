@@ -229,3 +229,36 @@ def test_when_the_platform_is_down_the_gateway_answers_in_the_contract_shape_and
         assert len(failures) == 2
     finally:
         gw.stop()
+
+
+def test_a_statistics_export_through_the_real_proxy_is_shaped_and_compressed_after_shaping(
+    running: RunningGateway,
+) -> None:
+    import zlib
+
+    with httpx.stream(
+        "GET",
+        running.proxy + "/api/v1/datasets/population/export?format=ndjson",
+        headers={
+            "Authorization": f"Bearer {running.key('tj_analyst')}",
+            "X-Purpose": "statistics",
+            "Accept-Encoding": "gzip",
+            "Range": "bytes=0-99",
+        },
+        timeout=60,
+    ) as r:
+        assert r.status_code == 200
+        assert r.headers["content-encoding"] == "gzip"
+        raw = b"".join(r.iter_raw())
+    records = [orjson.loads(line) for line in zlib.decompress(raw, 31).splitlines()]
+    assert len(records) == 10_000
+    assert all("name" not in rec and "mobile" not in rec for rec in records)
+    assert all(len(rec["id_number"]) == 20 for rec in records)  # pseudonyms, not ID numbers
+
+
+def test_a_head_request_through_the_real_proxy_is_refused(running: RunningGateway) -> None:
+    r = httpx.head(
+        running.proxy + "/api/v1/datasets/population/records",
+        headers={"Authorization": f"Bearer {running.key('tj_analyst')}", "X-Purpose": "statistics"},
+    )
+    assert r.status_code == 403

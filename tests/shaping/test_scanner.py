@@ -1,0 +1,109 @@
+"""The scanner: undeclared personal data in any string, nested JSON and odd spellings included."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from gateway.identifiers import is_valid_luhn, make_id_number
+from gateway.shaping.operators import Mask
+from gateway.shaping.recognizers import RECOGNIZERS
+from gateway.shaping.scanner import Scanner, ScanResult
+
+ID = "11010519870605123X"
+MASKERS = {t: Mask(first=2, last=0).function() for t in RECOGNIZERS}
+
+
+@pytest.fixture(scope="module")
+def scanner() -> Scanner:
+    return Scanner(MASKERS)
+
+
+def masked(scanner: Scanner, value: object, **kw: object) -> tuple[object, dict[str, int]]:
+    result = ScanResult()
+    out = scanner.mask_value(value, result, **kw)  # type: ignore[arg-type]
+    return out, dict(result.found)
+
+
+@pytest.mark.parametrize(
+    ("value", "leaked"),
+    [
+        (f"家属身份证号{ID}，电话13812345678", [ID, "13812345678"]),
+        ('{"contact": {"phone": "13812345678"}}', ["13812345678"]),
+        (
+            '{"p": "\\u0031\\u0033\\u0038\\u0031\\u0032\\u0033\\u0034\\u0035\\u0036\\u0037\\u0038"}',
+            ["13812345678"],
+        ),
+        ("联系电话１３８１２３４５６７８", ["１３８１２３４５６７８"]),
+        ({"nested": [{"deep": f"证件{ID}"}]}, [ID]),
+        ({f"{ID}": "key holds it"}, [ID]),
+        (13812345678, ["13812345678"]),
+        ("邮箱 zhang.san@example.com", ["zhang.san@example.com"]),
+    ],
+    ids=[
+        "two types in free text",
+        "JSON nested in a string",
+        "JSON nested in a string with unicode escapes",
+        "full-width digits",
+        "nested objects and lists",
+        "an object key",
+        "a mobile sent as a JSON number",
+        "an email",
+    ],
+)
+def test_when_a_value_hides_personal_data_then_none_of_it_survives(
+    scanner: Scanner, value: object, leaked: list[str]
+) -> None:
+    out, found = masked(scanner, value)
+    for raw in leaked:
+        assert raw not in str(out)
+    assert sum(found.values()) == len(leaked)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "男",
+        "北京市朝阳区望京西路1号院2号楼3单元1502室",
+        "2025-03-14",
+        "费用722.10元",
+        "P00000001",
+        722,
+    ],
+    ids=["gender", "address with numbers", "date", "amount", "record key", "small number"],
+)
+def test_when_a_value_has_no_personal_data_then_it_is_left_exactly_as_it_was(
+    scanner: Scanner, value: object
+) -> None:
+    assert masked(scanner, value) == (value, {})
+
+
+def test_when_the_field_declares_the_type_then_its_own_value_is_not_masked(
+    scanner: Scanner,
+) -> None:
+    out, found = masked(scanner, ID, exclude=frozenset({"id_number"}))
+    assert (out, found) == (ID, {})
+    # ... but another type in the same field is.
+    out, found = masked(scanner, f"{ID} 13812345678", exclude=frozenset({"id_number"}))
+    assert out == f"{ID} 13*********" and found == {"mobile": 1}
+
+
+def test_when_an_id_also_passes_luhn_then_it_is_read_as_an_id(scanner: Scanner) -> None:
+    # One ID number in ten passes Luhn by chance; with 银行卡 before it both readings are
+    # plausible, and the checksummed 身份证号 with a real birth date is the stronger one.
+    value = next(
+        v
+        for seq in range(1000)
+        if is_valid_luhn(v := make_id_number("110105", datetime.date(1987, 6, 5), seq, False))
+    )
+    [finding] = scanner.scan(f"银行卡{value}")
+    assert finding.type == "id_number"
+
+
+def test_when_nesting_is_absurdly_deep_then_the_scanner_refuses() -> None:
+    value: object = "x"
+    for _ in range(40):
+        value = [value]
+    with pytest.raises(ValueError, match="nested too deeply"):
+        Scanner(MASKERS).mask_value(value, ScanResult())
