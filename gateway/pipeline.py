@@ -1,8 +1,8 @@
 """The pipeline: the stages in their fixed order, run for each mitmproxy hook.
 
-request:         route → identify → purpose → authorize → forward → shape (builds the shaper)
+request:         route → identify → purpose → authorize → quota → forward → shape (builds the shaper)
 responseheaders: export (streamed bulk downloads) → audit (the `started` event)
-response:        decode → shape → encode → export → audit
+response:        decode → shape → quota-ledger → encode → export → audit
 
 A stage raises `Refusal` to refuse; the pipeline turns it into the CONTRACT's error response.
 Any other exception is a refusal too (fail closed). After a refusal only stages that declare
@@ -38,6 +38,7 @@ def default_stages(gateway: Gateway) -> list[Any]:
     from gateway.stages.forward import ForwardStage
     from gateway.stages.identify import IdentifyStage
     from gateway.stages.purpose import PurposeStage
+    from gateway.stages.quota import QuotaLedgerStage, QuotaStage
     from gateway.stages.route import RouteStage
     from gateway.stages.shape import ShapeStage
 
@@ -46,9 +47,11 @@ def default_stages(gateway: Gateway) -> list[Any]:
         IdentifyStage(gateway),
         PurposeStage(gateway.taxonomy),
         AuthorizeStage(gateway),
+        QuotaStage(gateway),
         ForwardStage(),
         DecodeStage(gateway.settings.max_body_bytes),
         ShapeStage(),
+        QuotaLedgerStage(gateway),
         EncodeStage(gateway.hasher),
         ExportStage(gateway.hasher),
         AuditStage(gateway.journal),

@@ -41,6 +41,22 @@ def _optional(raw: str) -> str | None:
     return raw or None
 
 
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _count(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be zero or a positive integer")
+    return value
+
+
 def _size(raw: str) -> int:
     units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
     raw = raw.strip().lower()
@@ -91,6 +107,25 @@ SETTINGS: tuple[Setting, ...] = (
         "largest upstream body buffered for shaping; larger is refused",
     ),
     Setting("journal_batch", _positive, "512", "most audit events committed by one fsync"),
+    Setting(
+        "redis_url",
+        _optional,
+        "",
+        "Redis URL: policy-change notices between gateways and shared quota counters; "
+        "default: in process",
+    ),
+    Setting(
+        "overdue_approval",
+        _bool,
+        "false",
+        "an application unanswered past its deadline is deemed approved (逾期未答复视为同意)",
+    ),
+    Setting(
+        "expiry_warning_days",
+        _count,
+        "10",
+        "working days ahead of a grant's end that its expiry warning is raised",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -111,6 +146,9 @@ class Settings:
     intranet_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     max_body_bytes: int
     journal_batch: int
+    redis_url: str | None
+    overdue_approval: bool
+    expiry_warning_days: int
 
     @property
     def state_database_url(self) -> str:
