@@ -13,6 +13,9 @@ from gateway.errors import ConfigError
 COMMAND_MODULES = (
     "gateway.commands.serve",
     "gateway.commands.audit",
+    "gateway.commands.grants",
+    "gateway.commands.applications",
+    "gateway.commands.policy",
 )
 
 

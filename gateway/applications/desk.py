@@ -380,9 +380,8 @@ class ApplicationDesk:
                 unwarned=True,
             )
             for grant in due:
-                left = self.calendar.working_days_between(
-                    china_today(now), china_today(grant.valid_until)
-                )
+                last_day = china_today(grant.valid_until - timedelta(microseconds=1))
+                left = self.calendar.working_days_between(china_today(now), last_day)
                 self.grants.audit(
                     SYSTEM,
                     "grant-expiry-warning",

@@ -14,7 +14,6 @@ from sqlalchemy import (
     Column,
     Connection,
     Date,
-    DateTime,
     Index,
     Integer,
     String,
@@ -27,6 +26,7 @@ from sqlalchemy import (
 from gateway.applications.model import Application
 from gateway.db import metadata
 from gateway.grants.model import utc
+from gateway.grants.store import UTCDateTime
 
 applications_table = Table(
     "applications",
@@ -39,22 +39,22 @@ applications_table = Table(
     Column("fields", Text, nullable=False),
     Column("purposes", Text, nullable=False),
     Column("scenario", String(64)),
-    Column("valid_from", DateTime(timezone=True), nullable=False),
-    Column("valid_until", DateTime(timezone=True), nullable=False),
+    Column("valid_from", UTCDateTime(), nullable=False),
+    Column("valid_until", UTCDateTime(), nullable=False),
     Column("reason", Text, nullable=False),
     Column("security_measures", Text, nullable=False, default=""),
     Column("regulation", String(64), nullable=False),
     Column("working_days", Integer, nullable=False),
-    Column("submitted_at", DateTime(timezone=True), nullable=False),
+    Column("submitted_at", UTCDateTime(), nullable=False),
     Column("deadline", Date, nullable=False),
     Column("deadline_estimated", Boolean, nullable=False, default=False),
     Column("status", String(16), nullable=False),
-    Column("decided_at", DateTime(timezone=True)),
+    Column("decided_at", UTCDateTime()),
     Column("decided_by", String(128)),
     Column("legal_basis", Text),
     Column("decision_note", Text, nullable=False, default=""),
     Column("grant_id", String(32)),
-    Column("overdue_noted_at", DateTime(timezone=True)),
+    Column("overdue_noted_at", UTCDateTime()),
     Index("ix_applications_status_deadline", "status", "deadline"),
 )
 

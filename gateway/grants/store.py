@@ -12,18 +12,20 @@ import json
 import secrets
 from collections.abc import Mapping
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
     Column,
     Connection,
     DateTime,
+    Dialect,
     Index,
     Integer,
     String,
     Table,
     Text,
+    TypeDecorator,
     and_,
     or_,
     select,
@@ -34,6 +36,24 @@ from gateway import revision
 from gateway.db import metadata
 from gateway.grants.model import Grant, GrantSpec, utc
 from gateway.scenarios import Scenarios
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and read back aware: SQLite would otherwise drop the offset."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: give a time zone")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else utc(value)
+
 
 grants_table = Table(
     "grants",
@@ -46,8 +66,8 @@ grants_table = Table(
     Column("fields", Text, nullable=False),
     Column("purposes", Text, nullable=False),
     Column("scenario", String(64)),
-    Column("valid_from", DateTime(timezone=True), nullable=False),
-    Column("valid_until", DateTime(timezone=True), nullable=False),
+    Column("valid_from", UTCDateTime(), nullable=False),
+    Column("valid_until", UTCDateTime(), nullable=False),
     Column("max_per_request", Integer),
     Column("max_per_day", Integer),
     Column("masking_profile", String(64)),
@@ -55,10 +75,10 @@ grants_table = Table(
     Column("application_id", String(32)),
     Column("note", Text, nullable=False, default=""),
     Column("created_by", String(128), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
     Column("changed_rev", Integer, nullable=False),
-    Column("expiry_warned_at", DateTime(timezone=True)),
+    Column("expiry_warned_at", UTCDateTime()),
     Index("ix_grants_changed_rev", "changed_rev"),
     Index("ix_grants_dataset_department", "dataset", "department"),
     Index("ix_grants_dataset_principal", "dataset", "principal_id"),
