@@ -144,8 +144,8 @@ class GrantChecker:
                 )
             if not self._catalog_permits(dataset, code):
                 problems.append(
-                    f"数据集 {dataset.id} 的目录未允许用途 {code}；允许 (permitted): "
-                    f"{', '.join(dataset.purposes) or '无 none'}"
+                    f"数据集 {dataset.id} 的目录未允许用途 {code} (the catalog does not permit "
+                    f"this purpose); 允许 (permitted): {', '.join(dataset.purposes) or '无 none'}"
                 )
 
     def _catalog_permits(self, dataset: Dataset, code: str) -> bool:
