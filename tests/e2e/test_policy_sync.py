@@ -31,8 +31,19 @@ def status(gw: RunningGateway) -> int:
 
 def cli(home: Path, url: str, *args: str) -> dict[str, object]:
     out = subprocess.run(
-        [sys.executable, "-m", "gateway", *args, "--json", "--home", str(home)]
-        + ["--database-url", url, "--redis-url", REDIS_URL],
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            *args,
+            "--json",
+            "--home",
+            str(home),
+            "--database-url",
+            url,
+            "--redis-url",
+            REDIS_URL,
+        ],
         capture_output=True,
         check=True,
     ).stdout
