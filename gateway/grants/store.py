@@ -82,6 +82,7 @@ grants_table = Table(
     Index("ix_grants_changed_rev", "changed_rev"),
     Index("ix_grants_dataset_department", "dataset", "department"),
     Index("ix_grants_dataset_principal", "dataset", "principal_id"),
+    Index("ix_grants_valid_until", "valid_until"),
 )
 
 _ID_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
@@ -216,7 +217,9 @@ def list_grants(
 
 def changed_since(conn: Connection, rev: int, scenarios: Scenarios) -> list[Grant]:
     rows = conn.execute(
-        select(grants_table).where(grants_table.c.changed_rev > rev).order_by(grants_table.c.id)
+        select(grants_table)
+        .where(grants_table.c.changed_rev > rev)
+        .order_by(grants_table.c.changed_rev, grants_table.c.id)
     ).mappings()
     return [row_to_grant(r, scenarios) for r in rows]
 
