@@ -8,6 +8,7 @@ import secrets
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select
@@ -21,7 +22,7 @@ from gateway.grants.model import GrantSpec
 from gateway.grants.validate import GrantChecker
 from gateway.identity import Principal, create_principal, issue_api_key, load_principal, principals
 from gateway.purposes import load_taxonomy
-from gateway.scenarios import load_scenarios
+from gateway.scenarios import Scenarios, load_scenarios
 from gateway.settings import REPO_ROOT
 from gateway.workdays import china_today, load_calendar
 
@@ -134,6 +135,9 @@ DEMO_GRANTS: tuple[GrantSpec, ...] = tuple(
 )
 
 
+_NO_SCENARIOS = Scenarios(MappingProxyType({}))
+
+
 def seed_demo(
     engine: Engine, credentials_path: Path, policies: Path = REPO_ROOT / "policies"
 ) -> list[dict[str, Any]]:
@@ -147,6 +151,10 @@ def seed_demo(
     wanted = {d.principal.id for d in DEMO_PRINCIPALS}
     if wanted <= existing and credentials_path.exists():
         loaded: list[dict[str, Any]] = json.loads(credentials_path.read_text(encoding="utf-8"))
+        with engine.begin() as conn:
+            # A state folder from before grants existed gets the demo's grants now.
+            if not grant_store.list_grants(conn, _NO_SCENARIOS, limit=1):
+                seed_demo_policy(conn, policies, datetime.now(UTC))
         return loaded
     if existing & wanted:
         raise RuntimeError(

@@ -125,8 +125,14 @@ class ExportStage:
             raise unreadable(
                 "导出流的压缩编码不受支持 (export content-encoding not supported)", "encoding"
             )
+        if ctx.shaper is None:
+            # An export with no shaper means no obligations were set: never pass it through.
+            raise RuntimeError("导出缺少整形规则 (export without a shaper)")
         stream = ExportStream(
-            fmt, ctx.match.dataset, DeliveryLedger(ctx.match.dataset, self.hasher)
+            fmt,
+            ctx.match.dataset,
+            DeliveryLedger(ctx.match.dataset, self.hasher),
+            transforms=(ctx.shaper.shape,),
         )
         ctx.streaming = True
         ctx.export = stream
