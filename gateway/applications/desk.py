@@ -308,7 +308,9 @@ class ApplicationDesk:
         )
         try:
             with self.engine.begin() as conn:
-                current = self._pending(conn, app.id)
+                current = store.get_application(conn, app.id, lock=True)
+                if current is None or current.status != "pending":
+                    return  # answered meanwhile (a person, or another gateway's sweep)
                 spec = replace(
                     self._grant_spec(current, current.department), application_id=app.id, note=note
                 )
@@ -344,7 +346,8 @@ class ApplicationDesk:
         self, app: Application, now: datetime, report: SweepReport, problem: str | None = None
     ) -> None:
         with self.engine.begin() as conn:
-            store.mark_overdue_noted(conn, [app.id], now)
+            if not store.claim_overdue_note(conn, app.id, now):
+                return  # reported already, by another gateway's sweep
             self.grants.audit(
                 SYSTEM,
                 "application-overdue",
@@ -380,6 +383,8 @@ class ApplicationDesk:
                 unwarned=True,
             )
             for grant in due:
+                if not grant_store.claim_warning(conn, grant.id, now):
+                    continue  # another gateway's sweep warned first
                 last_day = china_today(grant.valid_until - timedelta(microseconds=1))
                 left = self.calendar.working_days_between(china_today(now), last_day)
                 self.grants.audit(
@@ -398,7 +403,6 @@ class ApplicationDesk:
                         "working_days_left": left,
                     }
                 )
-            grant_store.mark_warned(conn, [g.id for g in due], now)
 
     # -- reading ----------------------------------------------------------------------------
 

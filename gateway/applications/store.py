@@ -197,10 +197,15 @@ def overdue_pending(conn: Connection, today: date, *, unnoted: bool = False) -> 
     return [row_to_application(r) for r in rows.mappings()]
 
 
-def mark_overdue_noted(conn: Connection, app_ids: list[str], now: datetime) -> None:
-    if app_ids:
-        conn.execute(
-            update(applications_table)
-            .where(applications_table.c.id.in_(app_ids))
-            .values(overdue_noted_at=now)
+def claim_overdue_note(conn: Connection, app_id: str, now: datetime) -> bool:
+    """Mark the application as reported overdue; False if another gateway reported it first."""
+    result = conn.execute(
+        update(applications_table)
+        .where(
+            applications_table.c.id == app_id,
+            applications_table.c.overdue_noted_at.is_(None),
+            applications_table.c.status == "pending",
         )
+        .values(overdue_noted_at=now)
+    )
+    return result.rowcount == 1

@@ -87,8 +87,11 @@ class GrantAdmin:
     ) -> CreatedGrant:
         """Create a grant inside the caller's transaction (an approval creates one this way)."""
         spec = self.checker(conn).check(spec, now)
+        rev = store.claim_revision(conn)  # from here on, other admin changes wait for this one
         overlaps = self._overlaps(conn, spec)
-        grant = store.insert_grant(conn, spec, self.scenarios, created_by=actor.id, now=now)
+        grant = store.insert_grant(
+            conn, spec, self.scenarios, created_by=actor.id, now=now, rev=rev
+        )
         self.audit(
             actor, "grant-create", grant.id, None, grant.to_dict(), overlaps=overlaps, **details
         )
@@ -105,12 +108,14 @@ class GrantAdmin:
         """Suspend, resume or revoke. A revoked grant stays revoked (create a new one instead)."""
         now = now or datetime.now(UTC)
         with self.engine.begin() as conn:
+            rev = store.claim_revision(conn)
             grant = store.get_grant(conn, grant_id, self.scenarios)
             if grant is None:
                 raise GrantNotFound(f"没有授权 {grant_id} (no such grant)")
             if grant.status == "revoked":
                 raise GrantError([f"授权 {grant_id} 已撤销，不能再变更 (a revoked grant is final)"])
             if grant.status == status:
+                conn.rollback()  # nothing changed: leave the revision where it was
                 return grant
             if status == "active":
                 spec = GrantSpec(
@@ -125,7 +130,7 @@ class GrantAdmin:
                     scenario=grant.scenario,
                 )
                 self._overlaps(conn, spec, ignore=grant.id)
-            after = store.set_status(conn, grant, status, now)
+            after = store.set_status(conn, grant, status, now, rev)
             self.audit(
                 actor,
                 STATUS_ACTIONS[status],

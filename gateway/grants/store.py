@@ -92,8 +92,12 @@ def new_grant_id() -> str:
     return "GR-" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(10))
 
 
-def _stamp(conn: Connection) -> int:
-    """Bump the policy revision and return it, to stamp the rows this transaction changes."""
+def claim_revision(conn: Connection) -> int:
+    """Bump the policy revision and return it, to stamp the rows this transaction changes.
+
+    Bumping is a write to one row, so it also makes concurrent admin changes take turns: a
+    check made after it (for contradicting grants, say) sees every change committed before.
+    """
     revision.bump(conn)
     return revision.read(conn)
 
@@ -134,11 +138,12 @@ def insert_grant(
     *,
     created_by: str,
     now: datetime,
+    rev: int,
     grant_id: str | None = None,
 ) -> Grant:
-    """Store a checked spec (see GrantChecker) as an active grant."""
+    """Store a checked spec (see GrantChecker) as an active grant, stamped with `rev`."""
     values = _values(spec, grant_id or new_grant_id(), created_by, now)
-    values["changed_rev"] = _stamp(conn)
+    values["changed_rev"] = rev
     conn.execute(grants_table.insert().values(**values))
     return row_to_grant(values, scenarios)
 
@@ -147,7 +152,7 @@ def insert_many(
     conn: Connection, specs: list[tuple[str, GrantSpec]], *, created_by: str, now: datetime
 ) -> None:
     """Store many checked specs at once (demo seed, benchmarks): one revision for all of them."""
-    rev = _stamp(conn)
+    rev = claim_revision(conn)
     rows = [_values(spec, gid, created_by, now) | {"changed_rev": rev} for gid, spec in specs]
     if rows:
         conn.execute(grants_table.insert(), rows)
@@ -182,11 +187,11 @@ def get_grant(conn: Connection, grant_id: str, scenarios: Scenarios) -> Grant | 
     return row_to_grant(row, scenarios) if row else None
 
 
-def set_status(conn: Connection, grant: Grant, status: str, now: datetime) -> Grant:
+def set_status(conn: Connection, grant: Grant, status: str, now: datetime, rev: int) -> Grant:
     conn.execute(
         update(grants_table)
         .where(grants_table.c.id == grant.id)
-        .values(status=status, updated_at=now, changed_rev=_stamp(conn))
+        .values(status=status, updated_at=now, changed_rev=rev)
     )
     return replace(grant, status=status)
 
@@ -265,11 +270,15 @@ def expiring(
     return [row_to_grant(r, scenarios) for r in rows]
 
 
-def mark_warned(conn: Connection, grant_ids: list[str], now: datetime) -> None:
-    """Remember that an expiry warning went out. Not a policy change: no revision bump."""
-    if grant_ids:
-        conn.execute(
-            update(grants_table)
-            .where(grants_table.c.id.in_(grant_ids))
-            .values(expiry_warned_at=now)
-        )
+def claim_warning(conn: Connection, grant_id: str, now: datetime) -> bool:
+    """Mark the expiry warning as given; False if another gateway gave it first.
+
+    Not a policy change: no revision bump. One conditional update, so two gateways sweeping at
+    once cannot both warn.
+    """
+    result = conn.execute(
+        update(grants_table)
+        .where(grants_table.c.id == grant_id, grants_table.c.expiry_warned_at.is_(None))
+        .values(expiry_warned_at=now)
+    )
+    return result.rowcount == 1
