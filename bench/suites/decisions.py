@@ -140,7 +140,9 @@ def _measure(size: int, home: Path, quick: bool) -> dict[str, Any]:
             current = gateway.grants.get("GR-MINE")
             assert current is not None
             with gateway.engine.begin() as conn:
-                store.set_status(conn, current, status, datetime.now(UTC))
+                store.set_status(
+                    conn, current, status, datetime.now(UTC), store.claim_revision(conn)
+                )
             expected.append(status == "active")
 
         seen: list[bool] = []

@@ -92,6 +92,7 @@ def test_two_gateways_on_postgresql_and_redis_apply_a_cli_change_within_one_seco
             cli(homes[0], url, "grants", "revoke", grant_id)
             revoked = seconds_until(gateways, 403)
             assert max(revoked) < 1.0, revoked
+            print(f"grant seen after {granted} s, revocation after {revoked} s")
         finally:
             for gw in gateways:
                 gw.stop()
