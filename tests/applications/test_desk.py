@@ -269,3 +269,41 @@ def test_when_a_grant_nears_its_end_then_one_warning_is_raised_ahead_of_time(
     assert gateway.desk.sweep(datetime(2025, 10, 9, 9, 0, tzinfo=CHINA)).expiry_warnings == []
     warning = staff_events(gateway, "grant-expiry-warning")
     assert [e["shareguard"]["target"] for e in warning] == [grant.id]
+
+
+async def test_when_an_open_application_is_approved_then_the_public_reads_what_was_approved_only(
+    gateway: Gateway, credentials: dict[str, dict[str, Any]]
+) -> None:
+    from gateway.pipeline import Pipeline, default_stages
+    from tests.factories import body_of, drive, json_response, request_flow
+
+    pipeline = Pipeline(default_stages(gateway))
+    record = {
+        "record_id": "C00000001",
+        "subject_name": "某某公司",
+        "uscc": "91110000600037341L",
+        "record_type": "失信被执行人",
+        "authority": "某法院",
+        "decided": "2025-01-01",
+        "description": "未履行判决",
+    }
+
+    async def read() -> Any:
+        flow = request_flow(
+            "/api/v1/datasets/credit_records/records",
+            key=credentials["public_dev"]["api_key"],
+            purpose="open_data_use",
+            client_ip="203.0.113.9",
+        )
+        await drive(pipeline, flow, json_response({"records": [record]}))
+        return flow
+
+    before = await read()
+    assert body_of(before)["error"] == "forbidden" and "依申请开放" in body_of(before)["message"]
+    (pending,) = gateway.desk.list(applicant="public_dev", status="pending")
+    gateway.desk.approve(ADMIN, pending.id)
+    after = await read()
+    assert after.response.status_code == 200
+    delivered = body_of(after)["records"][0]
+    assert set(delivered) == set(pending.fields)  # no free-text description
+    assert "description" not in delivered
