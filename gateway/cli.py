@@ -14,6 +14,9 @@ COMMAND_MODULES = (
     "gateway.commands.serve",
     "gateway.commands.audit",
     "gateway.commands.alerts",
+    "gateway.commands.grants",
+    "gateway.commands.applications",
+    "gateway.commands.policy",
 )
 
 

@@ -31,6 +31,8 @@ def make_engine(url: str) -> Engine:
 
 def create_schema(engine: Engine) -> None:
     # Import the modules that declare tables so they are all on `metadata`.
+    import gateway.applications.store
+    import gateway.grants.store
     import gateway.identity
     import gateway.revision  # noqa: F401
 

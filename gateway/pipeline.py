@@ -1,8 +1,8 @@
 """The pipeline: the stages in their fixed order, run for each mitmproxy hook.
 
-request:         route → identify → purpose → authorize → forward → shape (builds the shaper)
+request:         route → identify → purpose → authorize → quota → forward → shape (builds the shaper)
 responseheaders: export (streamed bulk downloads) → audit (the `started` event)
-response:        decode → shape → encode → export → audit → detect
+response:        decode → shape → quota-ledger → encode → export → audit → detect
 
 A stage raises `Refusal` to refuse; the pipeline turns it into the CONTRACT's error response.
 Any other exception is a refusal too (fail closed). After a refusal only stages that declare
@@ -40,6 +40,7 @@ def default_stages(gateway: Gateway) -> list[Any]:
     from gateway.stages.forward import ForwardStage
     from gateway.stages.identify import IdentifyStage
     from gateway.stages.purpose import PurposeStage
+    from gateway.stages.quota import QuotaLedgerStage, QuotaStage
     from gateway.stages.route import RouteStage
     from gateway.stages.shape import ShapeStage
 
@@ -48,9 +49,11 @@ def default_stages(gateway: Gateway) -> list[Any]:
         IdentifyStage(gateway),
         PurposeStage(gateway.taxonomy),
         AuthorizeStage(gateway),
+        QuotaStage(gateway),
         ForwardStage(gateway.upstream),
         DecodeStage(gateway.settings.max_body_bytes),
         ShapeStage(gateway),
+        QuotaLedgerStage(gateway),
         EncodeStage(gateway.hasher),
         ExportStage(gateway.hasher, gateway.settings.max_body_bytes),
         AuditStage(gateway.journal),

@@ -52,6 +52,7 @@ async def serve(
 ) -> int:
     """Serve until SIGINT/SIGTERM; returns a process exit code."""
     settings = gateway.settings
+    gateway.start_background()  # change notices from other gateways, the deadline sweep
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

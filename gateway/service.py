@@ -14,18 +14,28 @@ from detectors.windows import RedisWindows
 from gateway import revision
 from gateway.alerts.notify import Notifier, SyslogNotifier, WebhookNotifier
 from gateway.alerts.service import AlertService
+from gateway.applications.desk import ApplicationDesk
+from gateway.applications.regulations import Regulations, load_regulations
 from gateway.audit.journal import Journal
 from gateway.catalog import Catalog, load_catalog
 from gateway.db import create_schema, make_engine
 from gateway.errors import Refusal
+from gateway.grants.admin import GrantAdmin
+from gateway.grants.index import GrantIndex
 from gateway.identity import IdentityIndex, Subject
 from gateway.keys import SubjectHasher
 from gateway.policy import PolicyEngine
+from gateway.policy.decider import Decider
+from gateway.policy.watcher import PolicyWatcher
 from gateway.purposes import Taxonomy, load_taxonomy
+from gateway.quota import QuotaCounter, make_counter
 from gateway.routes import RouteTable, load_routes
+from gateway.scenarios import Scenarios, load_scenarios
 from gateway.settings import Settings
+from gateway.shaping import load_masking
+from gateway.shaping.profiles import MaskingPolicy
 from gateway.upstream import UpstreamBreaker
-from gateway.workdays import is_working_time
+from gateway.workdays import WorkCalendar, load_calendar
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +47,14 @@ class Gateway:
         self.catalog: Catalog = load_catalog(policies / "catalog.toml")
         self.taxonomy: Taxonomy = load_taxonomy(policies / "purposes.toml")
         self.routes: RouteTable = load_routes(policies / "routes.toml", self.catalog)
+        self.scenarios: Scenarios = load_scenarios(
+            policies / "scenarios.toml", self.catalog, self.taxonomy
+        )
+        self.regulations: Regulations = load_regulations(policies / "regulations.toml")
+        self.calendar: WorkCalendar = load_calendar(policies / "workdays.toml")
+        self.masking: MaskingPolicy = load_masking(
+            policies / "masking.toml", self.catalog, self.taxonomy
+        )
         settings.home.mkdir(parents=True, exist_ok=True)
         self.engine: Engine = make_engine(settings.state_database_url)
         create_schema(self.engine)
@@ -46,6 +64,9 @@ class Gateway:
         with self.engine.connect() as conn:
             self.revision = revision.read(conn)
             self.identity = IdentityIndex.load(conn)
+            self.grants = GrantIndex.load(conn, self.scenarios, self.revision)
+        self.decider = Decider(self.policy, self.taxonomy, self.grants)
+        self.quota: QuotaCounter = make_counter(settings.redis_url, settings.state_database_url)
         self.journal = journal or Journal(
             settings.journal_path, batch_max=settings.journal_batch, index_subjects=True
         )
@@ -54,11 +75,33 @@ class Gateway:
         self.alerts = AlertService(self.engine, self.journal, make_notifiers(settings))
         windows = RedisWindows(settings.redis_url) if settings.redis_url else None
         self.detection = DetectionEngine.from_rules_dir(
-            DetectionContext(is_working_time=is_working_time, subject_hasher=self.hasher),
+            DetectionContext(
+                is_working_time=self.calendar.is_working_time, subject_hasher=self.hasher
+            ),
             self.alerts.on_detection,
             windows=windows,
         )
         self.detection.start()
+        self.admin = GrantAdmin(
+            self.engine,
+            self.catalog,
+            self.taxonomy,
+            self.scenarios,
+            self.journal,
+            self.announce,
+            frozenset(self.masking.profiles),
+        )
+        self.desk = ApplicationDesk(
+            self.engine,
+            self.catalog,
+            self.admin,
+            self.regulations,
+            self.calendar,
+            overdue_approval=settings.overdue_approval,
+            warning_days=settings.expiry_warning_days,
+        )
+        self.watcher: PolicyWatcher | None = None
+        self._background: BackgroundSweep | None = None
         self._store_error: str | None = None
 
     def refresh(self) -> None:
@@ -72,6 +115,7 @@ class Gateway:
                     if current != self.revision or self._store_error is not None:
                         identity = IdentityIndex.load(conn)
                         self.policy.reload()
+                        self.grants.refresh(conn, self.scenarios, current)
                         self.identity = identity
                         self.revision = current
                 if self._store_error is not None:
@@ -90,7 +134,34 @@ class Gateway:
     def authenticate(self, api_key: str, now: datetime) -> Subject | None:
         return self.identity.authenticate(api_key, now)
 
+    def announce(self) -> None:
+        """A policy change was committed: look again on the next request, and tell other gateways."""
+        self.monitor.poke()
+        if self.watcher is not None:
+            self.watcher.notify()
+        elif self.settings.redis_url:
+            publisher = PolicyWatcher.publisher(
+                self.settings.redis_url, self.settings.state_database_url
+            )
+            publisher.notify()
+            publisher.close()
+
+    def start_background(self, *, sweep_seconds: float = 60.0) -> None:
+        """What a serving gateway runs besides requests: change notices and the deadline sweep."""
+        if self.settings.redis_url and self.watcher is None:
+            self.watcher = PolicyWatcher.subscribe(
+                self.settings.redis_url, self.settings.state_database_url, self.monitor.poke
+            )
+            self.policy.set_watcher(self.watcher)
+        if self._background is None:
+            self._background = BackgroundSweep(self.desk, sweep_seconds)
+
     def close(self) -> None:
+        if self._background is not None:
+            self._background.stop()
+        if self.watcher is not None:
+            self.watcher.close()
+        self.quota.close()
         self.detection.close()
         self.alerts.close()
         self.journal.close()
@@ -111,3 +182,28 @@ def make_notifiers(settings: Settings) -> list[Notifier]:
     if settings.alert_syslog:
         notifiers.append(SyslogNotifier(settings.alert_syslog, settings.alert_syslog_min_severity))
     return notifiers
+
+
+class BackgroundSweep:
+    """Runs the application desk's sweep (deadlines, expiry warnings) on a timer, in a thread."""
+
+    def __init__(self, desk: ApplicationDesk, seconds: float) -> None:
+        self.desk = desk
+        self.seconds = seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="deadline-sweep", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.seconds):
+            try:
+                report = self.desk.sweep()
+            except Exception:
+                log.exception("期限检查失败 (deadline sweep failed)")
+                continue
+            if report.deemed_approved or report.overdue or report.expiry_warnings:
+                log.info("期限检查 (deadline sweep): %s", report.to_dict())
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)

@@ -47,6 +47,22 @@ def _severity(raw: str) -> str:
     return raw
 
 
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _count(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be zero or a positive integer")
+    return value
+
+
 def _size(raw: str) -> int:
     units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
     raw = raw.strip().lower()
@@ -97,7 +113,6 @@ SETTINGS: tuple[Setting, ...] = (
         "largest upstream body buffered for shaping; larger is refused",
     ),
     Setting("journal_batch", _positive, "512", "most audit events committed by one fsync"),
-    Setting("redis_url", _optional, "", "Redis URL: detection windows shared by gateway instances"),
     Setting("alert_webhook_url", _optional, "", "URL that receives each new alert (signed POST)"),
     Setting("alert_webhook_secret", _optional, "", "HMAC secret for the alert webhook signature"),
     Setting(
@@ -115,6 +130,25 @@ SETTINGS: tuple[Setting, ...] = (
         str,
         "数据安全负责人（演示）security@example.gov.cn",
         "contact named in incident reports (PIPL Art. 57)",
+    ),
+    Setting(
+        "redis_url",
+        _optional,
+        "",
+        "Redis URL: policy-change notices between gateways, shared quota counters and "
+        "detection windows; default: in process",
+    ),
+    Setting(
+        "overdue_approval",
+        _bool,
+        "false",
+        "an application unanswered past its deadline is deemed approved (逾期未答复视为同意)",
+    ),
+    Setting(
+        "expiry_warning_days",
+        _count,
+        "10",
+        "working days ahead of a grant's end that its expiry warning is raised",
     ),
 )
 
@@ -143,6 +177,8 @@ class Settings:
     alert_syslog: str | None
     alert_syslog_min_severity: str
     incident_contact: str
+    overdue_approval: bool
+    expiry_warning_days: int
 
     @property
     def state_database_url(self) -> str:

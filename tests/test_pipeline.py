@@ -174,8 +174,8 @@ async def test_when_a_department_reads_a_conditional_dataset_without_a_grant_the
 ) -> None:
     flow = request_flow(
         "/api/v1/datasets/social_insurance/records",
-        key=key(credentials, "mz_caseworker"),
-        purpose="social_assistance",
+        key=key(credentials, "tj_analyst"),
+        purpose="statistics",
     )
     await drive(pipeline, flow)
     assert_refusal(flow, 403, "forbidden")

@@ -47,3 +47,39 @@ def test_the_dataset_that_is_never_shared_cites_its_legal_basis_and_offers_no_de
         if dataset.share == "none":
             assert dataset.legal_basis
             assert dataset.delivery == ()
+
+
+def test_scenarios_regulations_and_the_calendar_load_and_refer_only_to_what_exists() -> None:
+    from gateway.applications.regulations import load_regulations
+    from gateway.scenarios import load_scenarios
+    from gateway.workdays import load_calendar
+
+    catalog = load_catalog(POLICIES / "catalog.toml")
+    taxonomy = load_taxonomy(POLICIES / "purposes.toml")
+    scenarios = load_scenarios(POLICIES / "scenarios.toml", catalog, taxonomy)
+    regulations = load_regulations(POLICIES / "regulations.toml")
+    load_calendar(POLICIES / "workdays.toml")
+    problems = [
+        f"scenario {s.code}: purpose {p} is not permitted by any of its datasets"
+        for s in scenarios
+        for p in s.purposes
+        if s.datasets
+        and not any(taxonomy.covered_by_any(catalog[d].purposes, p) for d in s.datasets)
+    ]
+    assert sorted({r.working_days for r in regulations}) == [5, 10]
+    assert {regulations.for_kind(k).kind for k in ("share", "open")} == {"share", "open"}
+    assert problems == []
+
+
+def test_every_grant_state_has_its_refusal_line_for_departments_and_the_public() -> None:
+    from gateway.grants.model import GRANT_STATES
+
+    lines = read_policy_csv(POLICIES / "policy.csv")
+    refused = {(line[2], line[10]) for line in lines if line[-1] == "deny"}
+    missing = [
+        (kind, state)
+        for kind in ("department", "public")
+        for state in GRANT_STATES
+        if state != "valid" and (kind, state) not in refused
+    ]
+    assert missing == []

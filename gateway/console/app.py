@@ -31,7 +31,11 @@ from gateway.service import Gateway
 from gateway.settings import REPO_ROOT
 
 DASHBOARDS = REPO_ROOT / "dashboards"
-ROUTE_MODULES = ("gateway.console.audit_pages", "gateway.console.alerts_pages")
+ROUTE_MODULES = (
+    "gateway.console.audit_pages",
+    "gateway.console.alerts_pages",
+    "gateway.console.grants_pages",
+)
 
 
 def create_app(gateway: Gateway, *, dashboards: Path = DASHBOARDS) -> Starlette:

@@ -69,7 +69,7 @@ def run_demo(settings: Settings, *, start_platform: bool) -> int:
                 return 1
         gateway = Gateway(settings)
         try:
-            entries = seed_demo(gateway.engine, settings.credentials_path)
+            entries = seed_demo(gateway.engine, settings.credentials_path, settings.policies)
             gateway.refresh()
             text = banner(settings, entries)
             return asyncio.run(serve(gateway, on_ready=lambda: print(text, flush=True)))

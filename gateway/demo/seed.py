@@ -1,17 +1,30 @@
-"""Demo principals and their credentials: departments, a public developer and the three staff roles."""
+"""Demo principals and their credentials, the grants the 低保 flow needs, and one open application."""
 
 from __future__ import annotations
 
 import json
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
-from gateway.identity import Principal, create_principal, issue_api_key, principals
+from gateway.applications import store as application_store
+from gateway.applications.model import Application
+from gateway.applications.regulations import load_regulations
+from gateway.catalog import load_catalog
+from gateway.grants import store as grant_store
+from gateway.grants.model import GrantSpec
+from gateway.grants.validate import GrantChecker
+from gateway.identity import Principal, create_principal, issue_api_key, load_principal, principals
+from gateway.purposes import load_taxonomy
+from gateway.scenarios import Scenarios, load_scenarios
+from gateway.settings import REPO_ROOT
+from gateway.workdays import china_today, load_calendar
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +109,38 @@ DEMO_PRINCIPALS: tuple[DemoPrincipal, ...] = (
 )
 
 
-def seed_demo(engine: Engine, credentials_path: Path) -> list[dict[str, Any]]:
+# 民政局's 低保 review (scenario dibao_review, purpose social_assistance_review) reads social
+# insurance and real estate under these grants; population is shared unconditionally. The fields
+# are fewer than the catalog's, so the demo shows field minimisation (参保日期, 用途 are left out).
+DEMO_GRANTS: tuple[GrantSpec, ...] = tuple(
+    GrantSpec(
+        dataset=dataset,
+        fields=fields,
+        valid_from=datetime(2000, 1, 1, tzinfo=UTC),
+        valid_until=datetime(2000, 1, 1, tzinfo=UTC),  # replaced by "a year from seeding"
+        department="民政局",
+        purposes=("social_assistance_review",),
+        scenario="dibao_review",
+        max_per_request=100,
+        max_per_day=5000,
+        note="演示：最低生活保障资格审核 (demo: minimum living allowance review)",
+    )
+    for dataset, fields in (
+        (
+            "social_insurance",
+            ("id_number", "name", "employer", "contribution_base", "status"),
+        ),
+        ("real_estate", ("certificate_no", "owner", "id_number", "location", "area")),
+    )
+)
+
+
+_NO_SCENARIOS = Scenarios(MappingProxyType({}))
+
+
+def seed_demo(
+    engine: Engine, credentials_path: Path, policies: Path = REPO_ROOT / "policies"
+) -> list[dict[str, Any]]:
     """Create the demo principals once and write their credentials; later runs reuse both.
 
     If the state database was reset but an old credentials file remains, the old keys would no
@@ -107,6 +151,10 @@ def seed_demo(engine: Engine, credentials_path: Path) -> list[dict[str, Any]]:
     wanted = {d.principal.id for d in DEMO_PRINCIPALS}
     if wanted <= existing and credentials_path.exists():
         loaded: list[dict[str, Any]] = json.loads(credentials_path.read_text(encoding="utf-8"))
+        with engine.begin() as conn:
+            # A state folder from before grants existed gets the demo's grants now.
+            if not grant_store.list_grants(conn, _NO_SCENARIOS, limit=1):
+                seed_demo_policy(conn, policies, datetime.now(UTC))
         return loaded
     if existing & wanted:
         raise RuntimeError(
@@ -136,8 +184,57 @@ def seed_demo(engine: Engine, credentials_path: Path) -> list[dict[str, Any]]:
                 if p.department:
                     entry["department"] = p.department
             entries.append(entry)
+        seed_demo_policy(conn, policies, datetime.now(UTC))
     write_private_json(credentials_path, entries)
     return entries
+
+
+def seed_demo_policy(conn: Connection, policies: Path, now: datetime) -> None:
+    """The demo's grants and one pending open application (for the console's approve/refuse).
+
+    Seeding is set-up, not an admin action, so it writes no staff audit events.
+    """
+    catalog = load_catalog(policies / "catalog.toml")
+    taxonomy = load_taxonomy(policies / "purposes.toml")
+    scenarios = load_scenarios(policies / "scenarios.toml", catalog, taxonomy)
+    checker = GrantChecker(catalog, taxonomy, scenarios, lambda pid: load_principal(conn, pid))
+    year = now + timedelta(days=365)
+    specs = [
+        checker.check(replace(spec, valid_from=now, valid_until=year), now) for spec in DEMO_GRANTS
+    ]
+    grant_store.insert_many(
+        conn,
+        [(grant_store.new_grant_id(), s) for s in specs],
+        created_by="system:demo-seed",
+        now=now,
+    )
+    regulation = load_regulations(policies / "regulations.toml").for_kind("open")
+    calendar = load_calendar(policies / "workdays.toml")
+    today = china_today(now)
+    deadline = calendar.add_working_days(today, regulation.working_days)
+    application_store.insert_application(
+        conn,
+        Application(
+            id=application_store.new_application_id(),
+            kind="open",
+            applicant="public_dev",
+            department=None,
+            dataset="credit_records",
+            fields=("record_id", "subject_name", "uscc", "record_type", "authority", "decided"),
+            purposes=("open_data_use",),
+            scenario=None,
+            valid_from=now,
+            valid_until=year,
+            reason="开发企业信用查询小程序 (a credit look-up app for citizens)",
+            security_measures="仅在服务端调用，访问日志留存六个月，不向第三方提供 "
+            "(server-side only, logs kept six months, no third parties)",
+            regulation=regulation.code,
+            working_days=regulation.working_days,
+            submitted_at=now,
+            deadline=deadline,
+            deadline_estimated=calendar.estimated(today, deadline),
+        ),
+    )
 
 
 def write_private_json(path: Path, value: Any) -> None:

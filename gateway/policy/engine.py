@@ -15,11 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
-import casbin
 from sqlalchemy import Engine
 
 from gateway.errors import ConfigError
+from gateway.policy.compiled import CompiledEnforcer
 from gateway.policy.store import PolicyAdapter, read_policy_csv
 
 DEFAULT_DENY = "default_deny"
@@ -61,7 +62,7 @@ class PolicyEngine:
         self, model_path: Path, adapter: PolicyAdapter, rules: Mapping[str, Mapping[str, str]]
     ) -> None:
         self.rules = rules
-        self._enforcer = casbin.Enforcer(str(model_path), adapter)
+        self._enforcer = CompiledEnforcer(str(model_path), adapter)
         self._lock = threading.Lock()
         self._cache: dict[tuple[SubjectFacts, ObjectFacts, str, EnvFacts], Decision] = {}
         self._check_rules()
@@ -90,6 +91,15 @@ class PolicyEngine:
             self._enforcer.load_policy()
             self._cache = {}
         self._check_rules()
+
+    def set_watcher(self, watcher: Any) -> None:
+        """Hand Casbin its watcher, so line changes through the enforcer are announced too."""
+        self._enforcer.set_watcher(watcher.casbin_watcher)
+
+    def clear_cache(self) -> None:
+        """Forget every cached decision (benchmarks measure first decisions this way)."""
+        with self._lock:
+            self._cache = {}
 
     def decide(self, sub: SubjectFacts, obj: ObjectFacts, act: str, env: EnvFacts) -> Decision:
         key = (sub, obj, act, env)

@@ -60,6 +60,7 @@ class ShareGuard:
             self.gateway = Gateway(load_settings(overrides))
         except ConfigError as exc:
             raise exceptions.OptionsError(str(exc)) from None
+        self.gateway.start_background()
         self.pipeline = Pipeline(default_stages(self.gateway))
 
     async def request(self, flow: http.HTTPFlow) -> None:

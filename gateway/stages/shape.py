@@ -10,21 +10,17 @@ from gateway.context import RequestContext
 from gateway.errors import Refusal
 from gateway.keys import KeyRing
 from gateway.service import Gateway
-from gateway.shaping import ShaperFactory, load_masking
+from gateway.shaping import ShaperFactory
 
 # Ages and dates are counted on the calendar of the people the data is about.
 CHINA = datetime.timezone(datetime.timedelta(hours=8))
-MASKING_FILE = "masking.toml"
 
 
 class ShapeStage:
     name = "shape"
 
     def __init__(self, gateway: Gateway) -> None:
-        policy = load_masking(
-            gateway.settings.policies / MASKING_FILE, gateway.catalog, gateway.taxonomy
-        )
-        self.factory = ShaperFactory(policy, KeyRing(gateway.settings.keys_dir))
+        self.factory = ShaperFactory(gateway.masking, KeyRing(gateway.settings.keys_dir))
 
     def request(self, ctx: RequestContext, flow: http.HTTPFlow) -> None:
         # Built before forwarding, so a streamed export can use it from its first record.

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import datetime
 import functools
 import re
 from typing import Any
@@ -18,9 +20,11 @@ from gateway.audit.search import AuditQuery, search
 from gateway.context import RequestContext
 from gateway.demo.data import DemoStore, generate
 from gateway.formats import RecordWriter
+from gateway.grants.admin import Actor
+from gateway.grants.model import GrantError, GrantSpec
 from gateway.identifiers import is_mobile, is_valid_id_number
+from gateway.identity import load_principal
 from gateway.pipeline import Pipeline, default_stages
-from gateway.policy.engine import Decision
 from gateway.service import Gateway
 from gateway.stages.shape import ShapeStage
 from tests.factories import (
@@ -45,17 +49,35 @@ def store() -> DemoStore:
 
 
 @pytest.fixture
-def granted(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> Gateway:
-    """Conditional datasets allowed as if a grant existed (grants are another stage's job)."""
-    real = gateway.policy.decide
-
-    def decide(*args: Any) -> Decision:
-        decision = real(*args)
-        if not decision.allowed and decision.rule == "default_deny":
-            return Decision(True, "test_grant", ())
-        return decision
-
-    monkeypatch.setattr(gateway.policy, "decide", decide)
+def granted(gateway: Gateway) -> Gateway:
+    """Real grants on every dataset the callers below read: all fields, the purpose's own profile."""
+    now = datetime.datetime.now(datetime.UTC)
+    admin = Actor("admin", ("admin",), None)
+    for (who, purpose, _case), datasets in CALLERS.items():
+        with gateway.engine.connect() as conn:
+            principal = load_principal(conn, who)
+        assert principal is not None
+        for dataset_id in datasets:
+            ds = gateway.catalog[dataset_id]
+            needs_grant = (
+                ds.share == "conditional"
+                if principal.kind == "department"
+                else ds.open == "on_application"
+            )
+            if not needs_grant or who == "mz_caseworker":  # the demo seed already grants 民政局
+                continue
+            spec = GrantSpec(
+                dataset=dataset_id,
+                fields=tuple(f.name for f in ds.fields),
+                valid_from=now - datetime.timedelta(minutes=1),
+                valid_until=now + datetime.timedelta(days=30),
+                department=principal.department if principal.kind == "department" else None,
+                principal=None if principal.kind == "department" else who,
+                purposes=(purpose,),
+            )
+            with contextlib.suppress(GrantError):  # the same grant for two purposes of one caller
+                gateway.admin.create(admin, spec)
+    gateway.refresh()
     return gateway
 
 
@@ -81,7 +103,7 @@ def pipeline_for(gateway: Gateway, profile: str | None = None) -> Pipeline:
 
 
 def journal(gateway: Gateway) -> list[dict[str, Any]]:
-    return search(gateway.settings.journal_path, AuditQuery(), gateway.hasher).events
+    return search(gateway.settings.journal_path, AuditQuery(kind="access"), gateway.hasher).events
 
 
 def records_of(dataset: str, start: int = 0, n: int = 3) -> list[dict[str, Any]]:

@@ -1,0 +1,112 @@
+"""Daily record counters per grant: in this process by default, in Redis when several gateways share them.
+
+A counter is only ever raised by what was actually delivered, and only if the new total stays
+within the limit (one atomic check-and-add), so concurrent requests cannot together overshoot a
+quota. Days are Chinese calendar days.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from datetime import date
+from typing import Any, Protocol
+
+import redis
+
+# Atomically: add ARGV[1] to KEYS[1] unless that would pass ARGV[2]; keep the key two days.
+_CHECK_AND_ADD = """
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+local amount = tonumber(ARGV[1])
+if used + amount > tonumber(ARGV[2]) then
+  return {0, used}
+end
+used = redis.call('INCRBY', KEYS[1], amount)
+redis.call('EXPIRE', KEYS[1], 172800)
+return {1, used}
+"""
+
+
+class QuotaUnavailable(Exception):
+    """The shared counters cannot be read or written: the gateway refuses rather than guess."""
+
+
+class QuotaCounter(Protocol):
+    def used(self, grant_id: str, day: date) -> int: ...
+
+    def add(self, grant_id: str, day: date, amount: int, limit: int) -> tuple[bool, int]:
+        """Add `amount` if the total stays <= `limit`; returns (added, total now)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class LocalCounter:
+    """Counters in this process (one gateway): a dict under a lock, yesterday's keys dropped."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._day: date | None = None
+        self._used: dict[str, int] = {}
+
+    def _roll(self, day: date) -> None:
+        if day != self._day:
+            self._day = day
+            self._used = {}
+
+    def used(self, grant_id: str, day: date) -> int:
+        with self._lock:
+            self._roll(day)
+            return self._used.get(grant_id, 0)
+
+    def add(self, grant_id: str, day: date, amount: int, limit: int) -> tuple[bool, int]:
+        with self._lock:
+            self._roll(day)
+            used = self._used.get(grant_id, 0)
+            if used + amount > limit:
+                return False, used
+            self._used[grant_id] = used + amount
+            return True, used + amount
+
+    def close(self) -> None:
+        pass
+
+
+class RedisCounter:
+    """Counters shared by every gateway on one policy store, in Redis."""
+
+    def __init__(self, client: Any, namespace: str) -> None:
+        self._client = client
+        self._namespace = namespace
+        self._script = client.register_script(_CHECK_AND_ADD)
+
+    @classmethod
+    def from_url(cls, redis_url: str, database_url: str) -> RedisCounter:
+        namespace = "shareguard:" + hashlib.sha256(database_url.encode()).hexdigest()[:16]
+        client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+        return cls(client, namespace)
+
+    def _key(self, grant_id: str, day: date) -> str:
+        return f"{self._namespace}:quota:{grant_id}:{day:%Y%m%d}"
+
+    def used(self, grant_id: str, day: date) -> int:
+        try:
+            return int(self._client.get(self._key(grant_id, day)) or 0)
+        except redis.RedisError as exc:
+            raise QuotaUnavailable(str(exc)) from exc
+
+    def add(self, grant_id: str, day: date, amount: int, limit: int) -> tuple[bool, int]:
+        try:
+            added, used = self._script(keys=[self._key(grant_id, day)], args=[amount, limit])
+        except redis.RedisError as exc:
+            raise QuotaUnavailable(str(exc)) from exc
+        return bool(added), int(used)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def make_counter(redis_url: str | None, database_url: str) -> QuotaCounter:
+    if redis_url:
+        return RedisCounter.from_url(redis_url, database_url)
+    return LocalCounter()
