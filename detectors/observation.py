@@ -34,6 +34,7 @@ class Observation:
     subjects: tuple[str, ...] = ()  # keyed hashes of the data subjects delivered
     pii_found: dict[str, int] = field(default_factory=dict)  # undeclared personal data, by type
     dropped_fields: tuple[str, ...] = ()  # fields the platform sent that the catalog does not know
+    grant_id: str | None = None  # the grant the access was allowed under
 
     @property
     def when(self) -> datetime:
@@ -65,6 +66,7 @@ class Observation:
             subjects=event.subject_hashes,
             pii_found=dict(event.undeclared_pii),
             dropped_fields=tuple(event.extra.get("dropped_fields") or ()),
+            grant_id=event.grant_id,
         )
 
     @classmethod
@@ -94,4 +96,5 @@ class Observation:
             subjects=tuple((sg.get("data_subjects") or {}).get("hashes") or ()),
             pii_found=dict(sg.get("undeclared_pii") or {}),
             dropped_fields=tuple(sg.get("dropped_fields") or ()),
+            grant_id=sg.get("grant_id"),
         )

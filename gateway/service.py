@@ -12,6 +12,7 @@ from detectors.engine import DetectionEngine
 from detectors.kinds import DetectionContext
 from detectors.windows import RedisWindows
 from gateway import revision
+from gateway.alerts.grant_actions import GrantResponses
 from gateway.alerts.notify import Notifier, SyslogNotifier, WebhookNotifier
 from gateway.alerts.service import AlertService
 from gateway.applications.desk import ApplicationDesk
@@ -100,6 +101,8 @@ class Gateway:
             overdue_approval=settings.overdue_approval,
             warning_days=settings.expiry_warning_days,
         )
+        for name, (action, undo) in GrantResponses(self.admin, self.desk).actions().items():
+            self.alerts.register_action(name, action, undo)
         self.watcher: PolicyWatcher | None = None
         self._background: BackgroundSweep | None = None
         self._store_error: str | None = None

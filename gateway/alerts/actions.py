@@ -29,8 +29,10 @@ Action = Callable[[Engine, "ActionTarget"], ActionResult]
 @dataclass(frozen=True, slots=True)
 class ActionTarget:
     alert_id: str
+    rule: str
     credential_id: str | None
     user_id: str | None
+    grant_id: str | None = None
 
 
 def suspend_credential(engine: Engine, target: ActionTarget) -> ActionResult:
@@ -62,11 +64,7 @@ def resume_credential(engine: Engine, undo: dict[str, Any]) -> str:
     return f"已恢复凭证 {undo['credential_id']} (credential restored)"
 
 
-ACTIONS: dict[str, Action] = {"suspend_credential": suspend_credential}
-UNDO: dict[str, Callable[[Engine, dict[str, Any]], str]] = {"suspend_credential": resume_credential}
-
-
-def register(name: str, action: Action, undo: Callable[[Engine, dict[str, Any]], str]) -> None:
-    """Other parts of the gateway add their actions (grants: suspend, re-approve, tighten quota)."""
-    ACTIONS[name] = action
-    UNDO[name] = undo
+Undo = Callable[[Engine, dict[str, Any]], str]
+CREDENTIAL_ACTIONS: dict[str, tuple[Action, Undo]] = {
+    "suspend_credential": (suspend_credential, resume_credential)
+}

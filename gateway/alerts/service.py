@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from detectors.engine import Detection
-from gateway.alerts.actions import ACTIONS, UNDO, ActionTarget
+from gateway.alerts.actions import CREDENTIAL_ACTIONS, Action, ActionTarget, Undo
 from gateway.alerts.notify import Notifier
 from gateway.alerts.store import Alert, AlertError, AlertStore, NewFinding
 from gateway.audit.journal import Journal
@@ -26,6 +26,11 @@ class AlertService:
         self.store = AlertStore(engine)
         self.journal = journal
         self.notifiers = notifiers or []
+        self.actions: dict[str, tuple[Action, Undo]] = dict(CREDENTIAL_ACTIONS)
+
+    def register_action(self, name: str, action: Action, undo: Undo) -> None:
+        """Other parts of the gateway add their responses (grants: suspend, re-approve, quota)."""
+        self.actions[name] = (action, undo)
 
     def on_detection(self, detection: Detection) -> Alert:
         rule, finding, obs = detection.rule, detection.finding, detection.observation
@@ -50,20 +55,24 @@ class AlertService:
             return alert
         for notifier in self.notifiers:
             notifier.notify(alert.to_json())
+        grant_id = obs.grant_id if obs else finding.evidence.get("grant_id")
         for name in rule.response:
-            self._respond(alert, name)
+            self._respond(alert, name, grant_id)
         return alert
 
-    def _respond(self, alert: Alert, name: str) -> None:
-        action = ACTIONS.get(name)
+    def _respond(self, alert: Alert, name: str, grant_id: str | None) -> None:
+        registered = self.actions.get(name)
         actor = f"system:detector:{alert.rule}"
-        if action is None:
+        if registered is None:
             self.store.log(
                 alert.id, actor, "action-unavailable", f"响应动作 {name} 未启用 (not available)"
             )
             return
         try:
-            result = action(self.engine, ActionTarget(alert.id, alert.credential_id, alert.user_id))
+            result = registered[0](
+                self.engine,
+                ActionTarget(alert.id, alert.rule, alert.credential_id, alert.user_id, grant_id),
+            )
         except Exception as exc:
             log.exception("响应动作失败 (response action failed): %s", name)
             self.store.log(alert.id, actor, "action-failed", f"{name}: {exc}")
@@ -99,7 +108,7 @@ class AlertService:
                 for e in self.store.timeline(alert_id)
             ):
                 continue
-            note = UNDO[name](self.engine, details["undo"])
+            note = self.actions[name][1](self.engine, details["undo"])
             self.store.log(alert_id, actor, "reverted", note, {"action": name})
             self.journal.append(
                 staff_event(actor, roles, f"revert-{name}", target=alert_id, before=details["undo"])

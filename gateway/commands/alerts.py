@@ -89,20 +89,12 @@ def register(sub: Any) -> None:
 
 @contextmanager
 def _service(args: argparse.Namespace) -> Iterator[Any]:
-    from gateway.alerts.service import AlertService
-    from gateway.audit.journal import Journal
-    from gateway.db import create_schema, make_engine
+    """The gateway's parts over the state folder (as the grant commands use), its alert service."""
+    from gateway.commands.admin_common import admin_gateway
 
     settings = settings_from(args)
-    engine = make_engine(settings.state_database_url)
-    create_schema(engine)
-    journal = Journal(settings.journal_path)
-    service = AlertService(engine, journal)
-    try:
-        yield settings, service
-    finally:
-        journal.close()
-        engine.dispose()
+    with admin_gateway(settings) as gateway:
+        yield settings, gateway.alerts
 
 
 def _record(service: Any, action: str, **details: Any) -> None:

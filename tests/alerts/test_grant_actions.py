@@ -1,0 +1,113 @@
+"""Responses on grants: suspend, require re-approval, tighten the quota — each undone by revert."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from detectors.engine import Detection
+from detectors.kinds import Finding
+from detectors.observation import Observation
+from detectors.rules import load_rules
+from detectors.samples import BASE
+from gateway.pipeline import Pipeline, default_stages
+from gateway.service import Gateway
+from tests.factories import body_of, drive, json_response, request_flow
+
+RECORD = {
+    "record_id": "S00000001",
+    "id_number": "11010519491231002X",
+    "employer": "某公司",
+    "status": "正常参保",
+}
+
+
+def mz_grant(gateway: Gateway) -> str:
+    [grant] = [
+        g
+        for g in gateway.admin.list()
+        if g.dataset == "social_insurance" and g.department == "民政局"
+    ]
+    return str(grant.id)
+
+
+def detection(gateway: Gateway, response: str, grant_id: str) -> Detection:
+    rule = replace(next(r for r in load_rules() if r.id == "aggregation"), response=(response,))
+    obs = Observation(
+        ts=BASE.timestamp(),
+        request_id="r1",
+        user="mz_caseworker",
+        department="民政局",
+        credential=None,
+        source_ip="10.0.0.1",
+        zone="intranet",
+        dataset="social_insurance",
+        sensitivity="sensitive",
+        action="list",
+        record_key=None,
+        purpose="social_assistance_review",
+        case_id="MZ-1",
+        decision="allow",
+        status=200,
+        records=60,
+        grant_id=grant_id,
+    )
+    return Detection(rule, Finding("mz_caseworker", "跨库汇聚（测试）", {}), obs)
+
+
+async def read(gateway: Gateway, credentials: dict[str, Any]) -> Any:
+    flow = request_flow(
+        "/api/v1/datasets/social_insurance/records?limit=1",
+        key=credentials["mz_caseworker"]["api_key"],
+        purpose="social_assistance_review",
+        case_id="MZ-2026-1",
+    )
+    await drive(Pipeline(default_stages(gateway)), flow, json_response({"records": [RECORD]}))
+    return flow
+
+
+@pytest.mark.parametrize("response", ["suspend_grant", "require_reapproval", "tighten_quota"])
+async def test_a_grant_response_is_applied_on_the_next_request_and_undone_by_revert(
+    gateway: Gateway, credentials: dict[str, Any], response: str
+) -> None:
+    grant_id = mz_grant(gateway)
+    assert (await read(gateway, credentials)).response.status_code == 200
+    alert = gateway.alerts.on_detection(detection(gateway, response, grant_id))
+    [entry] = [e for e in gateway.alerts.store.timeline(alert.id) if e["action"] == "action"]
+    assert gateway.admin.get(grant_id).status == "suspended"
+    flow = await read(gateway, credentials)
+    if response == "tighten_quota":
+        replacement = entry["details"]["undo"]["replacement"]
+        tight = gateway.admin.get(replacement)
+        assert tight.status == "active" and tight.max_per_request is not None
+        assert tight.max_per_request <= 50 and tight.max_per_day <= 500
+        assert flow.response.status_code == 200  # served under the tighter replacement
+    else:
+        assert body_of(flow)["error"] == "forbidden"
+    if response == "require_reapproval":
+        [app] = [
+            a
+            for a in gateway.desk.list()
+            if a.status == "pending" and a.dataset == "social_insurance"
+        ]
+        assert "重新审批" in app.reason
+
+    gateway.alerts.revert(alert.id, "admin", ("admin",))
+    assert gateway.admin.get(grant_id).status == "active"
+    assert (await read(gateway, credentials)).response.status_code == 200
+    if response == "tighten_quota":
+        assert gateway.admin.get(entry["details"]["undo"]["replacement"]).status == "revoked"
+
+
+async def test_when_the_access_had_no_grant_the_grant_response_is_skipped_and_says_why(
+    gateway: Gateway,
+) -> None:
+    d = detection(gateway, "suspend_grant", "none")
+    d = replace(d, observation=replace(d.observation, grant_id=None))  # type: ignore[arg-type]
+    alert = gateway.alerts.on_detection(d)
+    [entry] = [
+        e for e in gateway.alerts.store.timeline(alert.id) if e["action"] == "action-skipped"
+    ]
+    assert "no grant" in entry["note"]
