@@ -45,10 +45,9 @@ class FakePlatform:
         dataset = segments[3]
         records = self.store.records[dataset]
         if segments[-1] == "records":
-            if "id_number" in query:
-                chosen = list(self.store.matching(dataset, "id_number", query["id_number"]))
-            elif "uscc" in query:
-                chosen = list(self.store.matching(dataset, "uscc", query["uscc"]))
+            if "id_number" in query or "uscc" in query:
+                field = "id_number" if "id_number" in query else "uscc"
+                chosen = [records[i] for i in self.store.matching(dataset, field, query[field])]
             else:
                 offset, limit = int(query.get("offset", 0)), int(query.get("limit", 100))
                 chosen = records[offset : offset + limit]
@@ -124,19 +123,22 @@ def benign_day(
         return at(day, rng.randrange(start, end), rng.randrange(60), rng.random() * 60)
 
     if is_working_day(day):
-        # 民政局: low-income (低保) cases, each a household lookup by ID number.
-        for _ in range(rng.randrange(40, 70)):
+        # 民政局: low-income (低保) cases: each applicant looked up in population, social
+        # insurance and real estate (the 低保 review, under the demo grants).
+        for _ in range(rng.randrange(12, 25)):
             person = rng.choice(people)
             case = f"MZ-2026-{rng.randrange(10**5):05d}"
-            calls.append(
-                (
-                    moment(),
-                    "mz_caseworker",
-                    f"/api/v1/datasets/population/records?id_number={person['id_number']}",
-                    "social_assistance_review",
-                    case,
+            start = moment()
+            for i, dataset in enumerate(("population", "social_insurance", "real_estate")):
+                calls.append(
+                    (
+                        start + timedelta(seconds=20 * i),
+                        "mz_caseworker",
+                        f"/api/v1/datasets/{dataset}/records?id_number={person['id_number']}",
+                        "social_assistance_review",
+                        case,
+                    )
                 )
-            )
         # 卫健委: a few lookups and one page for a monitoring report.
         for _ in range(rng.randrange(4, 10)):
             calls.append(
@@ -211,7 +213,7 @@ def benign_day(
                 )
             )
     # The public developer uses open data at any hour, every day.
-    for _ in range(rng.randrange(60, 140)):
+    for _ in range(rng.randrange(80, 180)):
         dataset = rng.choice(["weather", "legal_entity"])
         calls.append(
             (

@@ -15,7 +15,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -26,6 +26,8 @@ from detectors.observation import Observation
 from gateway.alerts.store import AlertError
 from gateway.demo.data import DemoStore, generate
 from gateway.demo.seed import seed_demo
+from gateway.grants.admin import Actor
+from gateway.grants.model import GrantSpec
 from gateway.pipeline import Pipeline, default_stages
 from gateway.service import Gateway
 from gateway.settings import load_settings
@@ -139,6 +141,24 @@ async def honeytoken(sim: Simulation, store: DemoStore, day: date) -> None:
     )
 
 
+async def aggregation(sim: Simulation, store: DemoStore, day: date) -> None:
+    insured = {r["id_number"] for r in store.records["social_insurance"]}
+    owners = {r["id_number"] for r in store.records["real_estate"]}
+    people = [
+        p["id_number"] for p in store.records["population"] if p["id_number"] in insured & owners
+    ][:60]
+    for i, id_number in enumerate(people):
+        for j, dataset in enumerate(("population", "social_insurance", "real_estate")):
+            await sim.call(
+                at(day, 15, 0, 20 * i + 5 * j),
+                "mz_caseworker",
+                f"/api/v1/datasets/{dataset}/records?id_number={id_number}",
+                "social_assistance_review",
+                case="MZ-2026-55555",
+                label="aggregation",
+            )
+
+
 async def schema_drift(sim: Simulation, store: DemoStore, day: date) -> None:
     sim.platform.tamper = lambda ds, recs: [{**r, "police_note": "在逃人员"} for r in recs]
     try:
@@ -165,6 +185,7 @@ SCENARIOS = (
     Scenario("credential_anomaly", ("credential_anomaly",), date(2026, 11, 5), credential_anomaly),
     Scenario("refusal_burst", ("refusal_burst",), date(2026, 11, 6), refusal_burst),
     Scenario("off_hours", ("off_hours",), date(2026, 11, 7), off_hours),
+    Scenario("aggregation", ("aggregation",), date(2026, 11, 4), aggregation),
 )
 
 
@@ -178,6 +199,10 @@ async def _run(quick: bool) -> tuple[dict[str, Any], str]:
     try:
         entries = seed_demo(gateway.engine, gateway.settings.credentials_path)
         gateway.refresh()
+        _backdate_grants(
+            gateway,
+            datetime.combine(QUICK_START if quick else START, datetime.min.time(), tzinfo=UTC),
+        )
         keys = {e["name"]: e["api_key"] for e in entries if "api_key" in e}
         observations: list[Observation] = []
         detections: list[Detection] = []
@@ -206,7 +231,7 @@ async def _run(quick: bool) -> tuple[dict[str, Any], str]:
         sim = Simulation(Pipeline(default_stages(gateway)), FakePlatform(store), keys)
         rng = random.Random(SEED)
         first_day = QUICK_START if quick else START
-        days = (SCENARIOS[-1].day - first_day).days + 2
+        days = (max(s.day for s in SCENARIOS) - first_day).days + 2
         honeytokens = frozenset(
             str(k)
             for d in engine.detectors
@@ -241,6 +266,35 @@ async def _run(quick: bool) -> tuple[dict[str, Any], str]:
     finally:
         gateway.close()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _backdate_grants(gateway: Gateway, start: datetime) -> None:
+    """The demo grants begin today; the simulation begins weeks ago. Re-issue them from its start."""
+    actor = Actor("bench", ("admin",))
+    for grant in gateway.admin.list():
+        if grant.status != "active":
+            continue
+        gateway.admin.set_status(
+            actor, grant.id, "revoked", reason="re-issued from the simulation's start"
+        )
+        gateway.admin.create(
+            actor,
+            GrantSpec(
+                dataset=grant.dataset,
+                fields=grant.fields,
+                valid_from=start - timedelta(days=1),
+                valid_until=grant.valid_until,
+                department=grant.department,
+                role=grant.role,
+                principal=grant.principal,
+                purposes=grant.purposes,
+                scenario=grant.scenario,
+                max_per_request=grant.max_per_request,
+                max_per_day=grant.max_per_day,
+                masking_profile=grant.masking_profile,
+            ),
+        )
+    gateway.refresh()
 
 
 def _reset_responses(gateway: Gateway, detections: list[Detection]) -> None:
@@ -317,7 +371,7 @@ def _markdown(f: dict[str, Any]) -> str:
     lines = [
         "## Leak detection (issue 7)",
         "",
-        f"{sim['days']} simulated days to {SCENARIOS[-1].day + timedelta(days=1)} of benign work by the demo departments and a public developer "
+        f"{sim['days']} simulated days to {max(s.day for s in SCENARIOS) + timedelta(days=1)} of benign work by the demo departments and a public developer "
         f"({sim['benign_requests']} requests), with one labelled attack per detector ({sim['attack_requests']} requests), "
         "through the real pipeline on a simulated clock; detectors see event time. Time to alert is simulated time "
         "from the attack's first request to the first alert it raised.",
@@ -343,7 +397,7 @@ def _markdown(f: dict[str, Any]) -> str:
         f"(**{f['false_alerts_per_10k_benign']} per 10,000**).",
         f"- Engine throughput (all detectors, in memory): **{t['events_per_second']:,} events/s** "
         f"({t['events']} recorded observations replayed).",
-        "- Not yet in this run: cross-dataset aggregation (needs conditional grants) and traced leaks (needs tracing).",
+        "- Not yet in this run: traced leaks (needs tracing).",
     ]
     for example in f["false_alert_examples"]:
         lines.append(f"  - false alert: {example}")

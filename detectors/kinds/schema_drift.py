@@ -11,10 +11,12 @@ class SchemaDrift(Detector):
 
     def configure(self) -> None:
         self.min_values = int(self.param("min_values", 1))
+        self.types = frozenset(self.param("types", ["id_number", "uscc", "mobile", "bank_card"]))
         self.quiet = float(self.param("quiet_seconds", 3600))
 
     def observe(self, obs: Observation) -> Finding | None:
-        found = sum(obs.pii_found.values())
+        counted = {k: v for k, v in obs.pii_found.items() if k in self.types}
+        found = sum(counted.values())
         if obs.dataset is None or (found < self.min_values and not obs.dropped_fields):
             return None
         if not self.quiet_since(obs.dataset, obs.ts, self.quiet):
@@ -23,7 +25,7 @@ class SchemaDrift(Detector):
         if obs.dropped_fields:
             parts.append(f"目录未登记的字段 {', '.join(sorted(obs.dropped_fields))}（已拦截）")
         if found:
-            kinds = ", ".join(f"{k}×{v}" for k, v in sorted(obs.pii_found.items()))
+            kinds = ", ".join(f"{k}×{v}" for k, v in sorted(counted.items()))
             parts.append(f"未申报的个人信息 {kinds}（已脱敏）")
         return Finding(
             obs.dataset,
