@@ -45,6 +45,10 @@ class Delivery:
     subjects_truncated: bool = False
     body_sha256: str | None = None
     bytes_out: int = 0
+    # Personal data the catalog did not declare, found by the scanner (issue 4): type → count.
+    undeclared: dict[str, int] = field(default_factory=dict)
+    # The watermark embedded in the delivered body (issue 5); None until a stage sets one.
+    watermark_id: str | None = None
 
 
 @dataclass(slots=True)

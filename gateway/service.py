@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
 from gateway import revision
-from gateway.audit.journal import Journal
+from gateway.audit.journal import Journal, open_journal
 from gateway.catalog import Catalog, load_catalog
 from gateway.db import create_schema, make_engine
 from gateway.errors import Refusal
@@ -19,6 +20,9 @@ from gateway.policy import PolicyEngine
 from gateway.purposes import Taxonomy, load_taxonomy
 from gateway.routes import RouteTable, load_routes
 from gateway.settings import Settings
+
+if TYPE_CHECKING:
+    from gateway.audit.shipper import ShipperProcess
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +43,8 @@ class Gateway:
         with self.engine.connect() as conn:
             self.revision = revision.read(conn)
             self.identity = IdentityIndex.load(conn)
-        self.journal = journal or Journal(
-            settings.journal_path, batch_max=settings.journal_batch, index_subjects=True
-        )
+        self.journal = journal or open_journal(settings, index_subjects=True)
+        self.shipper = _start_shipper(settings)
         self.hasher = SubjectHasher.from_home(settings.keys_dir)
         self._store_error: str | None = None
 
@@ -76,5 +79,16 @@ class Gateway:
 
     def close(self) -> None:
         self.journal.close()
+        if self.shipper is not None:
+            self.shipper.close()
         self.monitor.close()
         self.engine.dispose()
+
+
+def _start_shipper(settings: Settings) -> ShipperProcess | None:
+    """The Elasticsearch shipper, a process of its own, when an Elasticsearch URL is set."""
+    if not settings.elasticsearch_url:
+        return None
+    from gateway.audit.shipper import ShipperProcess
+
+    return ShipperProcess(settings)

@@ -1,8 +1,9 @@
-"""Search over the audit journal: the CONTRACT's filters, free text and data-subject lookup."""
+"""The audit query model (the CONTRACT's filters, free text, data-subject lookup, order, pages) and
+its answer over the journal. `stores.py` chooses between this and Elasticsearch."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +15,10 @@ from gateway.audit.journal import connect
 from gateway.audit.subjects import catch_up, index_path, indexed_upto, subject_key
 from gateway.timeparse import parse_time
 
-MAX_PAGE = 10_000
+# Elasticsearch answers at most 10,000 hits by from + size (index.max_result_window); the same
+# bound holds for the journal so a query means the same on both. Exports have no bound.
+MAX_WINDOW = 10_000
+SCAN_PAGE = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,15 +41,26 @@ class AuditQuery:
     def __post_init__(self) -> None:
         if self.decision not in (None, "allow", "deny"):
             raise ValueError("decision 只能是 allow 或 deny (decision must be allow or deny)")
-        if not 0 < self.limit <= MAX_PAGE:
-            raise ValueError(f"limit 须在 1 到 {MAX_PAGE} 之间 (limit must be 1-{MAX_PAGE})")
+        if self.kind not in (None, "access", "staff"):
+            raise ValueError("kind 只能是 access 或 staff (kind must be access or staff)")
+        if not 0 < self.limit <= MAX_WINDOW:
+            raise ValueError(f"limit 须在 1 到 {MAX_WINDOW} 之间 (limit must be 1-{MAX_WINDOW})")
         if self.offset < 0:
             raise ValueError("offset 不能为负 (offset must not be negative)")
+        if self.offset + self.limit > MAX_WINDOW:
+            raise ValueError(
+                f"翻页不能超过第 {MAX_WINDOW} 条，请用导出 (offset + limit must not exceed"
+                f" {MAX_WINDOW}; use the export for more)"
+            )
         if self.since and self.until and self.since > self.until:
             raise ValueError("since 晚于 until (since is after until)")
+        for value in (self.since, self.until):
+            if value is not None and value.tzinfo is None:
+                raise ValueError("时间必须带时区 (times must carry a time zone)")
 
 
 FILTERS = ("user", "department", "dataset", "purpose", "decision", "request_id", "data_subject")
+PARAMS = (*FILTERS, "since", "until", "query", "kind", "limit", "offset", "order")
 
 
 def query_from_params(params: Mapping[str, str | None]) -> AuditQuery:
@@ -66,30 +81,54 @@ def query_from_params(params: Mapping[str, str | None]) -> AuditQuery:
                 values[name] = int(raw)
             except ValueError:
                 raise ValueError(f"{name} 须为整数 ({name} must be an integer)") from None
-    if params.get("order") == "oldest":
+    order = params.get("order")
+    if order not in (None, "", "newest", "oldest"):
+        raise ValueError("order 只能是 newest 或 oldest (order must be newest or oldest)")
+    if order == "oldest":
         values["newest_first"] = False
     return AuditQuery(**values)  # type: ignore[arg-type]
+
+
+def public_params(params: Mapping[str, str | None]) -> dict[str, str]:
+    """Search parameters as recorded in the log: a data subject's identifier never in clear."""
+    return {k: ("<keyed>" if k == "data_subject" else str(v)) for k, v in params.items() if v}
 
 
 @dataclass(frozen=True, slots=True)
 class SearchResult:
     total: int
     events: list[dict[str, Any]]
+    store: str = "journal"
+    # Events already durable in the journal but not yet searchable in this store (the
+    # Elasticsearch shipping backlog); always 0 for the journal itself.
+    pending: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "events": self.events,
+            "store": self.store,
+            "pending": self.pending,
+        }
 
 
-def _ts(value: datetime) -> str:
-    if value.tzinfo is None:
-        raise ValueError("时间必须带时区 (times must carry a time zone)")
+def iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def search(path: Path, q: AuditQuery, subject_hasher: Callable[[str], str]) -> SearchResult:
-    if not path.exists():
-        return SearchResult(0, [])
+@dataclass(frozen=True, slots=True)
+class _Where:
+    clause: str
+    args: list[Any]
+    attach: Path | None
+
+
+def _where(path: Path, q: AuditQuery, subject_hasher: Callable[[str], str]) -> _Where:
     where: list[str] = []
     args: list[Any] = []
     for column, value in (
         ("user_id", q.user),
+        ("department", q.department),
         ("dataset", q.dataset),
         ("purpose", q.purpose),
         ("decision", q.decision),
@@ -99,15 +138,12 @@ def search(path: Path, q: AuditQuery, subject_hasher: Callable[[str], str]) -> S
         if value is not None:
             where.append(f"{column} = ?")
             args.append(value)
-    if q.department is not None:
-        where.append("department = ?")
-        args.append(q.department)
     if q.since is not None:
         where.append("ts >= ?")
-        args.append(_ts(q.since))
+        args.append(iso(q.since))
     if q.until is not None:
         where.append("ts <= ?")
-        args.append(_ts(q.until))
+        args.append(iso(q.until))
     attach: Path | None = None
     if q.data_subject is not None:
         digest = subject_hasher(q.data_subject)
@@ -126,22 +162,61 @@ def search(path: Path, q: AuditQuery, subject_hasher: Callable[[str], str]) -> S
     if q.text:
         where.append("instr(doc, ?) > 0")
         args.append(q.text)
-    clause = (" WHERE " + " AND ".join(where)) if where else ""
+    return _Where(" AND ".join(where), args, attach)
+
+
+def _event(seq: int, doc: str) -> dict[str, Any]:
+    event: dict[str, Any] = orjson.loads(doc)
+    event.setdefault("shareguard", {})["seq"] = seq
+    return event
+
+
+def search(path: Path, q: AuditQuery, subject_hasher: Callable[[str], str]) -> SearchResult:
+    """One page of matching events from the journal, in journal order."""
+    if not path.exists():
+        return SearchResult(0, [])
+    w = _where(path, q, subject_hasher)
+    clause = f" WHERE {w.clause}" if w.clause else ""
     order = "DESC" if q.newest_first else "ASC"
     conn = connect(path, readonly=True)
-    if attach is not None:
-        conn.execute("ATTACH DATABASE ? AS subjects", (f"file:{attach}?mode=ro",))
     try:
-        total = conn.execute(f"SELECT count(*) FROM events{clause}", args).fetchone()[0]
+        if w.attach is not None:
+            conn.execute("ATTACH DATABASE ? AS subjects", (f"file:{w.attach}?mode=ro",))
+        total = conn.execute(f"SELECT count(*) FROM events{clause}", w.args).fetchone()[0]
         rows = conn.execute(
             f"SELECT seq, doc FROM events{clause} ORDER BY seq {order} LIMIT ? OFFSET ?",
-            [*args, q.limit, q.offset],
+            [*w.args, q.limit, q.offset],
         ).fetchall()
     finally:
         conn.close()
-    events = []
-    for seq, doc in rows:
-        event = orjson.loads(doc)
-        event.setdefault("shareguard", {})["seq"] = seq
-        events.append(event)
-    return SearchResult(total, events)
+    return SearchResult(total, [_event(seq, doc) for seq, doc in rows])
+
+
+def scan(
+    path: Path, q: AuditQuery, subject_hasher: Callable[[str], str]
+) -> Iterator[dict[str, Any]]:
+    """Every matching event from the journal, page by page (for exports: bounded memory)."""
+    if not path.exists():
+        return
+    w = _where(path, q, subject_hasher)
+    order, step = ("DESC", "<") if q.newest_first else ("ASC", ">")
+    after: int | None = None
+    while True:
+        clauses = [c for c in (w.clause, f"seq {step} ?" if after is not None else "") if c]
+        clause = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        args = [*w.args, *([after] if after is not None else [])]
+        conn = connect(path, readonly=True)
+        try:
+            if w.attach is not None:
+                conn.execute("ATTACH DATABASE ? AS subjects", (f"file:{w.attach}?mode=ro",))
+            rows = conn.execute(
+                f"SELECT seq, doc FROM events{clause} ORDER BY seq {order} LIMIT ?",
+                [*args, SCAN_PAGE],
+            ).fetchall()
+        finally:
+            conn.close()
+        for seq, doc in rows:
+            yield _event(seq, doc)
+        if len(rows) < SCAN_PAGE:
+            return
+        after = rows[-1][0]

@@ -80,7 +80,20 @@ def access_event(ctx: RequestContext, flow: http.HTTPFlow, phase: str) -> Access
         duration_ns=time.perf_counter_ns() - ctx.started_ns,
         phase=phase,
         extra={"stream_error": ctx.stream_failed} if ctx.stream_failed else {},
+        upstream_ns=_upstream_ns(flow),
+        undeclared=dict(delivered.undeclared),
+        watermark_id=delivered.watermark_id,
     )
+
+
+def _upstream_ns(flow: http.HTTPFlow) -> int | None:
+    """From the request's last byte sent to the platform to its answer's first byte."""
+    request, response = flow.request, flow.response
+    if response is None or request.timestamp_end is None or response.timestamp_start is None:
+        return None
+    if not flow.server_conn.timestamp_start:
+        return None  # answered by the gateway itself: the platform was never asked
+    return max(0, int((response.timestamp_start - request.timestamp_end) * 1e9))
 
 
 class AuditStage:

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from gateway.audit.journal import Journal
+from gateway.audit.signing import StatementSigner
 from gateway.audit.search import AuditQuery, query_from_params, search
 from gateway.audit.subjects import catch_up, index_path, indexed_upto
 from gateway.keys import SubjectHasher
-from tests.audit.test_journal import event
+from tests.factories import access_event as event
 
 HASHER = SubjectHasher(b"k" * 32)
 ALICE, BOB = "11010519491231002X", "110105194912310029"
@@ -20,7 +21,7 @@ T0 = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
 
 
 def write(path: Path, *, close: bool, index: bool = False) -> Journal:
-    journal = Journal(path, index_subjects=index)
+    journal = Journal(path, StatementSigner.generate(), index_subjects=index)
     journal.append(event(1, subject_hashes=(HASHER(ALICE),), user_id="mz_caseworker", timestamp=T0))
     journal.append(
         event(
