@@ -72,7 +72,10 @@ class ShipperState:
 
     def __init__(self, path: Path, target: str) -> None:
         self.path = path
-        self._conn = sqlite3.connect(path, isolation_level=None, timeout=10)
+        # One shipper thread uses it at a time, but not always the thread that opened it.
+        self._conn = sqlite3.connect(
+            path, isolation_level=None, timeout=10, check_same_thread=False
+        )
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.executescript(_SCHEMA)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from gateway.audit.journal import Journal
-from gateway.audit.signing import StatementSigner
 from gateway.audit.search import AuditQuery, query_from_params, search
+from gateway.audit.signing import StatementSigner
 from gateway.audit.subjects import catch_up, index_path, indexed_upto
 from gateway.keys import SubjectHasher
 from tests.factories import access_event as event
