@@ -336,7 +336,14 @@ class Journal:
 
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
+            try:
+                # While records wait for a checkpoint, wake up to write one even if no more
+                # events come: the checkpoint log should not lag behind an idle gateway.
+                wait = max(self.checkpoint_seconds, 0.05) if self._since_checkpoint else None
+                first = self._queue.get(timeout=wait)
+            except queue.Empty:
+                self._idle_checkpoint()
+                continue
             if first is None:
                 return
             batch = [first]
@@ -374,6 +381,13 @@ class Journal:
             # After the callers are released: the log is a second witness, not a condition
             # of durability, and its fsync need not delay anyone.
             self._publish(written.checkpoint)
+
+    def _idle_checkpoint(self) -> None:
+        try:
+            self._publish(checkpoint_now(self._conn, self.signer, self.journal_id))
+        except sqlite3.Error as exc:
+            self._last_checkpoint = time.monotonic()  # try again after another interval
+            log.error("未能写入检查点 (checkpoint not written): %s", exc)
 
     def _publish(self, statement: Statement) -> None:
         self._last_checkpoint = time.monotonic()

@@ -127,11 +127,20 @@ def _serve(journal_path: Path) -> None:
     sel = selectors.DefaultSelector()
     sel.register(sys.stdin, selectors.EVENT_READ)
     while True:
-        catch_up(journal_path)
+        _catch_up_logged(journal_path)
         # stdin becomes readable (EOF) when the gateway closes it or dies.
         if sel.select(timeout=POLL_SECONDS) or os.getppid() != parent:
-            catch_up(journal_path)
+            _catch_up_logged(journal_path)
             return
+
+
+def _catch_up_logged(journal_path: Path) -> None:
+    # A full disk or a locked file is not a reason to stop indexing for good: the index is
+    # derived, searches catch it up themselves, and the next round tries again.
+    try:
+        catch_up(journal_path)
+    except sqlite3.Error as exc:
+        print(f"主体索引暂未更新 (subject index not updated): {exc}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

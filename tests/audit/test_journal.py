@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import orjson
@@ -271,3 +272,21 @@ def test_when_the_journal_is_closed_then_submissions_fail_instead_of_vanishing(
     journal.close()
     with pytest.raises(JournalError):
         journal.append(event(1))
+
+
+def test_when_the_gateway_goes_idle_then_the_log_catches_up_with_the_last_record(
+    tmp_path: Path, signer: StatementSigner
+) -> None:
+    path = tmp_path / "j.db"
+    journal = Journal(path, signer, checkpoint_seconds=0.05)
+    try:
+        for n in range(1, 4):
+            journal.submit(event(n))
+        journal.append(event(4))
+        deadline = time.monotonic() + 10
+        log = checkpoint_log.log_path(path)
+        while checkpoint_log.read(log).statements[-1].seq != 4:
+            assert time.monotonic() < deadline, "no checkpoint while idle"
+            time.sleep(0.02)
+    finally:
+        journal.close()
