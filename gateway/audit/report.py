@@ -44,11 +44,12 @@ class Period:
 def parse_period(text: str) -> Period:
     """`2026`, `2026-Q3`, `2026-H1` or `2026-11`, in China Standard Time."""
     m = _PERIOD.fullmatch(text.strip().upper())
+    unrecognised = ValueError(
+        f"无法识别的期间 {text!r}：请用 2026、2026-Q3、2026-H1 或 2026-11"
+        " (unrecognised period: use a year, quarter, half year or month)"
+    )
     if not m:
-        raise ValueError(
-            f"无法识别的期间 {text!r}：请用 2026、2026-Q3、2026-H1 或 2026-11"
-            " (unrecognised period: use a year, quarter, half year or month)"
-        )
+        raise unrecognised
     year, part = int(m.group(1)), m.group(2)
     if part is None:
         first, months = 1, 12
@@ -59,7 +60,7 @@ def parse_period(text: str) -> Period:
     else:
         first, months = int(part), 1
         if not 1 <= first <= 12:
-            raise ValueError(f"月份须为 01-12 (month must be 01-12): {text!r}")
+            raise unrecognised
     end_month = first + months
     since = datetime(year, first, 1, tzinfo=CHINA)
     until = datetime(year + (end_month - 1) // 12, (end_month - 1) % 12 + 1, 1, tzinfo=CHINA)
