@@ -15,6 +15,8 @@ written into the journal and appended to the checkpoint log outside it (`checkpo
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import logging
 import queue
@@ -47,6 +49,8 @@ EVENT_COLUMNS = (
     "seq, ts, kind, request_id, user_id, department, dataset, purpose, decision, doc, hash"
 )
 
+# The journal is an append-only table with its primary key only: every other B-tree would add
+# pages to each commit's fsync. Search indexes are derived, in a file of their own (subjects.py).
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY,
@@ -61,11 +65,6 @@ CREATE TABLE IF NOT EXISTS events (
     doc TEXT NOT NULL,
     hash BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
-CREATE INDEX IF NOT EXISTS events_request ON events(request_id);
-CREATE INDEX IF NOT EXISTS events_user ON events(user_id, seq);
-CREATE INDEX IF NOT EXISTS events_department ON events(department, seq);
-CREATE INDEX IF NOT EXISTS events_dataset ON events(dataset, seq);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS checkpoints (
     seq INTEGER PRIMARY KEY,
@@ -94,7 +93,9 @@ class _Pending:
     doc: bytes
     ts: str
     index: IndexFields
-    future: Future[int]
+    # Who waits: a thread (on a concurrent future) or a coroutine (on a future of its loop).
+    future: Future[int] | None = None
+    loop_future: asyncio.Future[int] | None = None
 
 
 def chain_hash(prev: bytes, seq: int, doc: bytes) -> bytes:
@@ -283,15 +284,47 @@ def checkpoint_now(conn: sqlite3.Connection, signer: StatementSigner, journal: s
     return statement
 
 
-def _pending(event: Event) -> _Pending:
+def _pending(event: Event, loop_future: asyncio.Future[int] | None = None) -> _Pending:
     doc = event.to_document()
     return _Pending(
-        doc=orjson.dumps(doc), ts=doc["@timestamp"], index=event.index_fields, future=Future()
+        doc=orjson.dumps(doc),
+        ts=doc["@timestamp"],
+        index=event.index_fields,
+        future=None if loop_future is not None else Future(),
+        loop_future=loop_future,
     )
 
 
+def _settle(outcomes: list[tuple[asyncio.Future[int], int | BaseException]]) -> None:
+    """Runs in the waiters' event loop: one wake-up settles a whole commit's waiters."""
+    for future, outcome in outcomes:
+        if future.done():
+            continue  # the waiting request was cancelled; its event is written all the same
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+
+def _release(batch: Sequence[_Pending], outcomes: Sequence[int | BaseException]) -> None:
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[int], int | BaseException]]]
+    by_loop = {}
+    for item, outcome in zip(batch, outcomes, strict=True):
+        if item.future is not None:
+            if isinstance(outcome, BaseException):
+                item.future.set_exception(outcome)
+            else:
+                item.future.set_result(outcome)
+        elif item.loop_future is not None:
+            by_loop.setdefault(item.loop_future.get_loop(), []).append((item.loop_future, outcome))
+    for loop, outcomes_of_loop in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting
+            loop.call_soon_threadsafe(_settle, outcomes_of_loop)
+
+
 class Journal:
-    """The writer side. `submit` from any thread; the result is the record's sequence number."""
+    """The writer side. `submit` from any thread, or `await write` from a coroutine; the result
+    is the record's sequence number, once the record is durable."""
 
     def __init__(
         self,
@@ -324,11 +357,23 @@ class Journal:
 
     def submit(self, event: Event) -> Future[int]:
         item = _pending(event)
+        assert item.future is not None
         if self._closed:
             item.future.set_exception(JournalError("审计日志已关闭 (audit journal is closed)"))
         else:
             self._queue.put(item)
         return item.future
+
+    async def write(self, event: Event) -> int:
+        """Write one event from a coroutine; returns its sequence number once it is durable.
+
+        Cheaper than wrapping `submit`: no thread future, and the writer settles every waiter
+        of a commit with one wake-up of the event loop."""
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        if self._closed:
+            raise JournalError("审计日志已关闭 (audit journal is closed)")
+        self._queue.put(_pending(event, future))
+        return await future
 
     def append(self, event: Event, timeout: float = 30.0) -> int:
         """Write one event and wait until it is durable (for the CLI and staff actions)."""
@@ -369,14 +414,12 @@ class Journal:
             self.failed += len(batch)
             self.last_error = str(exc)
             error = JournalError(f"审计日志写入失败 (audit journal write failed): {exc}")
-            for item in batch:
-                item.future.set_exception(error)
+            _release(batch, [error] * len(batch))
             return
         self.written += len(batch)
         self.batches += 1
         self._since_checkpoint += len(batch)
-        for item, seq in zip(batch, written.seqs, strict=True):
-            item.future.set_result(seq)
+        _release(batch, written.seqs)
         if written.checkpoint is not None:
             # After the callers are released: the log is a second witness, not a condition
             # of durability, and its fsync need not delay anyone.

@@ -3,6 +3,8 @@ its answer over the journal. `stores.py` chooses between this and Elasticsearch.
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,6 +16,8 @@ import orjson
 from gateway.audit.journal import connect
 from gateway.audit.subjects import catch_up, index_path, indexed_upto, subject_key
 from gateway.timeparse import parse_time
+
+log = logging.getLogger(__name__)
 
 # Elasticsearch answers at most 10,000 hits by from + size (index.max_result_window); the same
 # bound holds for the journal so a query means the same on both. Exports have no bound.
@@ -118,57 +122,89 @@ def iso(value: datetime) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _Where:
-    clause: str
-    args: list[Any]
+    source: str  # the FROM clause: the journal, or the journal joined with the index's matches
+    clause: str  # conditions on the document itself (AND-ed), possibly empty
+    args: list[Any]  # for source, then clause
     attach: Path | None
 
 
+# Query fields with a column in the journal and in the search index.
+_COLUMNS = (
+    ("user_id", "user"),
+    ("department", "department"),
+    ("dataset", "dataset"),
+    ("purpose", "purpose"),
+    ("decision", "decision"),
+    ("request_id", "request_id"),
+    ("kind", "kind"),
+)
+
+
+def _fresh_index(path: Path) -> int:
+    """Bring the search index up to date; if it cannot be written, use it as it is."""
+    try:
+        return catch_up(path)
+    except sqlite3.Error as exc:
+        log.warning("检索索引未能更新，未索引部分逐条查找 (index not updated): %s", exc)
+        return indexed_upto(index_path(path))
+
+
 def _where(path: Path, q: AuditQuery, subject_hasher: Callable[[str], str]) -> _Where:
-    where: list[str] = []
+    conds: list[str] = []
     args: list[Any] = []
-    for column, value in (
-        ("user_id", q.user),
-        ("department", q.department),
-        ("dataset", q.dataset),
-        ("purpose", q.purpose),
-        ("decision", q.decision),
-        ("request_id", q.request_id),
-        ("kind", q.kind),
-    ):
+    for column, attr in _COLUMNS:
+        value = getattr(q, attr)
         if value is not None:
-            where.append(f"{column} = ?")
+            conds.append(f"{column} = ?")
             args.append(value)
     if q.since is not None:
-        where.append("ts >= ?")
+        conds.append("ts >= ?")
         args.append(iso(q.since))
     if q.until is not None:
-        where.append("ts <= ?")
+        conds.append("ts <= ?")
         args.append(iso(q.until))
-    attach: Path | None = None
-    if q.data_subject is not None:
-        digest = subject_hasher(q.data_subject)
-        catch_up(path)
-        upto = indexed_upto(index_path(path))
-        if upto:
-            attach = index_path(path)
-            where.append(
-                "(seq IN (SELECT seq FROM subjects.subject_index WHERE subject = ? AND seq <= ?)"
-                " OR seq > ?) AND instr(doc, ?) > 0"
-            )
-            args += [subject_key(digest), upto, upto, digest]
-        else:
-            where.append("instr(doc, ?) > 0")
-            args.append(digest)
+    doc: list[str] = []
+    doc_args: list[Any] = []
+    digest = subject_hasher(q.data_subject) if q.data_subject is not None else None
+    if digest is not None:
+        doc.append("instr(doc, ?) > 0")  # also guards against two subjects sharing a key
+        doc_args.append(digest)
     if q.text:
-        where.append("instr(doc, ?) > 0")
-        args.append(q.text)
-    return _Where(" AND ".join(where), args, attach)
+        doc.append("instr(doc, ?) > 0")
+        doc_args.append(q.text)
+    upto = _fresh_index(path) if conds or digest is not None else 0
+    if not upto:
+        return _Where("events", " AND ".join(conds + doc), args + doc_args, None)
+    # Matches from the index up to where it reaches, and from the journal beyond it.
+    indexed = list(conds)
+    indexed_args = list(args)
+    if digest is not None:
+        indexed.append("seq IN (SELECT seq FROM ix.subject_index WHERE subject = ?)")
+        indexed_args.append(subject_key(digest))
+    tail = " AND ".join(["seq > ?", *conds])
+    matches = (
+        f"SELECT seq FROM ix.entries WHERE {' AND '.join([*indexed, 'seq <= ?'])}"
+        f" UNION ALL SELECT seq FROM main.events WHERE {tail}"
+    )
+    return _Where(
+        f"events JOIN ({matches}) AS m USING (seq)",
+        " AND ".join(doc),
+        [*indexed_args, upto, upto, *args, *doc_args],
+        index_path(path),
+    )
 
 
 def _event(seq: int, doc: str) -> dict[str, Any]:
     event: dict[str, Any] = orjson.loads(doc)
     event.setdefault("shareguard", {})["seq"] = seq
     return event
+
+
+def _open(path: Path, w: _Where) -> sqlite3.Connection:
+    conn = connect(path, readonly=True)
+    if w.attach is not None:
+        conn.execute("ATTACH DATABASE ? AS ix", (f"file:{w.attach}?mode=ro",))
+    return conn
 
 
 def search(path: Path, q: AuditQuery, subject_hasher: Callable[[str], str]) -> SearchResult:
@@ -178,13 +214,11 @@ def search(path: Path, q: AuditQuery, subject_hasher: Callable[[str], str]) -> S
     w = _where(path, q, subject_hasher)
     clause = f" WHERE {w.clause}" if w.clause else ""
     order = "DESC" if q.newest_first else "ASC"
-    conn = connect(path, readonly=True)
+    conn = _open(path, w)
     try:
-        if w.attach is not None:
-            conn.execute("ATTACH DATABASE ? AS subjects", (f"file:{w.attach}?mode=ro",))
-        total = conn.execute(f"SELECT count(*) FROM events{clause}", w.args).fetchone()[0]
+        total = conn.execute(f"SELECT count(*) FROM {w.source}{clause}", w.args).fetchone()[0]
         rows = conn.execute(
-            f"SELECT seq, doc FROM events{clause} ORDER BY seq {order} LIMIT ? OFFSET ?",
+            f"SELECT seq, doc FROM {w.source}{clause} ORDER BY seq {order} LIMIT ? OFFSET ?",
             [*w.args, q.limit, q.offset],
         ).fetchall()
     finally:
@@ -205,12 +239,10 @@ def scan(
         clauses = [c for c in (w.clause, f"seq {step} ?" if after is not None else "") if c]
         clause = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         args = [*w.args, *([after] if after is not None else [])]
-        conn = connect(path, readonly=True)
+        conn = _open(path, w)
         try:
-            if w.attach is not None:
-                conn.execute("ATTACH DATABASE ? AS subjects", (f"file:{w.attach}?mode=ro",))
             rows = conn.execute(
-                f"SELECT seq, doc FROM events{clause} ORDER BY seq {order} LIMIT ?",
+                f"SELECT seq, doc FROM {w.source}{clause} ORDER BY seq {order} LIMIT ?",
                 [*args, SCAN_PAGE],
             ).fetchall()
         finally:

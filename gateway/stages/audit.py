@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
@@ -120,7 +119,7 @@ class AuditStage:
 
     async def _write(self, event: AccessEvent) -> None:
         try:
-            await asyncio.wrap_future(self.journal.submit(event))
+            await self.journal.write(event)
         except JournalError:
             log.exception("审计事件写入失败 (audit event not written): %s", event.request_id)
             raise audit_unavailable() from None

@@ -130,3 +130,26 @@ def test_when_a_filter_is_malformed_then_it_is_refused_with_a_reason(
 ) -> None:
     with pytest.raises(ValueError):
         query_from_params(params)
+
+
+def test_when_the_index_cannot_be_updated_then_records_beyond_it_are_still_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from gateway.audit import search as search_module
+
+    path = tmp_path / "journal.db"
+    journal = write(path, close=False)
+    catch_up(path)  # the index reaches record 3
+    journal.append(event(4, subject_hashes=(HASHER(ALICE),), user_id="sw_officer", timestamp=T0))
+    journal.close()
+
+    def read_only(path: Path) -> int:
+        raise sqlite3.OperationalError("attempt to write a readonly database")
+
+    monkeypatch.setattr(search_module, "catch_up", read_only)
+    assert indexed_upto(index_path(path)) == 3
+    assert who(path, ALICE) == ["mz_caseworker", "sw_officer", "sw_officer"]
+    found = search(path, AuditQuery(user="sw_officer", newest_first=False), HASHER)
+    assert [e["shareguard"]["seq"] for e in found.events] == [3, 4]
