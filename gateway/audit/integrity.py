@@ -198,6 +198,9 @@ def _load_log(walk: _Walk, path: Path) -> None:
 def _walk_source(walk: _Walk, path: Path, *, live: bool) -> None:
     conn = connect(path, readonly=True)
     try:
+        # One snapshot for checkpoints, records and seal: the gateway may be writing meanwhile,
+        # and a seal newer than the records read would look like records cut off.
+        conn.execute("BEGIN")
         meta = read_meta(conn)
         name = "当前日志 (live journal)" if live else f"归档分段 {path.name} (segment)"
         if meta.get("journal_id") != walk.journal_id:

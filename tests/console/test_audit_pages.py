@@ -135,3 +135,13 @@ async def test_when_elasticsearch_is_asked_for_but_not_configured_then_400(
     )
     assert response.status_code == 400
     assert "Elasticsearch" in response.json()["message"]
+
+
+async def test_the_overview_page_shows_the_journal_and_the_shipping_backlog(
+    client: httpx.AsyncClient, credentials: Creds
+) -> None:
+    user, password = basic(credentials, "admin")
+    await client.post("/login", data={"username": user, "password": password})
+    page = await client.get("/", follow_redirects=True)
+    assert 'id="journal-last-seq">5<' in page.text
+    assert 'id="shipping-backlog">未配置 (not configured)<' in page.text
