@@ -48,17 +48,21 @@ def assert_each_once(fake_es: FakeElasticsearch, target: EsTarget, count: int) -
     assert seqs == list(range(1, count + 1)), "every event exactly once"
 
 
-def test_when_the_cluster_answers_429_to_whole_requests_then_backoff_gets_everything_in(
-    fake_es: FakeElasticsearch, target: EsTarget, tmp_path: Path
+@pytest.mark.parametrize(
+    "status", [429, 503, 500], ids=["too many requests", "unavailable", "server error"]
+)
+def test_when_the_cluster_refuses_whole_requests_then_backoff_gets_everything_in(
+    fake_es: FakeElasticsearch, target: EsTarget, tmp_path: Path, status: int
 ) -> None:
     path = tmp_path / "journal.db"
     write(path, range(1, 41))
-    fake_es.fail_requests("_bulk", 429, times=3)
+    fake_es.fail_requests("_bulk", status, times=3)
     shipper = shipper_for(target, path, batch=20, retries=5)
     outcome = shipper.drain(never_stop)
     shipper.close()
     assert outcome.shipped == 40 and outcome.error is None
-    assert [s.status for s in fake_es.seen if s.path.endswith("_bulk")][:3] == [429, 429, 429]
+    statuses = [s.status for s in fake_es.seen if s.path.endswith("_bulk")]
+    assert statuses[:3] == [status] * 3 and statuses[3:] == [200, 200]
     assert_each_once(fake_es, target, 40)
 
 
