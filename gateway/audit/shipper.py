@@ -534,5 +534,7 @@ if __name__ == "__main__":
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s shipper: %(message)s"
     )
+    # The transport warns on every failed attempt; the shipper's own line per retry is enough.
+    logging.getLogger("elastic_transport").setLevel(logging.ERROR)
     with contextlib.suppress(KeyboardInterrupt):  # the gateway's Ctrl-C reaches us too
         _serve(load_settings())
