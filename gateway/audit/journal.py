@@ -449,6 +449,18 @@ class Journal:
         self._closed = True
         self._queue.put(None)
         self._thread.join(timeout=30)
+        # An event submitted while the journal was closing may sit behind the stop marker:
+        # its caller must hear that it was not written rather than wait for ever.
+        late: list[_Pending] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                late.append(item)
+        if late:
+            _release(late, [JournalError("审计日志已关闭 (audit journal is closed)")] * len(late))
         if self._since_checkpoint:
             # A clean stop leaves nothing newer than the checkpoint log knows about.
             try:

@@ -290,3 +290,15 @@ def test_when_the_gateway_goes_idle_then_the_log_catches_up_with_the_last_record
             time.sleep(0.02)
     finally:
         journal.close()
+
+
+def test_when_an_event_arrives_while_the_journal_closes_then_its_caller_is_told(
+    tmp_path: Path, signer: StatementSigner
+) -> None:
+    journal = Journal(tmp_path / "j.db", signer)
+    journal._queue.put(None)  # the writer stops, as it does when close() begins
+    journal._thread.join()
+    late = journal.submit(event(1))  # lands behind the stop marker
+    journal.close()
+    with pytest.raises(JournalError, match="closed"):
+        late.result(timeout=5)
