@@ -64,7 +64,7 @@ class Observation:
             records=event.records,
             offset=int(offset) if isinstance(offset, str) and offset.isdigit() else None,
             subjects=event.subject_hashes,
-            pii_found=dict(event.undeclared_pii),
+            pii_found=dict(event.undeclared),
             dropped_fields=tuple(event.extra.get("dropped_fields") or ()),
             grant_id=event.grant_id,
         )
@@ -94,7 +94,7 @@ class Observation:
             records=int(sg.get("records") or 0),
             offset=int(offset) if isinstance(offset, str) and offset.isdigit() else None,
             subjects=tuple((sg.get("data_subjects") or {}).get("hashes") or ()),
-            pii_found=dict(sg.get("undeclared_pii") or {}),
+            pii_found=dict((sg.get("undeclared_personal_data") or {}).get("by_type") or {}),
             dropped_fields=tuple(sg.get("dropped_fields") or ()),
             grant_id=sg.get("grant_id"),
         )

@@ -51,7 +51,10 @@ class Delivery:
     bytes_out: int = 0
     masking_profile: str | None = None
     key_version: int | None = None  # the master key version of the pseudonyms delivered
-    pii_found: dict[str, int] = field(default_factory=dict)  # undeclared personal data, by type
+    # Personal data the catalog did not declare, found by the scanner (issue 4): type → count.
+    undeclared: dict[str, int] = field(default_factory=dict)
+    # The watermark embedded in the delivered body (issue 5); None until a stage sets one.
+    watermark_id: str | None = None
 
 
 @dataclass(slots=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
@@ -17,7 +18,7 @@ from gateway.alerts.notify import Notifier, SyslogNotifier, WebhookNotifier
 from gateway.alerts.service import AlertService
 from gateway.applications.desk import ApplicationDesk
 from gateway.applications.regulations import Regulations, load_regulations
-from gateway.audit.journal import Journal
+from gateway.audit.journal import Journal, open_journal
 from gateway.catalog import Catalog, load_catalog
 from gateway.db import create_schema, make_engine
 from gateway.errors import Refusal
@@ -37,6 +38,9 @@ from gateway.shaping import load_masking
 from gateway.shaping.profiles import MaskingPolicy
 from gateway.upstream import UpstreamBreaker
 from gateway.workdays import WorkCalendar, load_calendar
+
+if TYPE_CHECKING:
+    from gateway.audit.shipper import ShipperProcess
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +72,8 @@ class Gateway:
             self.grants = GrantIndex.load(conn, self.scenarios, self.revision)
         self.decider = Decider(self.policy, self.taxonomy, self.grants)
         self.quota: QuotaCounter = make_counter(settings.redis_url, settings.state_database_url)
-        self.journal = journal or Journal(
-            settings.journal_path, batch_max=settings.journal_batch, index_subjects=True
-        )
+        self.journal = journal or open_journal(settings, index_subjects=True)
+        self.shipper = _start_shipper(settings)
         self.hasher = SubjectHasher.from_home(settings.keys_dir)
         self.upstream = UpstreamBreaker()
         self.alerts = AlertService(self.engine, self.journal, make_notifiers(settings))
@@ -168,6 +171,8 @@ class Gateway:
         self.detection.close()
         self.alerts.close()
         self.journal.close()
+        if self.shipper is not None:
+            self.shipper.close()
         self.monitor.close()
         self.engine.dispose()
 
@@ -210,3 +215,12 @@ class BackgroundSweep:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+
+
+def _start_shipper(settings: Settings) -> ShipperProcess | None:
+    """The Elasticsearch shipper, a process of its own, when an Elasticsearch URL is set."""
+    if not settings.elasticsearch_url:
+        return None
+    from gateway.audit.shipper import ShipperProcess
+
+    return ShipperProcess(settings)

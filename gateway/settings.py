@@ -37,6 +37,27 @@ def _networks(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, 
     return tuple(ipaddress.ip_network(part.strip()) for part in raw.split(",") if part.strip())
 
 
+def _seconds(raw: str) -> float:
+    value = float(raw)
+    if not 0 <= value <= 3600:
+        raise ValueError("must be between 0 and 3600 seconds")
+    return value
+
+
+def _data_stream(raw: str) -> str:
+    name = raw.strip()
+    if (
+        not name
+        or name != name.lower()
+        or any(c in name for c in ' "*\\<>|,#:/?')
+        or name[0] in "-_+."
+    ):
+        raise ValueError(
+            'a data stream name is lower case, without spaces or any of " * \\ < > | , # : / ?'
+        )
+    return name
+
+
 def _optional(raw: str) -> str | None:
     return raw or None
 
@@ -150,6 +171,37 @@ SETTINGS: tuple[Setting, ...] = (
         "10",
         "working days ahead of a grant's end that its expiry warning is raised",
     ),
+    Setting(
+        "audit_checkpoint_seconds",
+        _seconds,
+        "1",
+        "longest time between signed journal checkpoints copied to the checkpoint log",
+    ),
+    Setting(
+        "elasticsearch_url",
+        _optional,
+        "",
+        "Elasticsearch URL; when set, audit events are shipped there and searched there",
+    ),
+    Setting(
+        "elasticsearch_api_key",
+        _optional,
+        "",
+        "Elasticsearch API key (base64 id:key), if the cluster needs one",
+    ),
+    Setting(
+        "elasticsearch_ca_certs",
+        _optional,
+        "",
+        "CA bundle that signed the cluster's certificate, for https URLs",
+    ),
+    Setting(
+        "elasticsearch_data_stream",
+        _data_stream,
+        "shareguard-audit",
+        "data stream the audit events are shipped to",
+    ),
+    Setting("elasticsearch_batch", _positive, "500", "most audit events sent in one bulk request"),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -179,6 +231,12 @@ class Settings:
     incident_contact: str
     overdue_approval: bool
     expiry_warning_days: int
+    audit_checkpoint_seconds: float
+    elasticsearch_url: str | None
+    elasticsearch_api_key: str | None
+    elasticsearch_ca_certs: str | None
+    elasticsearch_data_stream: str
+    elasticsearch_batch: int
 
     @property
     def state_database_url(self) -> str:

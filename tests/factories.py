@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from mitmproxy import http
 from mitmproxy.test import tflow, tutils
 
+from gateway.audit.events import AccessEvent
 from gateway.context import RequestContext, start_context
 from gateway.pipeline import Pipeline
 
@@ -145,3 +147,23 @@ def decompress(data: bytes, encoding: str | None) -> bytes:
     if encoding == "zstd":
         return zstandard.ZstdDecompressor().decompressobj().decompress(data)
     raise ValueError(encoding)
+
+
+def access_event(n: int, **kw: Any) -> AccessEvent:
+    """An allowed access event numbered n, at a fixed time; override any field by keyword."""
+    fields: dict[str, Any] = {
+        "timestamp": datetime(2026, 11, 21, 9, 0, tzinfo=UTC),
+        "event_id": f"e{n}",
+        "request_id": f"r{n}",
+        "source_ip": "127.0.0.1",
+        "method": "GET",
+        "path": "/api/v1/datasets/population/records",
+        "status_code": 200,
+        "decision": "allow",
+        "reason": "dept_unconditional",
+        "user_id": "mz_caseworker",
+        "department": "民政局",
+        "dataset": "population",
+    }
+    fields.update(kw)
+    return AccessEvent(**fields)

@@ -254,14 +254,10 @@ async def test_when_the_platform_answers_something_unreadable_then_nothing_of_it
 async def test_when_the_journal_cannot_write_then_the_caller_gets_503_and_no_data(
     pipeline: Pipeline, gateway: Gateway, credentials: Creds, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from concurrent.futures import Future
+    async def failing_write(event: object) -> int:
+        raise JournalError("disk full")
 
-    def failing_submit(event: object) -> Future[int]:
-        future: Future[int] = Future()
-        future.set_exception(JournalError("disk full"))
-        return future
-
-    monkeypatch.setattr(gateway.journal, "submit", failing_submit)
+    monkeypatch.setattr(gateway.journal, "write", failing_write)
     flow = request_flow(
         "/api/v1/datasets/population/records",
         key=key(credentials, "tj_analyst"),

@@ -1,1 +1,2 @@
-"""Audit: typed events, the hash-chained journal they are written to, and search over it."""
+"""Audit: typed events, the signed journal, its integrity and archives, search over the journal
+or Elasticsearch, shipping, exports and reports."""

@@ -6,11 +6,19 @@ Field names follow ECS where ECS has the field; the product's own fields live un
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 ECS_VERSION = "8.11.0"
+
+
+def _as_object(value: Any) -> Any:
+    """Before/after states as objects, so one mapping (flattened) holds every kind of change."""
+    if value is None or isinstance(value, dict):
+        return value
+    return {"value": value}
 
 
 def _iso(ts: datetime) -> str:
@@ -57,11 +65,25 @@ class AccessEvent:
     extra: dict[str, Any] = field(default_factory=dict)
     masking_profile: str | None = None
     key_version: int | None = None  # master key version of the delivered pseudonyms
-    undeclared_pii: dict[str, int] = field(default_factory=dict)  # counts by type, never values
+    upstream_ns: int | None = None  # how long the platform took to answer, if it was asked
+    # Personal data the catalog did not declare, found in the delivered body: type → count.
+    # Counts only; the values themselves never enter the log.
+    undeclared: Mapping[str, int] = field(default_factory=dict)
+    watermark_id: str | None = None  # the mark embedded in the delivered body, if any
 
     @property
     def outcome(self) -> str:
         return "success" if self.decision == "allow" and self.status_code < 400 else "failure"
+
+    @property
+    def message(self) -> str:
+        """One line for people, and the text Elasticsearch's free-text search reads."""
+        who = f"{self.user_id or '-'} ({self.department or '-'})"
+        what = " ".join(p for p in (self.dataset, self.action, self.purpose) if p)
+        return (
+            f"{who} {self.method} {self.path} {what} → {self.status_code} {self.decision}"
+            f" {self.reason}"
+        )
 
     def to_document(self) -> dict[str, Any]:
         sg: dict[str, Any] = {
@@ -85,19 +107,25 @@ class AccessEvent:
             "masked_fields": list(self.masked_fields),
             "masking_profile": self.masking_profile,
             "pseudonym_key_version": self.key_version,
-            "undeclared_pii": dict(self.undeclared_pii),
             "data_subjects": {
                 "count": len(self.subject_hashes),
                 "truncated": self.subjects_truncated,
                 "hashes": list(self.subject_hashes),
             },
             "body_sha256": self.body_sha256,
+            "watermark_id": self.watermark_id,
+            "undeclared_personal_data": {
+                "total": sum(self.undeclared.values()),
+                "by_type": dict(self.undeclared),
+            },
+            "upstream_duration": self.upstream_ns,
             "phase": self.phase,
             **self.extra,
         }
         return {
             "@timestamp": _iso(self.timestamp),
             "ecs": {"version": ECS_VERSION},
+            "message": self.message,
             "event": {
                 "id": self.event_id,
                 "kind": "event",
@@ -109,7 +137,7 @@ class AccessEvent:
             },
             "user": {"id": self.user_id, "name": self.user_name, "roles": list(self.roles)},
             "organization": {"id": self.department, "name": self.department},
-            "source": {"ip": self.source_ip},
+            "source": {"ip": self.source_ip or None},
             "http": {
                 "request": {"method": self.method},
                 "response": {"status_code": self.status_code, "body": {"bytes": self.bytes_out}},
@@ -148,10 +176,16 @@ class StaffEvent:
     after: Any = None
     details: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def message(self) -> str:
+        target = f" {self.target}" if self.target else ""
+        return f"{self.actor} {self.action}{target} {self.outcome}"
+
     def to_document(self) -> dict[str, Any]:
         return {
             "@timestamp": _iso(self.timestamp),
             "ecs": {"version": ECS_VERSION},
+            "message": self.message,
             "event": {
                 "id": self.event_id,
                 "kind": "event",
@@ -160,13 +194,15 @@ class StaffEvent:
                 "outcome": self.outcome,
             },
             "user": {"id": self.actor, "roles": list(self.actor_roles)},
-            "source": {"ip": self.source_ip},
+            "source": {"ip": self.source_ip or None},
             "shareguard": {
                 "event_type": "staff",
                 "target": self.target,
-                "before": self.before,
-                "after": self.after,
-                **self.details,
+                "before": _as_object(self.before),
+                "after": _as_object(self.after),
+                # Free-form (the search an auditor ran, the report they produced): kept
+                # together so the Elasticsearch mapping can hold it as one flattened field.
+                "details": self.details,
             },
         }
 

@@ -1,12 +1,14 @@
-"""The data-subject index: which journal records delivered a given person's data.
+"""The search index of the journal, in a file of its own: filter columns, and which records delivered
+a given person's data.
 
-The index is derived data: each journal record already holds the keyed hashes of its data
-subjects, covered by the hash chain. A (subject, record) B-tree has random keys, so keeping it
-inside the journal's own transactions would rewrite index pages on every commit and slow every
-request. Instead the index lives in its own file and is brought up to date from the journal:
-by a separate indexer process while the gateway runs (a separate process, so it never contends
-for the proxy's interpreter lock), and by every search before it looks. A search also reads any
-record the index has not reached yet, so its results are complete either way.
+The index is derived data: every value in it is in a journal record, covered by the hash chain.
+Keeping B-trees over users, departments, datasets, times and (random) subject hashes inside the
+journal's own transactions would rewrite several index pages on every commit and slow every
+request, since each commit waits for its fsync. So the journal is an append-only table and the
+index lives in its own file, brought up to date from the journal: by a separate indexer process
+while the gateway runs (a process, so it never contends for the proxy's interpreter lock), and
+by every search before it looks. A search also reads any record the index has not reached yet,
+so its results are complete either way, and a lost index file is rebuilt from the journal.
 
     python -m gateway.audit.subjects JOURNAL      # the indexer process (started by the gateway)
 """
@@ -22,8 +24,12 @@ from pathlib import Path
 
 import orjson
 
+BATCH_ROWS = 20_000
 BATCH_PAIRS = 200_000
 POLL_SECONDS = 1.0
+
+# The columns a search filters on, as the journal stores them beside each document.
+COLUMNS = ("ts", "kind", "request_id", "user_id", "department", "dataset", "purpose", "decision")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS subject_index (
@@ -31,6 +37,24 @@ CREATE TABLE IF NOT EXISTS subject_index (
     seq INTEGER NOT NULL,
     PRIMARY KEY (subject, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS entries (
+    seq INTEGER PRIMARY KEY,
+    ts TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    request_id TEXT,
+    user_id TEXT,
+    department TEXT,
+    dataset TEXT,
+    purpose TEXT,
+    decision TEXT
+);
+CREATE INDEX IF NOT EXISTS entries_ts ON entries(ts);
+CREATE INDEX IF NOT EXISTS entries_request ON entries(request_id);
+CREATE INDEX IF NOT EXISTS entries_kind ON entries(kind, seq);
+CREATE INDEX IF NOT EXISTS entries_user ON entries(user_id, seq);
+CREATE INDEX IF NOT EXISTS entries_department ON entries(department, seq);
+CREATE INDEX IF NOT EXISTS entries_dataset ON entries(dataset, seq);
+CREATE INDEX IF NOT EXISTS entries_purpose ON entries(purpose, seq);
 CREATE TABLE IF NOT EXISTS index_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
@@ -41,7 +65,7 @@ def subject_key(hex_hash: str) -> int:
 
 
 def index_path(journal_path: Path) -> Path:
-    return journal_path.with_name(journal_path.stem + "-subjects.db")
+    return journal_path.with_name(journal_path.stem + "-index.db")
 
 
 def indexed_upto(path: Path) -> int:
@@ -67,38 +91,53 @@ def catch_up(journal_path: Path) -> int:
         conn.execute("PRAGMA synchronous=NORMAL")  # derived data: rebuilt from the journal if lost
         conn.executescript(_SCHEMA)
         conn.execute("ATTACH DATABASE ? AS journal", (f"file:{journal_path}?mode=ro",))
-        conn.execute("BEGIN IMMEDIATE")  # one indexer at a time
-        row = conn.execute("SELECT value FROM index_meta WHERE name = 'upto'").fetchone()
-        upto = int(row[0]) if row else 0
-        pairs: list[tuple[int, int]] = []
-        rows = conn.execute(
-            "SELECT seq, doc FROM journal.events WHERE seq > ? ORDER BY seq", (upto,)
-        ).fetchall()
-        for seq, doc in rows:
-            if '"hashes":[]' not in doc:
-                subjects = orjson.loads(doc).get("shareguard", {}).get("data_subjects", {})
-                pairs.extend((subject_key(h), seq) for h in subjects.get("hashes", ()))
-            upto = seq
-            if len(pairs) >= BATCH_PAIRS:
-                _write(conn, pairs, upto)
-                conn.execute("COMMIT")
-                conn.execute("BEGIN IMMEDIATE")
-                pairs = []
-        _write(conn, pairs, upto)
-        conn.execute("COMMIT")
-        return upto
+        while True:
+            conn.execute("BEGIN IMMEDIATE")  # one indexer at a time
+            row = conn.execute("SELECT value FROM index_meta WHERE name = 'upto'").fetchone()
+            upto = int(row[0]) if row else 0
+            done = _index_rows(conn, upto)
+            conn.execute("COMMIT")
+            if done is None:
+                return upto
     finally:
         conn.close()
 
 
-def _write(conn: sqlite3.Connection, pairs: list[tuple[int, int]], upto: int) -> None:
-    pairs.sort()
-    conn.executemany("INSERT OR IGNORE INTO subject_index VALUES (?, ?)", pairs)
+def _index_rows(conn: sqlite3.Connection, upto: int) -> int | None:
+    """Index up to BATCH_ROWS records after `upto`; the new mark, or None if there were none."""
+    rows = conn.execute(
+        f"SELECT seq, {', '.join(COLUMNS)}, doc FROM journal.events WHERE seq > ?"
+        " ORDER BY seq LIMIT ?",
+        (upto, BATCH_ROWS),
+    ).fetchall()
+    if not rows:
+        return None
+    conn.executemany(
+        f"INSERT OR IGNORE INTO entries VALUES ({','.join('?' * (len(COLUMNS) + 1))})",
+        [row[:-1] for row in rows],
+    )
+    pairs: list[tuple[int, int]] = []
+    for row in rows:
+        seq, doc = row[0], row[-1]
+        if '"hashes":[]' not in doc:
+            subjects = orjson.loads(doc).get("shareguard", {}).get("data_subjects", {})
+            pairs.extend((subject_key(h), seq) for h in subjects.get("hashes", ()))
+        if len(pairs) >= BATCH_PAIRS:
+            _write_pairs(conn, pairs)
+            pairs = []
+    _write_pairs(conn, pairs)
+    last = int(rows[-1][0])
     conn.execute(
         "INSERT INTO index_meta VALUES ('upto', ?)"
         " ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-        (upto,),
+        (last,),
     )
+    return last
+
+
+def _write_pairs(conn: sqlite3.Connection, pairs: list[tuple[int, int]]) -> None:
+    pairs.sort()
+    conn.executemany("INSERT OR IGNORE INTO subject_index VALUES (?, ?)", pairs)
 
 
 class IndexerProcess:
@@ -127,11 +166,20 @@ def _serve(journal_path: Path) -> None:
     sel = selectors.DefaultSelector()
     sel.register(sys.stdin, selectors.EVENT_READ)
     while True:
-        catch_up(journal_path)
+        _catch_up_logged(journal_path)
         # stdin becomes readable (EOF) when the gateway closes it or dies.
         if sel.select(timeout=POLL_SECONDS) or os.getppid() != parent:
-            catch_up(journal_path)
+            _catch_up_logged(journal_path)
             return
+
+
+def _catch_up_logged(journal_path: Path) -> None:
+    # A full disk or a locked file is not a reason to stop indexing for good: the index is
+    # derived, searches catch it up themselves, and the next round tries again.
+    try:
+        catch_up(journal_path)
+    except sqlite3.Error as exc:
+        print(f"检索索引暂未更新 (search index not updated): {exc}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import argparse
 import contextlib
 from collections.abc import Iterator
 
-from gateway.audit.journal import Journal
+from gateway.audit.journal import open_journal
 from gateway.audit.staff import cli_actor
 from gateway.grants.admin import Actor
 from gateway.service import Gateway
@@ -16,7 +16,7 @@ from gateway.settings import Settings
 @contextlib.contextmanager
 def admin_gateway(settings: Settings) -> Iterator[Gateway]:
     """The gateway's parts over the state folder, for one command; no subject indexer, no proxy."""
-    gateway = Gateway(settings, journal=Journal(settings.journal_path))
+    gateway = Gateway(settings, journal=open_journal(settings))
     try:
         yield gateway
     finally:

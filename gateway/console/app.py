@@ -117,8 +117,11 @@ def create_app(gateway: Gateway, *, dashboards: Path = DASHBOARDS) -> Starlette:
 
 
 def status(gateway: Gateway) -> dict[str, Any]:
+    from gateway.audit.status import audit_status
+
     journal = gateway.journal
     return {
+        "audit": audit_status(gateway.settings, journal),
         "policy_revision": gateway.revision,
         "journal": {
             "path": str(gateway.settings.journal_path),

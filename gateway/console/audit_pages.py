@@ -1,31 +1,69 @@
-"""Console pages and admin API for the access log: search (auditors and the security team)."""
+"""Console pages and admin API for the audit log: search, CSV export, reports, integrity, status.
+
+Auditors and the security team search and export; auditors also produce the periodic reports
+and verify the log. Every one of these is recorded as a staff event before its answer leaves.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlencode
 
+from elastic_transport import TransportError
+from elasticsearch import ApiError
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from gateway.audit.search import AuditQuery, SearchResult, query_from_params, search
+from gateway.audit.csvexport import csv_lines
+from gateway.audit.integrity import verify
+from gateway.audit.report import (
+    DepartmentReport,
+    build_report,
+    default_period,
+    parse_period,
+    register_filters,
+    render_csv,
+    render_html,
+    report_json,
+)
+from gateway.audit.search import AuditQuery, SearchResult, public_params, query_from_params
+from gateway.audit.signing import StatementVerifier
+from gateway.audit.status import audit_status
+from gateway.audit.stores import AuditStore, JournalStore, open_store
 from gateway.console.common import Console, api_error
 
 AUDIT_READERS = ("auditor", "security")
+AUDITORS = ("auditor",)
 PAGE_SIZE = 50
+STORE_ERRORS = (TransportError, ApiError)
 
 
-def public_params(params: dict[str, str]) -> dict[str, str]:
-    """Search parameters as recorded: a data subject's identifier is never written in clear."""
-    return {k: ("<keyed>" if k == "data_subject" else v) for k, v in params.items()}
+class _BadStore(ValueError):
+    pass
 
 
 def routes(console: Console) -> list[Route]:
     gateway = console.gateway
+    settings = gateway.settings
+    register_filters(console.templates.env)
 
-    async def run_search(query: AuditQuery) -> SearchResult:
-        return await asyncio.to_thread(search, gateway.settings.journal_path, query, gateway.hasher)
+    def store_for(params: dict[str, str]) -> AuditStore:
+        choice = params.get("store") or None
+        if choice not in (None, "journal", "elasticsearch"):
+            raise _BadStore(
+                "store 只能是 journal 或 elasticsearch (store: journal or elasticsearch)"
+            )
+        if choice == "journal":
+            return JournalStore(settings.journal_path, gateway.hasher)
+        if choice == "elasticsearch" and not settings.elasticsearch_url:
+            raise _BadStore("未配置 Elasticsearch (Elasticsearch is not configured)")
+        return open_store(settings, gateway.hasher)
+
+    async def run_search(store: AuditStore, query: AuditQuery) -> SearchResult:
+        return await asyncio.to_thread(store.search, query)
 
     @console.page(*AUDIT_READERS)
     async def audit_page(request: Request) -> Response:
@@ -34,19 +72,27 @@ def routes(console: Console) -> list[Route]:
         result = None
         try:
             query = query_from_params({**params, "limit": str(PAGE_SIZE)})
+            result = await run_search(store_for(params), query)
         except ValueError as exc:
             error = str(exc)
+        except STORE_ERRORS as exc:
+            error = f"检索失败，可选择本地日志检索 (search failed; try store=journal): {exc}"
         else:
-            result = await run_search(query)
             await console.record(
-                request, request.state.staff, "audit-search", query=public_params(params)
+                request,
+                request.state.staff,
+                "audit-search",
+                query=public_params(params),
+                store=result.store,
             )
+        export_query = urlencode({k: v for k, v in params.items() if v and k != "offset"})
         context: dict[str, Any] = {
             "staff": request.state.staff,
             "params": params,
             "error": error,
             "result": result,
             "page_size": PAGE_SIZE,
+            "export_query": export_query,
         }
         return console.templates.TemplateResponse(request, "audit.html", context)
 
@@ -55,12 +101,180 @@ def routes(console: Console) -> list[Route]:
         params = dict(request.query_params)
         try:
             query = query_from_params(params)
+            result = await run_search(store_for(params), query)
         except ValueError as exc:
             return api_error(400, "bad_request", str(exc))
-        result = await run_search(query)
+        except STORE_ERRORS as exc:
+            return api_error(
+                503, "store_unavailable", f"检索存储不可用 (search store unavailable): {exc}"
+            )
         await console.record(
-            request, request.state.staff, "audit-search", query=public_params(params)
+            request,
+            request.state.staff,
+            "audit-search",
+            query=public_params(params),
+            store=result.store,
         )
-        return JSONResponse({"total": result.total, "events": result.events})
+        return JSONResponse(result.to_json())
 
-    return [Route("/audit", audit_page), Route("/api/admin/audit/search", audit_api)]
+    @console.api(*AUDIT_READERS)
+    async def export_api(request: Request) -> Response:
+        """Every matching event as CSV, streamed (the page and offset do not apply)."""
+        params = dict(request.query_params)
+        try:
+            query = query_from_params({**params, "limit": "1", "offset": "0"})
+            store = store_for(params)
+        except ValueError as exc:
+            return api_error(400, "bad_request", str(exc))
+        await console.record(
+            request,
+            request.state.staff,
+            "audit-export",
+            query=public_params(params),
+            store=store.name,
+            format="csv",
+        )
+
+        def lines() -> Iterator[str]:
+            # Starlette runs a plain iterator in a worker thread: the event loop is never blocked.
+            yield from csv_lines(store.scan(query))
+
+        return StreamingResponse(
+            lines(),
+            media_type="text/csv; charset=utf-8",
+            headers={
+                "Content-Disposition": 'attachment; filename="shareguard-audit.csv"',
+                "Cache-Control": "no-store",
+            },
+        )
+
+    async def make_report(params: dict[str, str]) -> DepartmentReport:
+        department = (params.get("department") or "").strip()
+        if not department:
+            raise ValueError("须指定部门 (a department is required)")
+        raw = params.get("period")
+        period = parse_period(raw) if raw else default_period()
+        store = store_for(params)
+        return await asyncio.to_thread(
+            build_report, store, gateway.catalog, settings, department, period
+        )
+
+    @console.page(*AUDITORS)
+    async def report_page(request: Request) -> Response:
+        params = dict(request.query_params)
+        report = None
+        error = None
+        if params.get("department"):
+            try:
+                report = await make_report(params)
+            except ValueError as exc:
+                error = str(exc)
+            except STORE_ERRORS as exc:
+                error = f"报告生成失败 (report failed): {exc}"
+            else:
+                await console.record(
+                    request,
+                    request.state.staff,
+                    "audit-report",
+                    target=report.department,
+                    period=report.period.label,
+                    format="page",
+                    store=report.store,
+                )
+        context: dict[str, Any] = {
+            "staff": request.state.staff,
+            "params": params,
+            "report": report,
+            "error": error,
+            "departments": departments(console),
+            "query": urlencode(
+                {k: v for k, v in params.items() if k in ("department", "period", "store") and v}
+            ),
+        }
+        return console.templates.TemplateResponse(request, "audit_report.html", context)
+
+    @console.api(*AUDITORS)
+    async def report_api(request: Request) -> Response:
+        params = dict(request.query_params)
+        fmt = params.get("format", "json")
+        if fmt not in ("json", "html", "csv"):
+            return api_error(400, "bad_request", "format 只能是 json、html 或 csv")
+        try:
+            report = await make_report(params)
+        except ValueError as exc:
+            return api_error(400, "bad_request", str(exc))
+        except STORE_ERRORS as exc:
+            return api_error(503, "store_unavailable", f"报告生成失败 (report failed): {exc}")
+        await console.record(
+            request,
+            request.state.staff,
+            "audit-report",
+            target=report.department,
+            period=report.period.label,
+            format=fmt,
+            store=report.store,
+        )
+        name = f"shareguard-report-{report.period.label}"
+        if fmt == "html":
+            return HTMLResponse(
+                render_html(report),
+                headers={"Content-Disposition": f'attachment; filename="{name}.html"'},
+            )
+        if fmt == "csv":
+            return Response(
+                render_csv(report),
+                media_type="text/csv; charset=utf-8",
+                headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+            )
+        return JSONResponse(_jsonable(report_json(report)))
+
+    @console.api(*AUDITORS)
+    async def verify_api(request: Request) -> Response:
+        verifier = StatementVerifier.from_home(settings.keys_dir)
+        result = await asyncio.to_thread(verify, settings.journal_path, verifier)
+        await console.record(
+            request,
+            request.state.staff,
+            "audit-verify",
+            outcome="success" if result.ok else "failure",
+            target=str(settings.journal_path),
+            records=result.records,
+            first_bad_seq=result.first_bad_seq,
+            key_id=verifier.key_id,
+        )
+        return JSONResponse(result.to_json(), status_code=200 if result.ok else 409)
+
+    @console.api()
+    async def status_api(request: Request) -> Response:
+        return JSONResponse(await asyncio.to_thread(audit_status, settings, gateway.journal))
+
+    return [
+        Route("/audit", audit_page),
+        Route("/audit/report", report_page),
+        Route("/api/admin/audit/search", audit_api),
+        Route("/api/admin/audit/export", export_api),
+        Route("/api/admin/audit/report", report_api),
+        Route("/api/admin/audit/verify", verify_api, methods=["POST"]),
+        Route("/api/admin/audit/status", status_api),
+    ]
+
+
+def departments(console: Console) -> list[str]:
+    """Departments the console can suggest: every provider in the catalog and every consumer."""
+    from sqlalchemy import select
+
+    from gateway.identity import principals
+
+    names = {d.provider for d in console.gateway.catalog.datasets.values()}
+    with console.gateway.engine.connect() as conn:
+        rows = conn.execute(
+            select(principals.c.department).where(principals.c.department.is_not(None))
+        )
+        names |= {str(r[0]) for r in rows}
+    return sorted(names)
+
+
+def _jsonable(value: Any) -> Any:
+    import orjson
+
+    return orjson.loads(orjson.dumps(value))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
@@ -44,6 +43,7 @@ def access_event(ctx: RequestContext, flow: http.HTTPFlow, phase: str) -> Access
     else:
         reason = ctx.decision.rule if ctx.decision else "unknown"
     delivered = ctx.delivery
+    lifetime_ns = time.perf_counter_ns() - ctx.started_ns
     ok = refusal is None and not ctx.stream_failed and flow.error is None
     return AccessEvent(
         timestamp=ctx.received,
@@ -77,13 +77,27 @@ def access_event(ctx: RequestContext, flow: http.HTTPFlow, phase: str) -> Access
         subjects_truncated=delivered.subjects_truncated,
         body_sha256=delivered.body_sha256,
         bytes_out=delivered.bytes_out,
-        duration_ns=time.perf_counter_ns() - ctx.started_ns,
+        duration_ns=lifetime_ns,
         phase=phase,
         extra=_extra(ctx),
         masking_profile=delivered.masking_profile,
         key_version=delivered.key_version,
-        undeclared_pii=dict(delivered.pii_found),
+        upstream_ns=_upstream_ns(flow, lifetime_ns),
+        undeclared=dict(delivered.undeclared),
+        watermark_id=delivered.watermark_id,
     )
+
+
+def _upstream_ns(flow: http.HTTPFlow, lifetime_ns: int) -> int | None:
+    """From the request's last byte sent to the platform to its answer's first byte."""
+    request, response = flow.request, flow.response
+    if response is None or request.timestamp_end is None or response.timestamp_start is None:
+        return None
+    if not flow.server_conn.timestamp_start:
+        return None  # answered by the gateway itself: the platform was never asked
+    elapsed = int((response.timestamp_start - request.timestamp_end) * 1e9)
+    # Longer than the request has existed: these are not the timestamps of one exchange.
+    return elapsed if 0 <= elapsed <= lifetime_ns else None
 
 
 class AuditStage:
@@ -109,7 +123,7 @@ class AuditStage:
 
     async def _write(self, event: AccessEvent) -> None:
         try:
-            await asyncio.wrap_future(self.journal.submit(event))
+            await self.journal.write(event)
         except JournalError:
             log.exception("审计事件写入失败 (audit event not written): %s", event.request_id)
             raise audit_unavailable() from None

@@ -71,7 +71,7 @@ class ShapeStage:
             if shaper is not None and ctx.export is not None:
                 delivered = ctx.export.ledger.records > 0
                 ctx.delivery.masked_fields = shaper.masked_fields if delivered else ()
-                ctx.delivery.pii_found = dict(shaper.found)
+                ctx.delivery.undeclared = dict(shaper.found)
             return
         if ctx.body is None or ctx.body.kind == "metadata":
             return
@@ -85,4 +85,4 @@ class ShapeStage:
             ctx.body.subjects = [r.get(subject_field) for r in ctx.body.records]
         ctx.body.records = shaper.shape_all(ctx.body.records)
         ctx.delivery.masked_fields = shaper.masked_fields if ctx.body.records else ()
-        ctx.delivery.pii_found = dict(shaper.found)
+        ctx.delivery.undeclared = dict(shaper.found)

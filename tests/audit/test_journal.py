@@ -1,50 +1,44 @@
-"""The journal: durable group commit, and a hash chain that catches every kind of tampering."""
+"""The journal: durable group commit, and a chain with signatures that catches every kind of tampering."""
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import threading
-from datetime import UTC, datetime
+import time
 from pathlib import Path
 
+import orjson
 import pytest
 
-from gateway.audit.events import AccessEvent
-from gateway.audit.journal import Journal, JournalError, verify
+from gateway.audit import checkpoint_log
+from gateway.audit.integrity import verify
+from gateway.audit.journal import Journal, JournalError, chain_hash
+from gateway.audit.signing import StatementSigner
+from tests.factories import access_event as event
 
 
-def event(n: int, **kw: object) -> AccessEvent:
-    fields: dict[str, object] = {
-        "timestamp": datetime(2026, 11, 21, 9, 0, tzinfo=UTC),
-        "event_id": f"e{n}",
-        "request_id": f"r{n}",
-        "source_ip": "127.0.0.1",
-        "method": "GET",
-        "path": "/api/v1/datasets/population/records",
-        "status_code": 200,
-        "decision": "allow",
-        "reason": "dept_unconditional",
-        "user_id": "mz_caseworker",
-        "department": "民政局",
-        "dataset": "population",
-    }
-    fields.update(kw)
-    return AccessEvent(**fields)  # type: ignore[arg-type]
+def write_events(path: Path, signer: StatementSigner, numbers: range, **kw: object) -> None:
+    journal = Journal(path, signer, **kw)  # type: ignore[arg-type]
+    for n in numbers:
+        journal.append(event(n))
+    journal.close()
 
 
 @pytest.fixture
-def journal_path(tmp_path: Path) -> Path:
+def journal_path(tmp_path: Path, signer: StatementSigner) -> Path:
+    """Ten records, each its own commit, with a signed checkpoint at every one of them."""
     path = tmp_path / "journal.db"
-    journal = Journal(path)
-    for n in range(1, 11):
-        journal.append(event(n))
-    journal.close()
+    write_events(path, signer, range(1, 11), checkpoint_seconds=0)
     return path
 
 
-def test_when_nothing_was_touched_then_verify_passes(journal_path: Path) -> None:
-    result = verify(journal_path)
+def test_when_nothing_was_touched_then_verify_passes(
+    journal_path: Path, signer: StatementSigner
+) -> None:
+    result = verify(journal_path, signer.verifier)
     assert result.ok and result.records == 10
+    assert result.signatures >= 10
 
 
 def _tamper(path: Path, *sql: str) -> None:
@@ -53,6 +47,40 @@ def _tamper(path: Path, *sql: str) -> None:
         conn.execute(statement)
     conn.commit()
     conn.close()
+
+
+def _rewrite_chain_from(path: Path, start: int) -> None:
+    """What a careful forger does after a change: recompute every hash from there on."""
+    conn = sqlite3.connect(path)
+    prev = conn.execute("SELECT hash FROM events WHERE seq = ?", (start - 1,)).fetchone()[0]
+    rows = conn.execute("SELECT seq, doc FROM events WHERE seq >= ? ORDER BY seq", (start,))
+    for seq, doc in rows.fetchall():
+        prev = chain_hash(prev, seq, doc.encode())
+        conn.execute("UPDATE events SET hash = ? WHERE seq = ?", (prev, seq))
+    conn.commit()
+    conn.close()
+
+
+def _append_forged(path: Path) -> None:
+    """A record appended with a correctly chained hash, by someone without the signing key."""
+    conn = sqlite3.connect(path)
+    seq, prev, doc = conn.execute(
+        "SELECT seq, hash, doc FROM events ORDER BY seq DESC LIMIT 1"
+    ).fetchone()
+    forged = doc.replace('"r10"', '"r-forged"')
+    conn.execute(
+        "INSERT INTO events SELECT ?, ts, kind, 'r-forged', user_id, department, dataset, purpose,"
+        " decision, ?, ? FROM events WHERE seq = ?",
+        (seq + 1, forged, chain_hash(prev, seq + 1, forged.encode()), seq),
+    )
+    conn.commit()
+    conn.close()
+
+
+COPY_ROW = (
+    "INSERT INTO events SELECT {seq}, ts, kind, request_id, user_id, department, dataset,"
+    " purpose, decision, doc, hash FROM events WHERE seq = {source}"
+)
 
 
 @pytest.mark.parametrize(
@@ -72,19 +100,23 @@ def _tamper(path: Path, *sql: str) -> None:
             [
                 "UPDATE events SET seq = seq + 100 WHERE seq >= 5",
                 "UPDATE events SET seq = seq - 99 WHERE seq >= 105",
-                "INSERT INTO events SELECT 5, ts, kind, request_id, user_id, department, dataset,"
-                " purpose, decision, doc, hash FROM events WHERE seq = 2",
+                COPY_ROW.format(seq=5, source=2),
             ],
             5,
         ),
         (["UPDATE events SET department = '统计局' WHERE seq = 7"], 7),
+        ([COPY_ROW.format(seq=11, source=10)], 11),
+        (["DELETE FROM events WHERE seq > 8"], 9),
+        (["DELETE FROM events WHERE seq > 8", "DELETE FROM seal"], 9),
         (
             [
-                "INSERT INTO events SELECT 11, ts, kind, request_id, user_id, department, dataset,"
-                " purpose, decision, doc, hash FROM events WHERE seq = 10"
+                "DELETE FROM events WHERE seq > 8",
+                "DELETE FROM checkpoints WHERE seq > 8",
+                "UPDATE seal SET seq = 8, hash = (SELECT hash FROM events WHERE seq = 8)",
             ],
-            11,
+            9,
         ),
+        (["UPDATE checkpoints SET signature = zeroblob(64) WHERE seq = 3"], 3),
     ],
     ids=[
         "a record deleted",
@@ -93,22 +125,109 @@ def _tamper(path: Path, *sql: str) -> None:
         "a record inserted",
         "an index column altered",
         "a record appended by copying",
+        "the newest records cut off the end",
+        "the end cut off together with the seal",
+        "the end cut off with the seal moved back",
+        "a checkpoint with a forged signature",
     ],
 )
 def test_when_the_journal_file_is_tampered_with_then_verify_names_the_first_bad_record(
-    journal_path: Path, sql: list[str], first_bad: int
+    journal_path: Path, signer: StatementSigner, sql: list[str], first_bad: int
 ) -> None:
     _tamper(journal_path, *sql)
-    result = verify(journal_path)
+    result = verify(journal_path, signer.verifier)
     assert not result.ok
     assert result.first_bad_seq == first_bad
     assert result.problem
 
 
-def test_when_many_threads_write_at_once_then_fsyncs_are_shared_and_nothing_is_lost(
-    tmp_path: Path,
+def test_when_a_record_is_altered_and_the_chain_recomputed_then_the_signatures_catch_it(
+    journal_path: Path, signer: StatementSigner
 ) -> None:
-    journal = Journal(tmp_path / "j.db", batch_max=256)
+    _tamper(
+        journal_path, "UPDATE events SET doc = replace(doc, '\"GET\"', '\"PUT\"') WHERE seq = 6"
+    )
+    _rewrite_chain_from(journal_path, 6)
+    result = verify(journal_path, signer.verifier)
+    assert not result.ok and result.first_bad_seq == 6
+    assert "rewritten" in (result.problem or "")
+
+
+def test_when_a_record_is_appended_with_a_correct_hash_but_no_key_then_it_is_named(
+    journal_path: Path, signer: StatementSigner
+) -> None:
+    _append_forged(journal_path)
+    result = verify(journal_path, signer.verifier)
+    assert not result.ok and result.first_bad_seq == 11
+    assert "outside the gateway" in (result.problem or "")
+
+
+def test_when_the_journal_is_replaced_by_an_older_copy_of_itself_then_the_log_catches_it(
+    tmp_path: Path, signer: StatementSigner
+) -> None:
+    path = tmp_path / "journal.db"
+    write_events(path, signer, range(1, 6))
+    shutil.copy(path, tmp_path / "older.db")
+    write_events(path, signer, range(6, 11))
+    shutil.copy(tmp_path / "older.db", path)  # its own seal is genuine: only the log knows
+    result = verify(path, signer.verifier)
+    assert not result.ok and result.first_bad_seq == 6
+    assert "older copy" in (result.problem or "")
+
+
+def test_when_the_journal_is_replaced_by_another_journal_then_verify_says_so(
+    tmp_path: Path, signer: StatementSigner
+) -> None:
+    path = tmp_path / "journal.db"
+    write_events(path, signer, range(1, 6))
+    other = tmp_path / "other" / "journal.db"
+    write_events(other, signer, range(1, 6))  # genuine, same key, different journal
+    shutil.copy(other, path)
+    result = verify(path, signer.verifier)
+    assert not result.ok and result.first_bad_seq == 1
+    assert "replaced" in (result.problem or "")
+
+
+def test_when_the_checkpoint_log_is_removed_then_verify_refuses_to_vouch_for_the_end(
+    journal_path: Path, signer: StatementSigner
+) -> None:
+    checkpoint_log.log_path(journal_path).unlink()
+    result = verify(journal_path, signer.verifier)
+    assert not result.ok and "checkpoint log missing" in (result.problem or "")
+
+
+def test_when_a_line_of_the_checkpoint_log_is_forged_then_verify_fails(
+    journal_path: Path, signer: StatementSigner
+) -> None:
+    log = checkpoint_log.log_path(journal_path)
+    last = orjson.loads(log.read_bytes().splitlines()[-1])
+    last["seq"] = 12
+    with log.open("ab") as f:
+        f.write(orjson.dumps(last) + b"\n")
+    result = verify(journal_path, signer.verifier)
+    assert not result.ok and "signature invalid" in (result.problem or "")
+
+
+def test_when_checked_against_another_public_key_then_nothing_is_vouched_for(
+    journal_path: Path,
+) -> None:
+    result = verify(journal_path, StatementSigner.generate().verifier)
+    assert not result.ok and "unknown key" in (result.problem or "")
+
+
+def test_when_the_gateway_stops_cleanly_then_the_log_knows_its_last_record(
+    tmp_path: Path, signer: StatementSigner
+) -> None:
+    path = tmp_path / "journal.db"
+    write_events(path, signer, range(1, 4), checkpoint_seconds=3600)
+    statements = checkpoint_log.read(checkpoint_log.log_path(path)).statements
+    assert [s.seq for s in statements] == [1, 3]  # the first commit, and the close
+
+
+def test_when_many_threads_write_at_once_then_fsyncs_are_shared_and_nothing_is_lost(
+    tmp_path: Path, signer: StatementSigner
+) -> None:
+    journal = Journal(tmp_path / "j.db", signer, batch_max=256)
     seqs: list[int] = []
     lock = threading.Lock()
 
@@ -126,14 +245,14 @@ def test_when_many_threads_write_at_once_then_fsyncs_are_shared_and_nothing_is_l
     journal.close()
     assert sorted(seqs) == list(range(1, 2001))
     assert journal.batches < 2000  # group commit: many events share one transaction and fsync
-    assert verify(tmp_path / "j.db").ok
+    assert verify(tmp_path / "j.db", signer.verifier).ok
 
 
 def test_when_the_disk_is_full_then_writes_fail_clearly_and_nothing_is_half_written(
-    tmp_path: Path,
+    tmp_path: Path, signer: StatementSigner
 ) -> None:
     path = tmp_path / "j.db"
-    journal = Journal(path)
+    journal = Journal(path, signer)
     journal.append(event(1))
     page_count = journal._conn.execute("PRAGMA page_count").fetchone()[0]
     # SQLite's own "database or disk is full" path: the file may not grow past this size.
@@ -142,14 +261,44 @@ def test_when_the_disk_is_full_then_writes_fail_clearly_and_nothing_is_half_writ
     with pytest.raises(JournalError, match="full"):
         journal.append(event(2, subject_hashes=big))
     journal.close()
-    result = verify(path)
+    result = verify(path, signer.verifier)
     assert result.ok and result.records == 1
 
 
 def test_when_the_journal_is_closed_then_submissions_fail_instead_of_vanishing(
-    tmp_path: Path,
+    tmp_path: Path, signer: StatementSigner
 ) -> None:
-    journal = Journal(tmp_path / "j.db")
+    journal = Journal(tmp_path / "j.db", signer)
     journal.close()
     with pytest.raises(JournalError):
         journal.append(event(1))
+
+
+def test_when_the_gateway_goes_idle_then_the_log_catches_up_with_the_last_record(
+    tmp_path: Path, signer: StatementSigner
+) -> None:
+    path = tmp_path / "j.db"
+    journal = Journal(path, signer, checkpoint_seconds=0.05)
+    try:
+        for n in range(1, 4):
+            journal.submit(event(n))
+        journal.append(event(4))
+        deadline = time.monotonic() + 10
+        log = checkpoint_log.log_path(path)
+        while [s.seq for s in checkpoint_log.read(log).statements][-1:] != [4]:
+            assert time.monotonic() < deadline, "no checkpoint while idle"
+            time.sleep(0.02)
+    finally:
+        journal.close()
+
+
+def test_when_an_event_arrives_while_the_journal_closes_then_its_caller_is_told(
+    tmp_path: Path, signer: StatementSigner
+) -> None:
+    journal = Journal(tmp_path / "j.db", signer)
+    journal._queue.put(None)  # the writer stops, as it does when close() begins
+    journal._thread.join()
+    late = journal.submit(event(1))  # lands behind the stop marker
+    journal.close()
+    with pytest.raises(JournalError, match="closed"):
+        late.result(timeout=5)

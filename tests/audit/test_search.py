@@ -10,9 +10,10 @@ import pytest
 
 from gateway.audit.journal import Journal
 from gateway.audit.search import AuditQuery, query_from_params, search
+from gateway.audit.signing import StatementSigner
 from gateway.audit.subjects import catch_up, index_path, indexed_upto
 from gateway.keys import SubjectHasher
-from tests.audit.test_journal import event
+from tests.factories import access_event as event
 
 HASHER = SubjectHasher(b"k" * 32)
 ALICE, BOB = "11010519491231002X", "110105194912310029"
@@ -20,7 +21,7 @@ T0 = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
 
 
 def write(path: Path, *, close: bool, index: bool = False) -> Journal:
-    journal = Journal(path, index_subjects=index)
+    journal = Journal(path, StatementSigner.generate(), index_subjects=index)
     journal.append(event(1, subject_hashes=(HASHER(ALICE),), user_id="mz_caseworker", timestamp=T0))
     journal.append(
         event(
@@ -129,3 +130,26 @@ def test_when_a_filter_is_malformed_then_it_is_refused_with_a_reason(
 ) -> None:
     with pytest.raises(ValueError):
         query_from_params(params)
+
+
+def test_when_the_index_cannot_be_updated_then_records_beyond_it_are_still_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from gateway.audit import search as search_module
+
+    path = tmp_path / "journal.db"
+    journal = write(path, close=False)
+    catch_up(path)  # the index reaches record 3
+    journal.append(event(4, subject_hashes=(HASHER(ALICE),), user_id="sw_officer", timestamp=T0))
+    journal.close()
+
+    def read_only(path: Path) -> int:
+        raise sqlite3.OperationalError("attempt to write a readonly database")
+
+    monkeypatch.setattr(search_module, "catch_up", read_only)
+    assert indexed_upto(index_path(path)) == 3
+    assert who(path, ALICE) == ["mz_caseworker", "sw_officer", "sw_officer"]
+    found = search(path, AuditQuery(user="sw_officer", newest_first=False), HASHER)
+    assert [e["shareguard"]["seq"] for e in found.events] == [3, 4]

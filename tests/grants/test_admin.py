@@ -106,7 +106,7 @@ async def test_when_a_grant_is_created_suspended_resumed_and_revoked_then_each_n
         ("grant-resume", "suspended", "active"),
         ("grant-revoke", "active", "revoked"),
     ]
-    assert staff_events(gateway)[1]["shareguard"]["reason"] == "核查中 (under review)"
+    assert staff_events(gateway)[1]["shareguard"]["details"]["reason"] == "核查中 (under review)"
     assert staff_events(gateway)[0]["source"]["ip"] == "10.0.0.5"
     with pytest.raises(GrantError, match="final"):
         gateway.admin.set_status(ADMIN, created.grant.id, "active")
@@ -222,7 +222,7 @@ def test_when_a_narrower_grant_overlaps_a_broader_one_then_it_is_accepted_with_t
     narrow = gateway.admin.create(ADMIN, replace(SPEC, role="analyst", fields=("employer",)))
     assert len(narrow.overlaps) == 1 and broad.id in narrow.overlaps[0]
     assert "more specific grantee wins" in narrow.overlaps[0]
-    assert staff_events(gateway)[-1]["shareguard"]["overlaps"] == narrow.overlaps
+    assert staff_events(gateway)[-1]["shareguard"]["details"]["overlaps"] == narrow.overlaps
 
 
 def test_when_a_suspended_grant_would_contradict_an_active_one_then_it_cannot_be_resumed(

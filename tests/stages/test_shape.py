@@ -215,7 +215,11 @@ async def test_when_health_staff_read_notes_then_undeclared_identifiers_are_mask
     assert got["id_number"] == raw[0]["id_number"]  # declared and allowed to this caller
     assert got["notes"] == "家属（配偶王*）身份证号110105********123X，手机138****5678。"
     [event] = journal(granted)
-    assert event["shareguard"]["undeclared_pii"] == {"id_number": 1, "mobile": 1, "name": 1}
+    assert event["shareguard"]["undeclared_personal_data"]["by_type"] == {
+        "id_number": 1,
+        "mobile": 1,
+        "name": 1,
+    }
     text = orjson.dumps(event).decode()
     assert RELATIVE_ID not in text and "13812345678" not in text
 

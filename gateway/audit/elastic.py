@@ -1,0 +1,281 @@
+"""Elasticsearch for the audit log: the client, its resources (lifecycle policy, index template, data
+stream), the shipped form of an event, and search over the data stream.
+
+The index template and the lifecycle policy are data in `policies/elasticsearch/`, where an
+admin can read and adjust them; the data stream's name comes from the settings.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import orjson
+from elasticsearch import BadRequestError, Elasticsearch, NotFoundError
+
+from gateway.audit.search import AuditQuery, SearchResult, iso
+from gateway.audit.stores import GROUP_FIELDS, Group, Hasher, Slice
+from gateway.settings import REPO_ROOT, Settings
+
+RESOURCES = REPO_ROOT / "policies" / "elasticsearch"
+ILM_POLICY = "shareguard-audit"
+SCAN_PAGE = 1_000
+# The fields free text is looked for in: the one-line summary (analysed text) and the
+# identifiers an auditor is likely to type (exact keywords).
+TEXT_FIELDS = (
+    "message",
+    "user.id",
+    "user.name",
+    "organization.id",
+    "url.path",
+    "event.action",
+    "shareguard.request_id",
+    "shareguard.dataset",
+    "shareguard.purpose",
+    "shareguard.reason",
+    "shareguard.rule",
+    "shareguard.grant_id",
+    "shareguard.case_id",
+    "shareguard.target",
+)
+_NONE_KEY = "__none__"
+
+
+def make_client(
+    url: str,
+    *,
+    api_key: str | None = None,
+    ca_certs: str | None = None,
+    request_timeout: float = 10.0,
+) -> Elasticsearch:
+    """The official client. The transport retries 502/503/504 and timeouts itself; bulk
+    shipping adds its own backoff on top (see shipper.py)."""
+    kwargs: dict[str, Any] = {
+        "request_timeout": request_timeout,
+        "max_retries": 2,
+        "retry_on_status": (502, 503, 504),
+        "retry_on_timeout": True,
+    }
+    if api_key:
+        kwargs["api_key"] = api_key
+    if ca_certs:
+        kwargs["ca_certs"] = ca_certs
+    return Elasticsearch(url, **kwargs)
+
+
+def client_from_settings(settings: Settings, request_timeout: float = 10.0) -> Elasticsearch:
+    if not settings.elasticsearch_url:
+        raise ValueError("未配置 Elasticsearch (SHAREGUARD_ELASTICSEARCH_URL is not set)")
+    return make_client(
+        settings.elasticsearch_url,
+        api_key=settings.elasticsearch_api_key,
+        ca_certs=settings.elasticsearch_ca_certs,
+        request_timeout=request_timeout,
+    )
+
+
+def _load(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((RESOURCES / name).read_text(encoding="utf-8"))
+    return data
+
+
+def ilm_policy() -> dict[str, Any]:
+    return _load("ilm-policy.json")
+
+
+def index_template(data_stream: str) -> dict[str, Any]:
+    """The composable index template for the data stream, bound to the lifecycle policy."""
+    body = _load("index-template.json")
+    template = body["template"]
+    template["settings"]["index.lifecycle.name"] = ILM_POLICY
+    return {
+        "index_patterns": [data_stream],
+        "data_stream": {},
+        "priority": body["priority"],
+        "template": template,
+        "meta": body["_meta"],
+    }
+
+
+def mappings() -> dict[str, Any]:
+    template: dict[str, Any] = _load("index-template.json")["template"]
+    return dict(template["mappings"])
+
+
+def ensure_resources(client: Elasticsearch, data_stream: str) -> None:
+    """Create or update the lifecycle policy and index template, and create the data stream."""
+    client.ilm.put_lifecycle(name=ILM_POLICY, policy=ilm_policy())
+    client.indices.put_index_template(name=data_stream, **index_template(data_stream))
+    try:
+        client.indices.create_data_stream(name=data_stream)
+    except BadRequestError as exc:
+        if exc.error != "resource_already_exists_exception":
+            raise
+
+
+def document_id(journal_id: str, seq: int) -> str:
+    """The same record always gets the same id, so a resent batch creates nothing twice."""
+    return f"{journal_id}-{seq}"
+
+
+def shipped_document(doc: str, seq: int, journal_id: str) -> dict[str, Any]:
+    """The event as stored in the journal, plus where it came from (journal and position)."""
+    event: dict[str, Any] = orjson.loads(doc)
+    sg = event.setdefault("shareguard", {})
+    sg["seq"] = seq
+    sg["journal_id"] = journal_id
+    return event
+
+
+def es_query(q: AuditQuery, hasher: Hasher) -> dict[str, Any]:
+    filters: list[dict[str, Any]] = []
+    for field, value in (
+        ("user.id", q.user),
+        ("organization.id", q.department),
+        ("shareguard.dataset", q.dataset),
+        ("shareguard.purpose", q.purpose),
+        ("shareguard.decision", q.decision),
+        ("shareguard.request_id", q.request_id),
+        ("shareguard.event_type", q.kind),
+    ):
+        if value is not None:
+            filters.append({"term": {field: value}})
+    if q.data_subject is not None:
+        filters.append({"term": {"shareguard.data_subjects.hashes": hasher(q.data_subject)}})
+    span: dict[str, str] = {}
+    if q.since is not None:
+        span["gte"] = iso(q.since)
+    if q.until is not None:
+        span["lte"] = iso(q.until)
+    if span:
+        filters.append({"range": {"@timestamp": span}})
+    must: list[dict[str, Any]] = []
+    if q.text:
+        must.append(
+            {
+                "simple_query_string": {
+                    "query": q.text,
+                    "fields": list(TEXT_FIELDS),
+                    "default_operator": "and",
+                    "lenient": True,
+                }
+            }
+        )
+    return {"bool": {"filter": filters, "must": must}}
+
+
+def _sort(newest_first: bool) -> list[dict[str, Any]]:
+    order = "desc" if newest_first else "asc"
+    return [
+        {"@timestamp": {"order": order}},
+        {"shareguard.journal_id": {"order": order}},
+        {"shareguard.seq": {"order": order}},
+    ]
+
+
+class ElasticStore:
+    """Search, exports and report counts over the data stream."""
+
+    name = "elasticsearch"
+
+    def __init__(
+        self,
+        client: Elasticsearch,
+        data_stream: str,
+        hasher: Hasher,
+        pending: Callable[[], int] = lambda: 0,
+    ) -> None:
+        self.client = client
+        self.data_stream = data_stream
+        self.hasher = hasher
+        self.pending = pending
+
+    @classmethod
+    def from_settings(cls, settings: Settings, hasher: Hasher) -> ElasticStore:
+        from gateway.audit.shipper import backlog
+
+        return cls(
+            client_from_settings(settings),
+            settings.elasticsearch_data_stream,
+            hasher,
+            pending=lambda: backlog(settings).backlog,
+        )
+
+    def search(self, query: AuditQuery) -> SearchResult:
+        try:
+            resp = self.client.search(
+                index=self.data_stream,
+                query=es_query(query, self.hasher),
+                sort=_sort(query.newest_first),
+                from_=query.offset,
+                size=query.limit,
+                track_total_hits=True,
+            )
+        except NotFoundError:
+            return SearchResult(0, [], self.name, self.pending())
+        hits = resp["hits"]
+        events = [hit["_source"] for hit in hits["hits"]]
+        return SearchResult(int(hits["total"]["value"]), events, self.name, self.pending())
+
+    def scan(self, query: AuditQuery) -> Iterator[dict[str, Any]]:
+        """Every match, page by page with search_after on a sort that is unique per event."""
+        after: list[Any] | None = None
+        while True:
+            extra: dict[str, Any] = {"search_after": after} if after is not None else {}
+            try:
+                resp = self.client.search(
+                    index=self.data_stream,
+                    query=es_query(query, self.hasher),
+                    sort=_sort(query.newest_first),
+                    size=SCAN_PAGE,
+                    track_total_hits=False,
+                    **extra,
+                )
+            except NotFoundError:
+                return
+            hits = resp["hits"]["hits"]
+            for hit in hits:
+                yield hit["_source"]
+            if len(hits) < SCAN_PAGE:
+                return
+            after = hits[-1]["sort"]
+
+    def groups(self, part: Slice, by: str) -> list[Group]:
+        if part.datasets == ():
+            return []
+        filters: list[dict[str, Any]] = [
+            {"term": {"shareguard.event_type": "access"}},
+            {"term": {"shareguard.phase": "complete"}},
+            {"range": {"@timestamp": {"gte": iso(part.since), "lt": iso(part.until)}}},
+        ]
+        if part.department is not None:
+            filters.append({"term": {"organization.id": part.department}})
+        if part.datasets is not None:
+            filters.append({"terms": {"shareguard.dataset": list(part.datasets)}})
+        if part.decision is not None:
+            filters.append({"term": {"shareguard.decision": part.decision}})
+        try:
+            resp = self.client.search(
+                index=self.data_stream,
+                query={"bool": {"filter": filters}},
+                size=0,
+                aggs={
+                    "groups": {
+                        "terms": {"field": GROUP_FIELDS[by], "size": 1000, "missing": _NONE_KEY},
+                        "aggs": {"records": {"sum": {"field": "shareguard.records"}}},
+                    }
+                },
+            )
+        except NotFoundError:
+            return []
+        buckets = resp["aggregations"]["groups"]["buckets"]
+        groups = [
+            Group(
+                None if b["key"] == _NONE_KEY else str(b["key"]),
+                int(b["doc_count"]),
+                int(b["records"]["value"] or 0),
+            )
+            for b in buckets
+        ]
+        return sorted(groups, key=lambda g: (-g.requests, g.key or ""))

@@ -1,0 +1,178 @@
+"""The periodic evaluation report: periods, the counts per section, and honest missing sections."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+import types
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.audit import report_sources
+from gateway.audit.journal import Journal
+from gateway.audit.report import (
+    CHINA,
+    build_report,
+    parse_period,
+    render_csv,
+    render_html,
+    report_json,
+)
+from gateway.audit.report_sources import Listing
+from gateway.audit.signing import StatementSigner
+from gateway.audit.stores import JournalStore
+from gateway.catalog import load_catalog
+from gateway.keys import SubjectHasher
+from gateway.settings import REPO_ROOT, Settings, load_settings
+from tests.factories import access_event
+
+CATALOG = load_catalog(REPO_ROOT / "policies" / "catalog.toml")
+T0 = datetime(2026, 5, 10, 9, 0, tzinfo=CHINA)
+
+
+@pytest.mark.parametrize(
+    ("text", "since", "until"),
+    [
+        ("2026", datetime(2026, 1, 1, tzinfo=CHINA), datetime(2027, 1, 1, tzinfo=CHINA)),
+        ("2026-q4", datetime(2026, 10, 1, tzinfo=CHINA), datetime(2027, 1, 1, tzinfo=CHINA)),
+        ("2026-H1", datetime(2026, 1, 1, tzinfo=CHINA), datetime(2026, 7, 1, tzinfo=CHINA)),
+        ("2026-12", datetime(2026, 12, 1, tzinfo=CHINA), datetime(2027, 1, 1, tzinfo=CHINA)),
+        ("2026-02", datetime(2026, 2, 1, tzinfo=CHINA), datetime(2026, 3, 1, tzinfo=CHINA)),
+    ],
+    ids=["a year", "the last quarter", "a half year", "December", "February"],
+)
+def test_periods_are_read_in_china_standard_time(
+    text: str, since: datetime, until: datetime
+) -> None:
+    period = parse_period(text)
+    assert (period.since, period.until) == (since, until)
+
+
+@pytest.mark.parametrize(
+    "text", ["2026-13", "2026-00", "2026-Q5", "2026-H3", "26", "2026/11", "last year"]
+)
+def test_when_a_period_is_almost_right_then_it_is_refused_with_the_forms_allowed(text: str) -> None:
+    with pytest.raises(ValueError, match="2026-Q3"):
+        parse_period(text)
+
+
+def _event(n: int, **kw: Any) -> Any:
+    return access_event(n, timestamp=(T0 + timedelta(minutes=n)).astimezone(UTC), **kw)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings({"home": str(tmp_path / "home")}, environ={})
+
+
+@pytest.fixture
+def store(settings: Settings) -> JournalStore:
+    journal = Journal(settings.journal_path, StatementSigner.generate())
+    events = [
+        # 统计局 reads population (provided by 公安局) three times, 10 records each
+        *(
+            _event(n, user_id="tj_analyst", department="统计局", purpose="statistics", records=10)
+            for n in range(3)
+        ),
+        # ... and is refused classified cases once
+        _event(
+            3,
+            user_id="tj_analyst",
+            department="统计局",
+            dataset="classified_cases",
+            purpose="statistics",
+            decision="deny",
+            status_code=403,
+            reason="share_none",
+            records=0,
+        ),
+        # 民政局 reads population for a case
+        _event(
+            4,
+            user_id="mz_caseworker",
+            department="民政局",
+            purpose="social_assistance_review",
+            records=2,
+        ),
+        # a streamed export: its `started` event must not count twice
+        _event(5, user_id="tj_analyst", department="统计局", purpose="statistics", phase="started"),
+        _event(6, user_id="tj_analyst", department="统计局", purpose="statistics", records=500),
+        # outside the period
+        access_event(7, timestamp=datetime(2025, 12, 31, 15, 59, tzinfo=UTC), department="统计局"),
+    ]
+    for event in events:
+        journal.append(event)
+    journal.close()
+    return JournalStore(settings.journal_path, SubjectHasher(b"r" * 32))
+
+
+def test_a_consumer_sees_what_it_used_and_what_it_was_refused(
+    store: JournalStore, settings: Settings
+) -> None:
+    report = build_report(store, CATALOG, settings, "统计局", parse_period("2026"))
+    assert [(g.key, g.requests, g.records) for g in report.used_by_dataset] == [
+        ("population", 4, 530)
+    ]
+    assert [(g.key, g.requests) for g in report.refused_by_reason] == [("share_none", 1)]
+    assert [(r.purpose, r.allowed, r.refused, r.records) for r in report.by_purpose] == [
+        ("statistics", 4, 1, 530)
+    ]
+    assert report.provided_datasets == ()  # the catalog lists nothing provided by 统计局
+
+
+def test_a_provider_sees_who_got_its_datasets(store: JournalStore, settings: Settings) -> None:
+    report = build_report(store, CATALOG, settings, "公安局", parse_period("2026-Q2"))
+    assert "population" in report.provided_datasets
+    assert [(g.key, g.requests, g.records) for g in report.provided_to] == [
+        ("统计局", 4, 530),
+        ("民政局", 1, 2),
+    ]
+    assert [(g.key, g.requests) for g in report.provided_refused] == [("share_none", 1)]
+    assert report_json(report)["totals"]["provided_records"] == 532
+
+
+def test_when_applications_and_alerts_are_not_built_yet_the_report_says_not_available(
+    store: JournalStore, settings: Settings
+) -> None:
+    report = build_report(store, CATALOG, settings, "统计局", parse_period("2026"))
+    assert not report.overdue_applications.available and not report.alerts.available
+    html = render_html(report)
+    assert html.count('class="unavailable"') == 2 and "统计局" in html
+    rows = list(csv.reader(io.StringIO(render_csv(report).lstrip("\ufeff"))))
+    assert rows[-2][:2] == ["overdue_applications", "not available"]
+
+
+def test_when_a_section_source_exists_its_listing_is_shown(
+    store: JournalStore, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = types.ModuleType("tests_fake_applications")
+
+    class Source:
+        def __init__(self, settings: Settings) -> None:
+            pass
+
+        def listing(self, department: str, since: datetime, until: datetime) -> Listing:
+            return Listing(True, ("申请 id", "期限 deadline"), (("A-1", "2026-03-01"),))
+
+    module.report_source = Source  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "tests_fake_applications", module)
+    monkeypatch.setitem(
+        report_sources.SOURCES, "overdue_applications", "tests_fake_applications:report_source"
+    )
+    report = build_report(store, CATALOG, settings, "公安局", parse_period("2026"))
+    assert report.overdue_applications.rows == (("A-1", "2026-03-01"),)
+    assert "A-1" in render_html(report)
+    assert render_html(report).count('class="unavailable"') == 1  # alerts still are not
+
+
+def test_report_cells_cannot_become_spreadsheet_formulas(
+    store: JournalStore, settings: Settings
+) -> None:
+    report = build_report(store, CATALOG, settings, '=HYPERLINK("x")', parse_period("2026"))
+    text = render_csv(report)
+    assert text.startswith("\ufeff")
+    assert "'=HYPERLINK" in text

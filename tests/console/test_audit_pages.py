@@ -1,0 +1,147 @@
+"""Console and admin API for the audit log: export, reports, verification and status, each audited."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.audit.search import AuditQuery, search
+from gateway.console.app import create_app
+from gateway.service import Gateway
+from tests.factories import access_event
+
+Creds = dict[str, dict[str, Any]]
+
+
+@pytest.fixture
+async def client(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
+    for n in range(1, 6):
+        seq = gateway.journal.append(
+            access_event(n, timestamp=datetime(2026, 4, n, tzinfo=UTC), department="统计局")
+        )
+        assert seq == n
+    transport = httpx.ASGITransport(app=create_app(gateway))
+    async with httpx.AsyncClient(transport=transport, base_url="http://console") as c:
+        yield c
+
+
+def basic(credentials: Creds, who: str) -> tuple[str, str]:
+    return credentials[who]["username"], credentials[who]["password"]
+
+
+def staff_actions(gateway: Gateway) -> list[tuple[str, str]]:
+    events = search(
+        gateway.settings.journal_path, AuditQuery(kind="staff", newest_first=False), gateway.hasher
+    ).events
+    return [(e["user"]["id"], e["event"]["action"]) for e in events]
+
+
+async def test_an_auditor_exports_every_match_as_csv_and_the_export_is_recorded(
+    client: httpx.AsyncClient, gateway: Gateway, credentials: Creds
+) -> None:
+    response = await client.get(
+        "/api/admin/audit/export",
+        params={"department": "统计局", "limit": "2"},  # an export ignores the page size
+        auth=basic(credentials, "auditor"),
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    table = list(csv.reader(io.StringIO(response.text.lstrip("\ufeff"))))
+    assert len(table) == 1 + 5
+    assert staff_actions(gateway) == [("auditor", "audit-export")]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "content_type", "needle"),
+    [
+        ("html", "text/html", "评估报告"),
+        ("csv", "text/csv", "used_by_dataset"),
+        ("json", "application/json", '"used_requests":5'),
+    ],
+)
+async def test_an_auditor_gets_the_report_in_each_format_and_it_is_recorded(
+    client: httpx.AsyncClient,
+    gateway: Gateway,
+    credentials: Creds,
+    fmt: str,
+    content_type: str,
+    needle: str,
+) -> None:
+    response = await client.get(
+        "/api/admin/audit/report",
+        params={"department": "统计局", "period": "2026-Q2", "format": fmt},
+        auth=basic(credentials, "auditor"),
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith(content_type)
+    assert needle in response.text.replace(" ", "")
+    assert staff_actions(gateway) == [("auditor", "audit-report")]
+
+
+async def test_the_report_page_shows_the_report_and_the_missing_sections_honestly(
+    client: httpx.AsyncClient, credentials: Creds
+) -> None:
+    user, password = basic(credentials, "auditor")
+    await client.post("/login", data={"username": user, "password": password})
+    page = await client.get("/audit/report", params={"department": "统计局", "period": "2026"})
+    assert page.status_code == 200
+    assert 'id="used-requests">5<' in page.text
+    assert page.text.count('class="unavailable"') == 2
+
+
+@pytest.mark.parametrize("who", ["admin", "security"])
+async def test_reports_and_verification_are_for_auditors_only(
+    client: httpx.AsyncClient, credentials: Creds, who: str
+) -> None:
+    auth = basic(credentials, who)
+    report = await client.get("/api/admin/audit/report", params={"department": "统计局"}, auth=auth)
+    assert report.status_code == 403
+    assert (await client.post("/api/admin/audit/verify", auth=auth)).status_code == 403
+
+
+async def test_an_auditor_verifies_the_log_from_the_api_and_the_check_is_recorded(
+    client: httpx.AsyncClient, gateway: Gateway, credentials: Creds
+) -> None:
+    response = await client.post("/api/admin/audit/verify", auth=basic(credentials, "auditor"))
+    assert response.status_code == 200
+    assert response.json()["ok"] and response.json()["records"] == 5
+    assert staff_actions(gateway) == [("auditor", "audit-verify")]
+
+
+async def test_the_status_shows_the_journal_and_that_shipping_is_off(
+    client: httpx.AsyncClient, credentials: Creds
+) -> None:
+    response = await client.get("/api/admin/audit/status", auth=basic(credentials, "admin"))
+    body = response.json()
+    assert body["journal"]["last_seq"] == 5 and body["journal"]["written"] == 5
+    assert body["shipping"] == {**body["shipping"], "configured": False, "backlog": 0}
+    overview = await client.get("/api/admin/status", auth=basic(credentials, "admin"))
+    assert overview.json()["audit"]["journal"]["last_seq"] == 5
+
+
+async def test_when_elasticsearch_is_asked_for_but_not_configured_then_400(
+    client: httpx.AsyncClient, credentials: Creds
+) -> None:
+    response = await client.get(
+        "/api/admin/audit/search",
+        params={"store": "elasticsearch"},
+        auth=basic(credentials, "auditor"),
+    )
+    assert response.status_code == 400
+    assert "Elasticsearch" in response.json()["message"]
+
+
+async def test_the_overview_page_shows_the_journal_and_the_shipping_backlog(
+    client: httpx.AsyncClient, credentials: Creds
+) -> None:
+    user, password = basic(credentials, "admin")
+    await client.post("/login", data={"username": user, "password": password})
+    page = await client.get("/", follow_redirects=True)
+    assert 'id="journal-last-seq">6<' in page.text  # five accesses and the sign-in
+    assert 'id="shipping-backlog">未配置 (not configured)<' in page.text
