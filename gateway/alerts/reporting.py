@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, and_, select
+from sqlalchemy import Engine, and_, inspect, select
 
 from gateway.alerts.store import STATUS_NAMES, alerts
 from gateway.audit.report_sources import Listing
@@ -28,6 +28,8 @@ class DepartmentAlerts:
         self.engine = engine
 
     def listing(self, department: str, since: datetime, until: datetime) -> Listing:
+        if not inspect(self.engine).has_table("alerts"):
+            return Listing(True, COLUMNS, (), "尚无任何告警 (no alerts have ever been raised)")
         query = (
             select(alerts)
             .where(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, inspect
 
 from gateway.applications.model import Application
 from gateway.applications.store import list_applications
@@ -38,6 +38,8 @@ class OverdueApplications:
     def listing(self, department: str, since: datetime, until: datetime) -> Listing:
         today = china_today()
         first, last = since.astimezone(CHINA).date(), until.astimezone(CHINA).date()
+        if not inspect(self.engine).has_table("applications"):
+            return Listing(True, COLUMNS, (), "尚无任何申请 (no applications have ever been made)")
         provided = [ds for ds, provider in self.providers.items() if provider == department]
         with self.engine.connect() as conn:
             apps = [

@@ -135,15 +135,25 @@ def test_a_provider_sees_who_got_its_datasets(store: JournalStore, settings: Set
     assert report_json(report)["totals"]["provided_records"] == 532
 
 
-def test_when_applications_and_alerts_are_not_built_yet_the_report_says_not_available(
-    store: JournalStore, settings: Settings
+def test_when_a_section_cannot_be_produced_the_report_says_not_available(
+    store: JournalStore, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A deployment without those parts installed: the modules do not exist.
+    monkeypatch.setitem(report_sources.SOURCES, "overdue_applications", "gateway.not_installed_a:f")
+    monkeypatch.setitem(report_sources.SOURCES, "alerts", "gateway.not_installed_b:f")
     report = build_report(store, CATALOG, settings, "统计局", parse_period("2026"))
     assert not report.overdue_applications.available and not report.alerts.available
     html = render_html(report)
     assert html.count('class="unavailable"') == 2 and "统计局" in html
     rows = list(csv.reader(io.StringIO(render_csv(report).lstrip("\ufeff"))))
     assert rows[-2][:2] == ["overdue_applications", "not available"]
+
+
+def test_with_every_part_installed_both_sections_are_available(
+    store: JournalStore, settings: Settings
+) -> None:
+    report = build_report(store, CATALOG, settings, "统计局", parse_period("2026"))
+    assert report.overdue_applications.available and report.alerts.available
 
 
 def test_when_a_section_source_exists_its_listing_is_shown(
@@ -166,7 +176,7 @@ def test_when_a_section_source_exists_its_listing_is_shown(
     report = build_report(store, CATALOG, settings, "公安局", parse_period("2026"))
     assert report.overdue_applications.rows == (("A-1", "2026-03-01"),)
     assert "A-1" in render_html(report)
-    assert render_html(report).count('class="unavailable"') == 1  # alerts still are not
+    assert render_html(report).count('class="unavailable"') == 0
 
 
 def test_report_cells_cannot_become_spreadsheet_formulas(

@@ -84,7 +84,7 @@ async def test_an_auditor_gets_the_report_in_each_format_and_it_is_recorded(
     assert staff_actions(gateway) == [("auditor", "audit-report")]
 
 
-async def test_the_report_page_shows_the_report_and_the_missing_sections_honestly(
+async def test_the_report_page_shows_the_report_with_its_applications_and_alerts_sections(
     client: httpx.AsyncClient, credentials: Creds
 ) -> None:
     user, password = basic(credentials, "auditor")
@@ -92,7 +92,8 @@ async def test_the_report_page_shows_the_report_and_the_missing_sections_honestl
     page = await client.get("/audit/report", params={"department": "统计局", "period": "2026"})
     assert page.status_code == 200
     assert 'id="used-requests">5<' in page.text
-    assert page.text.count('class="unavailable"') == 2
+    assert page.text.count('class="unavailable"') == 0
+    assert 'id="alerts"' in page.text and "no alerts in the period" in page.text
 
 
 @pytest.mark.parametrize("who", ["admin", "security"])
