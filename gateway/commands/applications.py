@@ -8,9 +8,8 @@ from typing import Any
 
 from gateway.commands.admin_common import actor, admin_gateway, positive, split_list
 from gateway.commands.common import (
-    add_json_flag,
-    add_setting_flags,
     fail,
+    finish_command,
     print_json,
     settings_from,
 )
@@ -37,7 +36,7 @@ def register(sub: Any) -> None:
     submit.add_argument("--reason", required=True, help="申请理由 (reason and use)")
     submit.add_argument("--security-measures", default="", help="安全保障措施 (open applications)")
     submit.add_argument("--regulation", help="答复期限所依法规 (regulation code)")
-    _common(submit, _submit)
+    finish_command(submit, _submit)
 
     lst = apps_sub.add_parser("list", help="列出申请 (list applications)")
     lst.add_argument(
@@ -46,11 +45,11 @@ def register(sub: Any) -> None:
     lst.add_argument("--applicant")
     lst.add_argument("--dataset")
     lst.add_argument("--limit", type=positive, default=100)
-    _common(lst, _list)
+    finish_command(lst, _list)
 
     show = apps_sub.add_parser("show", help="查看申请 (show an application)")
     show.add_argument("application_id")
-    _common(show, _show)
+    finish_command(show, _show)
 
     approve = apps_sub.add_parser("approve", help="批准并生成授权 (approve: creates the grant)")
     approve.add_argument("application_id")
@@ -60,7 +59,7 @@ def register(sub: Any) -> None:
     approve.add_argument("--max-per-day", type=positive)
     approve.add_argument("--masking-profile")
     approve.add_argument("--note", default="")
-    _common(approve, _approve)
+    finish_command(approve, _approve)
 
     refuse = apps_sub.add_parser("refuse", help="不予批准，须注明法律依据 (refuse, citing the law)")
     refuse.add_argument("application_id")
@@ -68,22 +67,16 @@ def register(sub: Any) -> None:
         "--legal-basis", required=True, help="法律依据：法规名称与条款 (law, article)"
     )
     refuse.add_argument("--note", default="")
-    _common(refuse, _refuse)
+    finish_command(refuse, _refuse)
 
     withdraw = apps_sub.add_parser("withdraw", help="撤回申请 (withdraw)")
     withdraw.add_argument("application_id")
-    _common(withdraw, _withdraw)
+    finish_command(withdraw, _withdraw)
 
     sweep = apps_sub.add_parser(
         "sweep", help="处理到期事项：逾期申请、到期预警 (overdue applications, expiry warnings)"
     )
-    _common(sweep, _sweep)
-
-
-def _common(parser: argparse.ArgumentParser, func: Any) -> None:
-    add_json_flag(parser)
-    add_setting_flags(parser)
-    parser.set_defaults(func=func)
+    finish_command(sweep, _sweep)
 
 
 def _submit(args: argparse.Namespace) -> int:

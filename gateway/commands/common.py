@@ -27,6 +27,13 @@ def add_json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="只输出 JSON (machine-readable only)")
 
 
+def finish_command(parser: argparse.ArgumentParser, func: Any) -> None:
+    """The flags every listing command takes (--json, the settings) and the function it runs."""
+    add_json_flag(parser)
+    add_setting_flags(parser)
+    parser.set_defaults(func=func)
+
+
 def settings_from(args: argparse.Namespace, **extra: Any) -> Settings:
     overrides = {s.name: getattr(args, f"setting_{s.name}", None) for s in SETTINGS} | {
         k: v for k, v in extra.items() if v is not None

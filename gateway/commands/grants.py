@@ -8,9 +8,8 @@ from typing import Any
 
 from gateway.commands.admin_common import actor, admin_gateway, positive, split_list
 from gateway.commands.common import (
-    add_json_flag,
-    add_setting_flags,
     fail,
+    finish_command,
     print_json,
     settings_from,
 )
@@ -38,7 +37,7 @@ def register(sub: Any) -> None:
     add.add_argument("--max-per-day", type=positive, help="每日最多记录数 (records per day)")
     add.add_argument("--masking-profile", help="脱敏方案名称 (masking profile name)")
     add.add_argument("--note", default="", help="备注 (note)")
-    _common(add, _add)
+    finish_command(add, _add)
 
     lst = grants_sub.add_parser("list", help="列出授权 (list grants)")
     lst.add_argument("--dataset")
@@ -46,11 +45,11 @@ def register(sub: Any) -> None:
     lst.add_argument("--user")
     lst.add_argument("--status", choices=("active", "suspended", "revoked"))
     lst.add_argument("--limit", type=positive, default=100)
-    _common(lst, _list)
+    finish_command(lst, _list)
 
     show = grants_sub.add_parser("show", help="查看授权 (show a grant)")
     show.add_argument("grant_id")
-    _common(show, _show)
+    finish_command(show, _show)
 
     for name, status, help_text in (
         ("suspend", "suspended", "暂停授权 (suspend)"),
@@ -61,19 +60,13 @@ def register(sub: Any) -> None:
         cmd.add_argument("grant_id")
         cmd.add_argument("--reason", default="", help="原因 (reason, recorded in the audit log)")
         cmd.set_defaults(target_status=status)
-        _common(cmd, _set_status)
+        finish_command(cmd, _set_status)
 
     expiring = grants_sub.add_parser("expiring", help="即将到期的授权 (grants about to expire)")
     expiring.add_argument(
         "--days", type=int, help="未来多少个工作日内 (within N working days; default the setting)"
     )
-    _common(expiring, _expiring)
-
-
-def _common(parser: argparse.ArgumentParser, func: Any) -> None:
-    add_json_flag(parser)
-    add_setting_flags(parser)
-    parser.set_defaults(func=func)
+    finish_command(expiring, _expiring)
 
 
 def _add(args: argparse.Namespace) -> int:
