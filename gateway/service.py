@@ -40,6 +40,7 @@ from gateway.upstream import UpstreamBreaker
 from gateway.workdays import WorkCalendar, load_calendar
 
 if TYPE_CHECKING:
+    from gateway.alerts.elastic import AlertIndexer
     from gateway.audit.shipper import ShipperProcess
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class Gateway:
         self.hasher = SubjectHasher.from_home(settings.keys_dir)
         self.upstream = UpstreamBreaker()
         self.alerts = AlertService(self.engine, self.journal, make_notifiers(settings))
+        self.alert_indexer = _alert_indexer(settings, self.alerts)
         windows = RedisWindows(settings.redis_url) if settings.redis_url else None
         self.detection = DetectionEngine.from_rules_dir(
             DetectionContext(
@@ -170,6 +172,8 @@ class Gateway:
         self.quota.close()
         self.detection.close()
         self.alerts.close()
+        if self.alert_indexer is not None:
+            self.alert_indexer.close()
         self.journal.close()
         if self.shipper is not None:
             self.shipper.close()
@@ -215,6 +219,18 @@ class BackgroundSweep:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+
+
+def _alert_indexer(settings: Settings, alerts: AlertService) -> AlertIndexer | None:
+    """With Elasticsearch configured, every alert is also copied there (for Kibana)."""
+    if not settings.elasticsearch_url:
+        return None
+    from gateway.alerts.elastic import AlertIndexer
+    from gateway.audit.elastic import client_from_settings
+
+    indexer = AlertIndexer(client_from_settings(settings), alerts.store)
+    alerts.store.listeners.append(indexer.changed)
+    return indexer
 
 
 def _start_shipper(settings: Settings) -> ShipperProcess | None:

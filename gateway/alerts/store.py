@@ -9,12 +9,14 @@ entry naming who did it.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
     Column,
+    Connection,
     DateTime,
     Engine,
     ForeignKey,
@@ -196,72 +198,82 @@ class NewFinding:
 class AlertStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # Told the id of every alert that was opened or changed (e.g. to copy it elsewhere).
+        self.listeners: list[Callable[[str], None]] = []
+
+    def _changed(self, alert_id: str) -> None:
+        for listener in self.listeners:
+            listener(alert_id)
 
     def record(self, finding: NewFinding) -> tuple[Alert, bool]:
         """Open an alert, or group the finding into the open alert for the same rule and entity."""
-        now = datetime.now(UTC)
         with self.engine.begin() as conn:
-            row = conn.execute(
-                select(alerts).where(
-                    and_(
-                        alerts.c.rule == finding.rule,
-                        alerts.c.entity == finding.entity,
-                        alerts.c.status.not_in(CLOSED),
-                    )
+            alert, is_new = self._record(conn, finding, datetime.now(UTC))
+        self._changed(alert.id)  # after the commit: listeners read what was stored
+        return alert, is_new
+
+    def _record(self, conn: Connection, finding: NewFinding, now: datetime) -> tuple[Alert, bool]:
+        row = conn.execute(
+            select(alerts).where(
+                and_(
+                    alerts.c.rule == finding.rule,
+                    alerts.c.entity == finding.entity,
+                    alerts.c.status.not_in(CLOSED),
                 )
-            ).first()
-            if row is not None:
-                found = _Row(row._mapping)
-                grouped_evidence = json.loads(found.evidence)
-                _add_evidence(grouped_evidence, finding)
-                conn.execute(
-                    update(alerts)
-                    .where(alerts.c.id == found.id)
-                    .values(
-                        count=found.count + 1,
-                        last_seen=max(_aware(found.last_seen), finding.seen_at),
-                        evidence=json.dumps(grouped_evidence, ensure_ascii=False),
-                        summary=finding.summary,
-                        updated_at=now,
-                    )
-                )
-                grouped = conn.execute(select(alerts).where(alerts.c.id == found.id)).one()
-                return _alert(grouped), False
-            alert_id = "AL-" + new_request_id()
-            evidence: dict[str, Any] = {"requests": [], "truncated": False, "figures": []}
-            _add_evidence(evidence, finding)
+            )
+        ).first()
+        if row is not None:
+            found = _Row(row._mapping)
+            grouped_evidence = json.loads(found.evidence)
+            _add_evidence(grouped_evidence, finding)
             conn.execute(
-                alerts.insert().values(
-                    id=alert_id,
-                    rule=finding.rule,
-                    name=finding.name,
-                    severity=finding.severity,
-                    risk_score=finding.risk_score,
-                    status="open",
-                    entity=finding.entity,
-                    user_id=finding.user_id,
-                    department=finding.department,
-                    credential_id=finding.credential_id,
+                update(alerts)
+                .where(alerts.c.id == found.id)
+                .values(
+                    count=found.count + 1,
+                    last_seen=max(_aware(found.last_seen), finding.seen_at),
+                    evidence=json.dumps(grouped_evidence, ensure_ascii=False),
                     summary=finding.summary,
-                    first_seen=finding.seen_at,
-                    last_seen=finding.seen_at,
-                    count=1,
-                    evidence=json.dumps(evidence, ensure_ascii=False),
-                    created_at=now,
                     updated_at=now,
                 )
             )
-            conn.execute(
-                alert_timeline.insert().values(
-                    alert_id=alert_id,
-                    at=now,
-                    actor=f"detector:{finding.rule}",
-                    action="opened",
-                    note=finding.summary,
-                )
+            grouped = conn.execute(select(alerts).where(alerts.c.id == found.id)).one()
+            return _alert(grouped), False
+        alert_id = "AL-" + new_request_id()
+        evidence: dict[str, Any] = {"requests": [], "truncated": False, "figures": []}
+        _add_evidence(evidence, finding)
+        conn.execute(
+            alerts.insert().values(
+                id=alert_id,
+                rule=finding.rule,
+                name=finding.name,
+                severity=finding.severity,
+                risk_score=finding.risk_score,
+                status="open",
+                entity=finding.entity,
+                user_id=finding.user_id,
+                department=finding.department,
+                credential_id=finding.credential_id,
+                summary=finding.summary,
+                first_seen=finding.seen_at,
+                last_seen=finding.seen_at,
+                count=1,
+                evidence=json.dumps(evidence, ensure_ascii=False),
+                created_at=now,
+                updated_at=now,
             )
-            created = conn.execute(select(alerts).where(alerts.c.id == alert_id)).one()
-            return _alert(created), True
+        )
+        conn.execute(
+            alert_timeline.insert().values(
+                alert_id=alert_id,
+                at=now,
+                actor=f"detector:{finding.rule}",
+                action="opened",
+                note=finding.summary,
+            )
+        )
+        created = conn.execute(select(alerts).where(alerts.c.id == alert_id)).one()
+        return _alert(created), True
 
     def get(self, alert_id: str) -> Alert:
         with self.engine.connect() as conn:
@@ -353,6 +365,7 @@ class AlertStore:
                     else None,
                 )
             )
+        self._changed(alert_id)
 
 
 def _add_evidence(evidence: dict[str, Any], finding: NewFinding) -> None:
