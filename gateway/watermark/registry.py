@@ -42,7 +42,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.db import metadata
 from gateway.watermark.codes import wm_hex
@@ -422,16 +421,21 @@ def _insert_tags(
     new_tags: Sequence[tuple[int, int]],
     decoy_hashes: Sequence[str],
 ) -> None:
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    # Straight to the driver's executemany: a statistics page is hundreds of tags, and building
+    # a statement object per row would cost more than writing them. ON CONFLICT DO NOTHING is
+    # the same in SQLite and PostgreSQL; only the placeholder differs.
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     if new_tags:
-        conn.execute(
-            insert(tags).on_conflict_do_nothing(),
-            [{"tag": t, "watermark_id": watermark_id, "kind": k} for t, k in new_tags],
+        conn.exec_driver_sql(
+            f"INSERT INTO watermark_tags (tag, watermark_id, kind) VALUES ({mark}, {mark}, {mark})"
+            " ON CONFLICT DO NOTHING",
+            [(t, watermark_id, k) for t, k in new_tags],
         )
     if decoy_hashes:
-        conn.execute(
-            insert(decoy_subjects).on_conflict_do_nothing(),
-            [{"subject_hash": h, "watermark_id": watermark_id} for h in decoy_hashes],
+        conn.exec_driver_sql(
+            "INSERT INTO watermark_decoy_subjects (subject_hash, watermark_id)"
+            f" VALUES ({mark}, {mark}) ON CONFLICT DO NOTHING",
+            [(h, watermark_id) for h in decoy_hashes],
         )
 
 
