@@ -150,7 +150,7 @@ def _targets(tracer: Tracer, served: list[leaks.Served]) -> dict[str, Any]:
     rng = random.Random(3)
     pseudonymised = served[0]
     plain = served[1]
-    one = tracer.trace(leaks.leak(pseudonymised, 1, "columns dropped and renamed", rng))
+    one = tracer.trace(leaks.leak(pseudonymised, 1, "JSON → CSV → XLSX", rng))
     two_hundred = tracer.trace(leaks.leak(plain, 200, "JSON → CSV → XLSX", rng))
 
     def verdict(result: Any, want: str) -> dict[str, Any]:

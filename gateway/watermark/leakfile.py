@@ -30,6 +30,7 @@ __all__ = ["LeakError", "LeakTable", "read_leak"]
 Progress = Callable[[int], None]  # called with the number of bytes just read
 MAX_ROWS = 100_000
 _ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060]")
+_DIGIT_RUN = re.compile(r"\d{3}")  # P00000001 is a record key, not a column name
 _HEADER_NAME = re.compile(r"[^\W\d][\w .()（）/-]{0,63}")
 
 
@@ -257,7 +258,10 @@ def _neutral(cell: str) -> str:
 
 def _looks_like_header(row: list[str]) -> bool:
     """Names, not values: every cell a short word, none a number, an identifier or a date."""
-    return all(c and _HEADER_NAME.fullmatch(c.strip()) for c in row) and len(set(row)) == len(row)
+    return (
+        all(c and _HEADER_NAME.fullmatch(c.strip()) and not _DIGIT_RUN.search(c) for c in row)
+        and len(set(row)) == len(row)
+    )
 
 
 def read_http_response(data: bytes, max_rows: int) -> LeakTable:
