@@ -71,18 +71,18 @@ def routes(console: Console) -> list[Route]:
 
     @console.page(*TRACERS)
     async def trace_upload(request: Request) -> Response:
-        form = await request.form(max_part_size=MAX_UPLOAD)
-        upload = form.get("file")
         context: dict[str, Any] = {
             "staff": request.state.staff,
             "result": None,
             "error": None,
             "alert_threshold": ALERT_THRESHOLD,
         }
-        if not isinstance(upload, UploadFile) or not upload.filename:
-            context["error"] = "请选择文件 (choose a file)"
-            return templates.TemplateResponse(request, "trace.html", context, status_code=400)
-        outcome = await traced(request, upload, upload.filename)
+        async with request.form(max_part_size=MAX_UPLOAD) as form:
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile) or not upload.filename:
+                context["error"] = "请选择文件 (choose a file)"
+                return templates.TemplateResponse(request, "trace.html", context, status_code=400)
+            outcome = await traced(request, upload, upload.filename)
         if isinstance(outcome, str):
             context["error"] = outcome
             return templates.TemplateResponse(request, "trace.html", context, status_code=400)
@@ -91,16 +91,18 @@ def routes(console: Console) -> list[Route]:
 
     @console.api(*TRACERS)
     async def trace_api(request: Request) -> Response:
-        source: UploadFile | _Body
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
-            form = await request.form(max_part_size=MAX_UPLOAD)
-            upload = form.get("file")
-            if not isinstance(upload, UploadFile):
-                return api_error(400, "bad_request", "缺少文件字段 file (missing the file field)")
-            source, name = upload, upload.filename or "upload"
+            async with request.form(max_part_size=MAX_UPLOAD) as form:
+                upload = form.get("file")
+                if not isinstance(upload, UploadFile):
+                    return api_error(
+                        400, "bad_request", "缺少文件字段 file (missing the file field)"
+                    )
+                outcome = await traced(request, upload, upload.filename or "upload")
         else:
-            source, name = _Body(request), request.query_params.get("name", "upload")
-        outcome = await traced(request, source, name)
+            outcome = await traced(
+                request, _Body(request), request.query_params.get("name", "upload")
+            )
         if isinstance(outcome, str):
             return api_error(400, "bad_request", outcome)
         return JSONResponse(outcome.to_json())

@@ -258,10 +258,9 @@ def _neutral(cell: str) -> str:
 
 def _looks_like_header(row: list[str]) -> bool:
     """Names, not values: every cell a short word, none a number, an identifier or a date."""
-    return (
-        all(c and _HEADER_NAME.fullmatch(c.strip()) and not _DIGIT_RUN.search(c) for c in row)
-        and len(set(row)) == len(row)
-    )
+    return all(
+        c and _HEADER_NAME.fullmatch(c.strip()) and not _DIGIT_RUN.search(c) for c in row
+    ) and len(set(row)) == len(row)
 
 
 def read_http_response(data: bytes, max_rows: int) -> LeakTable:
@@ -291,9 +290,12 @@ def read_http_response(data: bytes, max_rows: int) -> LeakTable:
 def _xlsx(source: Path | IO[bytes], max_rows: int, progress: Progress | None) -> LeakTable:
     from openpyxl import load_workbook
 
+    # A file object, not a path: openpyxl judges a path by its extension, and an upload has none.
+    handle = source.open("rb") if isinstance(source, Path) else source
     try:
-        book = load_workbook(source, read_only=True, data_only=True)
+        book = load_workbook(handle, read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises many kinds for a damaged workbook
+        handle.close()
         raise LeakError(f"无法读取 XLSX (cannot read the workbook): {exc}") from None
     sink = _Sink(max_rows)
     columns: list[str] = []
@@ -317,6 +319,7 @@ def _xlsx(source: Path | IO[bytes], max_rows: int, progress: Progress | None) ->
                     progress(0)
     finally:
         book.close()
+        handle.close()
     if sink.seen == 0:
         raise LeakError("工作簿中没有数据行 (no rows of data in the workbook)")
     if not columns:

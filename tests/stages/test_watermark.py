@@ -142,7 +142,7 @@ async def test_when_the_registry_cannot_record_then_no_data_is_released(
 
     monkeypatch.setattr(gateway.registry, "register", broken)
     raw = rows("population", 5)
-    ctx, flow = await fetch(
+    _ctx, flow = await fetch(
         gateway, credentials, "sw_officer", "tax_administration", "population", raw
     )
     assert flow.response is not None and flow.response.status_code == 503

@@ -63,7 +63,7 @@ def test_leaks_in_the_shapes_leakers_leave_them_are_read(
     path.write_bytes(content)
     table = read_leak(path)
     assert table.total_rows == rows
-    assert any("P00000001" == str(c) for row in table.rows for c in row)
+    assert any(str(c) == "P00000001" for row in table.rows for c in row)
 
 
 def test_a_saved_response_keeps_its_headers_for_the_signature(tmp_path: Path) -> None:
