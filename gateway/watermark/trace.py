@@ -519,7 +519,17 @@ class _Run:
             log10_p = min(0.0, bound + min(ev.log10_p for ev in evidence))
             if _p(log10_p) <= threshold:
                 out.append(Candidate(entry, evidence, log10_p))
-        out.sort(key=lambda c: (c.log10_p, -len(c.evidence), c.entry.request_id))
+        # Equal evidence (a recipient's pseudonyms are the same in every response it got, so
+        # the same rows match each response that held them): more layers first, then the
+        # smaller response, which explains the leak more tightly, then the most recent.
+        out.sort(
+            key=lambda c: (
+                round(c.log10_p, 6),
+                -len(c.evidence),
+                c.entry.records,
+                -c.entry.issued_at.timestamp(),
+            )
+        )
         return out
 
 

@@ -94,8 +94,14 @@ def run_trace(
         )
     )
     if alert:
+        # One alert per receiving person and key: the responses it names are all in its
+        # evidence (best first), so the incident report covers every one that could have leaked.
+        groups: dict[tuple[str | None, str | None, str], list[Candidate]] = {}
         for candidate in traced:
-            raise_alert(gateway, candidate, source, data_sha256)
+            e = candidate.entry
+            groups.setdefault((e.user_id, e.credential_id, e.recipient), []).append(candidate)
+        for candidates in groups.values():
+            raise_alert(gateway, candidates, source, data_sha256)
     return result
 
 
@@ -105,32 +111,36 @@ def tracer_layers() -> tuple[str, ...]:
     return LAYERS
 
 
-def raise_alert(gateway: Gateway, candidate: Candidate, source: str, data_sha256: str) -> None:
-    e = candidate.entry
-    layers = sorted({ev.layer for ev in candidate.evidence})
+def raise_alert(
+    gateway: Gateway, candidates: Sequence[Candidate], source: str, data_sha256: str
+) -> None:
+    best = candidates[0]
+    e = best.entry
+    layers = sorted({ev.layer for c in candidates for ev in c.evidence})
     evidence: dict[str, Any] = {
         "user_id": e.user_id,
         "department": e.department,
         "credential_id": e.credential_id,
         "request_id": e.request_id,
-        "request_ids": [e.request_id],
+        "request_ids": [c.entry.request_id for c in candidates],
         "recipient": e.recipient,
         "dataset": e.dataset,
         "purpose": e.purpose,
         "watermark_id": e.watermark,
         "issued_at": e.issued_at.isoformat(),
-        "false_match_probability": candidate.probability,
+        "false_match_probability": best.probability,
         "layers": layers,
         "file": source,
         "file_sha256": data_sha256,
-        "data_subjects": candidate.subjects,
+        "data_subjects": best.subjects,
     }
+    more = f"（及另外 {len(candidates) - 1} 次响应）" if len(candidates) > 1 else ""
     gateway.detection.raise_external(
         RULE,
         Finding(
             e.user_id or e.recipient,
             f"泄露文件 {source} 溯源至 {e.recipient}（{e.user_id}）{e.issued_at:%Y-%m-%d} 的请求"
-            f" {e.request_id}（{e.dataset}，偶然匹配概率 {candidate.probability:.1e}）",
+            f" {e.request_id}{more}（{e.dataset}，偶然匹配概率 {best.probability:.1e}）",
             evidence,
         ),
     )
