@@ -18,6 +18,7 @@ from mitmproxy import http
 from gateway.context import RequestContext
 from gateway.errors import Refusal
 from gateway.service import Gateway
+from gateway.watermark.codes import wm_hex
 from gateway.watermark.registry import RegistryError, ResponseEntry
 
 __all__ = ["RegisterStage", "watermark_unavailable"]
@@ -49,6 +50,8 @@ class RegisterStage:
             await asyncio.wrap_future(self.registry.register(ResponseEntry.from_plan(marker.plan)))
         except RegistryError:
             raise watermark_unavailable() from None
+        # The audit event names a watermark only once the registry knows it.
+        ctx.delivery.watermark_id = wm_hex(marker.plan.wm)
 
     async def response(self, ctx: RequestContext, flow: http.HTTPFlow) -> None:
         marker = ctx.watermark
@@ -93,5 +96,6 @@ class RegisterStage:
                 await asyncio.wrap_future(self.registry.register(entry, marker.drain(), decoys))
             except RegistryError:
                 raise watermark_unavailable() from None
+            ctx.delivery.watermark_id = wm_hex(marker.plan.wm)
         if decoys:
             self.on_decoys(set(decoys))

@@ -14,7 +14,7 @@ from mitmproxy import http
 from gateway.context import RequestContext
 from gateway.service import Gateway
 from gateway.shaping.operators import FormatPreserving, Hash, Pseudonym
-from gateway.watermark.codes import new_watermark_id, wm_hex
+from gateway.watermark.codes import new_watermark_id
 from gateway.watermark.marker import Watermarker, WatermarkPlan, pseudonym_space
 
 # Above this many tags an export hands them to the registry's writer, so memory stays flat.
@@ -83,7 +83,6 @@ class WatermarkStage:
             self.keyring,
             self.tag_limit,
         )
-        ctx.delivery.watermark_id = wm_hex(wm)
 
     def response(self, ctx: RequestContext, flow: http.HTTPFlow) -> None:
         marker = ctx.watermark

@@ -91,11 +91,8 @@ class Watermarker:
         layers = plan.layers
         version = plan.key_version
         self._key_field = plan.dataset.key
-        self._fingerprint = (
-            Selector(self.keyring, plan.recipient, plan.dataset.id, version)
-            if "fingerprint" in layers and plan.carriers
-            else None
-        )
+        self._select = Selector(self.keyring, plan.recipient, plan.dataset.id, version)
+        self._fingerprint = self._select if "fingerprint" in layers and plan.carriers else None
         self._code = codeword(self.keyring, version, plan.wm)
         self._tagkey = TagKey(self.keyring, version)
         self._pseudonyms = (
@@ -143,10 +140,7 @@ class Watermarker:
                 return
 
     def _selector_value(self, field_name: str, anchor: str) -> int:
-        selector = self._fingerprint or Selector(
-            self.keyring, self.plan.recipient, self.plan.dataset.id, self.plan.key_version
-        )
-        return selector(field_name, anchor)[2]
+        return self._select(field_name, anchor)[2]
 
     def _register_pseudonyms(self, record: Record, anchor: str) -> None:
         if self.tagged_records >= self.tag_limit:

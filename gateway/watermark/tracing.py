@@ -17,6 +17,7 @@ from detectors.kinds import Finding
 from gateway.audit.search import AuditQuery, search
 from gateway.audit.staff import staff_event
 from gateway.watermark.leakfile import LeakTable
+from gateway.watermark.policy import LAYERS
 from gateway.watermark.signing import ResponseVerifier
 from gateway.watermark.trace import REPORT_THRESHOLD, Candidate, Tracer, TraceResult
 
@@ -76,7 +77,7 @@ def run_trace(
 ) -> TraceResult:
     """Trace `table`, record the trace as a staff event, and raise the traced-leak alerts."""
     tracer = tracer_for(gateway)
-    result = tracer.trace(table, layers or tracer_layers(), threshold)
+    result = tracer.trace(table, layers or LAYERS, threshold)
     traced = [c for c in result.candidates if c.probability < ALERT_THRESHOLD]
     gateway.journal.append(
         staff_event(
@@ -103,12 +104,6 @@ def run_trace(
         for candidates in groups.values():
             raise_alert(gateway, candidates, source, data_sha256)
     return result
-
-
-def tracer_layers() -> tuple[str, ...]:
-    from gateway.watermark.policy import LAYERS
-
-    return LAYERS
 
 
 def raise_alert(

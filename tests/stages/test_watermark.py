@@ -225,3 +225,19 @@ async def test_tracing_works_after_a_restart_and_a_key_rotation(
         assert top.probability < 1e-9
     finally:
         reopened.close()
+
+
+async def test_a_refused_response_names_no_watermark_in_the_audit_log(
+    gateway: Gateway, credentials: Creds
+) -> None:
+    flow = request_flow(
+        "/api/v1/datasets/population/records/P99999999",
+        key=credentials["sw_officer"]["api_key"],
+        purpose="tax_administration",
+    )
+    ctx = await drive(
+        Pipeline(default_stages(gateway)), flow, json_response({"error": "not found"}, status=404)
+    )
+    assert flow.response is not None and flow.response.status_code == 404
+    assert ctx.audit_event is not None and ctx.audit_event.watermark_id is None
+    assert gateway.registry.by_request(ctx.request_id) is None
