@@ -100,6 +100,9 @@ decoy_subjects = Table(
 )
 
 
+_INSERT_RESPONSE = responses.insert()
+
+
 class RegistryError(Exception):
     """The registry could not record a response: the response must not be released."""
 
@@ -256,8 +259,11 @@ class WatermarkRegistry:
         new_tags: Sequence[tuple[int, int]] = (),
         decoy_hashes: Sequence[str] = (),
     ) -> concurrent.futures.Future[Any]:
+        row = entry.row()
+
         def job(conn: Connection) -> None:
-            conn.execute(responses.insert().values(**entry.row()))
+            # Parameters apart from the statement: its compiled form is cached between calls.
+            conn.execute(_INSERT_RESPONSE, row)
             _insert_tags(conn, _signed(entry.watermark_id), new_tags, decoy_hashes)
 
         return self.submit(job)

@@ -142,6 +142,7 @@ class ResponseSigner:
     def __init__(self, keyring: KeyRing) -> None:
         self.keyring = keyring
         self._keys: dict[int, tuple[str, Ed25519PrivateKey]] = {}
+        self._signer = HTTPMessageSigner(signature_algorithm=algorithms.ED25519)
 
     def key(self, version: int) -> tuple[str, Ed25519PrivateKey]:
         found = self._keys.get(version)
@@ -171,10 +172,7 @@ class ResponseSigner:
         message = _Message(status, headers)
         if content_digest is not None:
             message.headers["Content-Digest"] = content_digest
-        signer = HTTPMessageSigner(
-            signature_algorithm=algorithms.ED25519, key_resolver=_Keys(private={key_id: private})
-        )
-        signer.sign(
+        prepared = self._signer.prepare(
             message,
             key_id=key_id,
             created=created or datetime.now(UTC),
@@ -184,9 +182,14 @@ class ResponseSigner:
             body=body,
             use_existing_digest=content_digest is not None,
         )
+        # The library's apply() would rebuild the signature base to check that nothing moved
+        # between prepare and sign; here both happen in one call on a private copy, so the
+        # fields are written directly (the same serialisation apply() produces).
+        signature = base64.b64encode(private.sign(prepared.signature_base)).decode()
         return {
-            name: message.headers[name]
-            for name in ("Content-Digest", "Signature-Input", "Signature")
+            "Content-Digest": message.headers["Content-Digest"],
+            "Signature-Input": f"{prepared.label}={prepared.signature_params}",
+            "Signature": f"{prepared.label}=:{signature}:",
         }
 
     def public_keys(self) -> dict[str, Any]:
