@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SUITES = ("proxy", "decisions", "scanner", "shaping", "journal", "detection")
+SUITES = ("proxy", "decisions", "scanner", "shaping", "journal", "detection", "watermark")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "gateway.commands.grants",
     "gateway.commands.applications",
     "gateway.commands.policy",
+    "gateway.commands.watermark",
 )
 
 

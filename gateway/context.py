@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from gateway.audit.events import AccessEvent
     from gateway.shaping import Shaper
     from gateway.stages.export import ExportStream
+    from gateway.watermark.marker import Watermarker
 
 METADATA_KEY = "shareguard"
 
@@ -85,6 +86,7 @@ class RequestContext:
     audit_event: AccessEvent | None = None  # the complete event, once it is durable
     stream_failed: str | None = None
     audited_start: bool = False
+    watermark: Watermarker | None = None  # the response's watermark (issue 5)
 
     @property
     def answered_locally(self) -> bool:

@@ -34,7 +34,8 @@ def create_schema(engine: Engine) -> None:
     import gateway.applications.store
     import gateway.grants.store
     import gateway.identity
-    import gateway.revision  # noqa: F401
+    import gateway.revision
+    import gateway.watermark.registry  # noqa: F401
 
     metadata.create_all(engine)
 

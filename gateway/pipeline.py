@@ -1,8 +1,11 @@
 """The pipeline: the stages in their fixed order, run for each mitmproxy hook.
 
-request:         route → identify → purpose → authorize → quota → forward → shape (builds the shaper)
-responseheaders: export (streamed bulk downloads) → audit (the `started` event)
-response:        decode → shape → quota-ledger → encode → export → audit → detect
+request:         route → identify → purpose → authorize → quota → forward → shape (builds the
+                 shaper) → watermark (plans the response's watermark)
+responseheaders: export (streamed bulk downloads) → watermark-stream → sign (provenance header)
+                 → register (the registry row) → audit (the `started` event)
+response:        decode → shape → quota-ledger → watermark → encode → export → sign → register
+                 → audit → detect
 
 A stage raises `Refusal` to refuse; the pipeline turns it into the CONTRACT's error response.
 Any other exception is a refusal too (fail closed). After a refusal only stages that declare
@@ -41,8 +44,11 @@ def default_stages(gateway: Gateway) -> list[Any]:
     from gateway.stages.identify import IdentifyStage
     from gateway.stages.purpose import PurposeStage
     from gateway.stages.quota import QuotaLedgerStage, QuotaStage
+    from gateway.stages.register import RegisterStage
     from gateway.stages.route import RouteStage
     from gateway.stages.shape import ShapeStage
+    from gateway.stages.sign import SignStage
+    from gateway.stages.watermark import StreamWatermarkStage, WatermarkStage
 
     return [
         RouteStage(gateway.routes),
@@ -54,8 +60,12 @@ def default_stages(gateway: Gateway) -> list[Any]:
         DecodeStage(gateway.settings.max_body_bytes),
         ShapeStage(gateway),
         QuotaLedgerStage(gateway),
+        WatermarkStage(gateway),
         EncodeStage(gateway.hasher),
         ExportStage(gateway.hasher, gateway.settings.max_body_bytes),
+        StreamWatermarkStage(gateway),
+        SignStage(gateway),
+        RegisterStage(gateway),
         AuditStage(gateway.journal),
         DetectStage(gateway.detection, gateway.catalog),
     ]

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from detectors.engine import DetectionEngine
 from detectors.kinds import DetectionContext
+from detectors.kinds.honeytoken import Honeytoken
 from detectors.windows import RedisWindows
 from gateway import revision
 from gateway.alerts.grant_actions import GrantResponses
@@ -25,7 +26,7 @@ from gateway.errors import Refusal
 from gateway.grants.admin import GrantAdmin
 from gateway.grants.index import GrantIndex
 from gateway.identity import IdentityIndex, Subject
-from gateway.keys import SubjectHasher
+from gateway.keys import KeyRing, SubjectHasher
 from gateway.policy import PolicyEngine
 from gateway.policy.decider import Decider
 from gateway.policy.watcher import PolicyWatcher
@@ -37,6 +38,9 @@ from gateway.settings import Settings
 from gateway.shaping import load_masking
 from gateway.shaping.profiles import MaskingPolicy
 from gateway.upstream import UpstreamBreaker
+from gateway.watermark.policy import WatermarkPolicy, load_watermarks
+from gateway.watermark.registry import WatermarkRegistry
+from gateway.watermark.signing import ResponseSigner
 from gateway.workdays import WorkCalendar, load_calendar
 
 if TYPE_CHECKING:
@@ -61,6 +65,9 @@ class Gateway:
         self.masking: MaskingPolicy = load_masking(
             policies / "masking.toml", self.catalog, self.taxonomy
         )
+        self.watermarks: WatermarkPolicy = load_watermarks(
+            policies / "watermarks.toml", self.catalog, self.taxonomy
+        )
         settings.home.mkdir(parents=True, exist_ok=True)
         self.engine: Engine = make_engine(settings.state_database_url)
         create_schema(self.engine)
@@ -76,6 +83,11 @@ class Gateway:
         self.journal = journal or open_journal(settings, index_subjects=True)
         self.shipper = _start_shipper(settings)
         self.hasher = SubjectHasher.from_home(settings.keys_dir)
+        # Master keys for pseudonyms, watermarks and response signatures, sealed at rest.
+        self.keyring: KeyRing = settings.keyring()
+        self.registry = WatermarkRegistry(self.engine)
+        self.signer = ResponseSigner(self.keyring)
+        self.signer.publish(settings.home)
         self.upstream = UpstreamBreaker()
         self.alerts = AlertService(self.engine, self.journal, make_notifiers(settings))
         self.alert_indexer = _alert_indexer(settings, self.alerts)
@@ -88,6 +100,7 @@ class Gateway:
             windows=windows,
         )
         self.detection.start()
+        self.register_decoys(self.registry.decoy_subject_hashes())
         self.admin = GrantAdmin(
             self.engine,
             self.catalog,
@@ -139,6 +152,15 @@ class Gateway:
                     "策略库暂不可用，网关拒绝放行 (policy store unavailable; the gateway refuses)",
                 ) from exc
 
+    def register_decoys(self, subject_hashes: set[str]) -> None:
+        """Decoy identities the watermark delivered join the honeytokens: any later look-up of
+        one is an alert (they are loaded from the registry again at every start)."""
+        if not subject_hashes:
+            return
+        for detector in self.detection.detectors:
+            if isinstance(detector, Honeytoken):
+                detector.add_subjects(subject_hashes)
+
     def authenticate(self, api_key: str, now: datetime) -> Subject | None:
         return self.identity.authenticate(api_key, now)
 
@@ -174,6 +196,7 @@ class Gateway:
         self.alerts.close()
         if self.alert_indexer is not None:
             self.alert_indexer.close()
+        self.registry.close()
         self.journal.close()
         if self.shipper is not None:
             self.shipper.close()

@@ -12,9 +12,12 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.errors import ConfigError
+
+if TYPE_CHECKING:
+    from gateway.keys import KeyRing
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -202,6 +205,25 @@ SETTINGS: tuple[Setting, ...] = (
         "data stream the audit events are shipped to",
     ),
     Setting("elasticsearch_batch", _positive, "500", "most audit events sent in one bulk request"),
+    Setting(
+        "key_passphrase",
+        _optional,
+        "",
+        "passphrase that seals the master keys at rest (prefer key_passphrase_file); default: a "
+        "generated key-encryption key in the keys folder",
+    ),
+    Setting(
+        "key_passphrase_file",
+        _optional,
+        "",
+        "file holding the passphrase that seals the master keys at rest",
+    ),
+    Setting(
+        "watermark_tag_limit",
+        _positive,
+        "5000000",
+        "most records of one response whose keyed tags go to the watermark registry",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -237,6 +259,9 @@ class Settings:
     elasticsearch_ca_certs: str | None
     elasticsearch_data_stream: str
     elasticsearch_batch: int
+    key_passphrase: str | None
+    key_passphrase_file: str | None
+    watermark_tag_limit: int
 
     @property
     def state_database_url(self) -> str:
@@ -253,6 +278,13 @@ class Settings:
     @property
     def keys_dir(self) -> Path:
         return self.home / "keys"
+
+    def keyring(self) -> KeyRing:
+        """The master keys, opened with the configured key-encryption key."""
+        from gateway.keys import KeyRing
+
+        passphrase_file = Path(self.key_passphrase_file) if self.key_passphrase_file else None
+        return KeyRing.from_settings(self.keys_dir, self.key_passphrase, passphrase_file)
 
 
 def load_settings(

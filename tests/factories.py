@@ -12,6 +12,7 @@ from mitmproxy.test import tflow, tutils
 from gateway.audit.events import AccessEvent
 from gateway.context import RequestContext, start_context
 from gateway.pipeline import Pipeline
+from gateway.watermark.carriers import strip_text_marks
 
 UPSTREAM = ("127.0.0.1", 8090)
 
@@ -167,3 +168,18 @@ def access_event(n: int, **kw: Any) -> AccessEvent:
     }
     fields.update(kw)
     return AccessEvent(**fields)
+
+
+def unmarked(value: Any) -> Any:
+    """A delivered value with the watermark's text changes undone (digit widths, zero-width
+    characters, a trailing space), for tests about shaping rather than watermarks."""
+    return strip_text_marks(value)
+
+
+def real_rows(
+    delivered: list[dict[str, Any]], raw: list[dict[str, Any]], key: str = "record_id"
+) -> list[dict[str, Any]]:
+    """The delivered records that came from the platform: decoy rows (statistics and open data
+    get some) left out."""
+    keys = {r[key] for r in raw}
+    return [r for r in delivered if r[key] in keys]

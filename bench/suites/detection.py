@@ -20,6 +20,7 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
+from bench import leaks
 from bench.traffic import FakePlatform, Simulation, at, benign_day
 from detectors.engine import Detection, DetectionEngine
 from detectors.observation import Observation
@@ -31,6 +32,7 @@ from gateway.grants.model import GrantSpec
 from gateway.pipeline import Pipeline, default_stages
 from gateway.service import Gateway
 from gateway.settings import load_settings
+from gateway.watermark.tracing import run_trace
 
 START = date(
     2026, 9, 14
@@ -173,6 +175,34 @@ async def schema_drift(sim: Simulation, store: DemoStore, day: date) -> None:
         sim.platform.tamper = None
 
 
+# Seconds from starting a trace to the stored alert, per scenario label (traced leaks).
+TRACE_SECONDS: dict[str, float] = {}
+
+
+async def leak_traced(sim: Simulation, store: DemoStore, day: date) -> None:
+    """统计局 fetches a page, a sixth of it turns up online as a CSV; the security team traces it."""
+    ctx = await sim.call(
+        at(day, 10, 0),
+        "tj_analyst",
+        "/api/v1/datasets/population/records?limit=600",
+        "statistics",
+        label="leak_traced",
+    )
+    assert ctx.body is not None
+    gateway = next(s.gateway for s in sim.pipeline.stages if s.name == "watermark")
+    leaked = random.Random(5).sample(ctx.body.records, 100)
+    started = time.perf_counter()
+    run_trace(
+        gateway,
+        leaks.table_of(leaked, "csv"),
+        actor="security",
+        roles=("security",),
+        source="found-online.csv",
+        data_sha256="0" * 64,
+    )
+    TRACE_SECONDS["leak_traced"] = time.perf_counter() - started
+
+
 SCENARIOS = (
     Scenario("bulk_volume", ("bulk_volume",), date(2026, 11, 2), bulk_volume),
     Scenario("purpose_drift", ("purpose_drift",), date(2026, 11, 2), purpose_drift),
@@ -186,6 +216,9 @@ SCENARIOS = (
     Scenario("refusal_burst", ("refusal_burst",), date(2026, 11, 6), refusal_burst),
     Scenario("off_hours", ("off_hours",), date(2026, 11, 7), off_hours),
     Scenario("aggregation", ("aggregation",), date(2026, 11, 4), aggregation),
+    Scenario(
+        "leak_traced (a leaked file traced)", ("leak_traced",), date(2026, 11, 6), leak_traced
+    ),
 )
 
 
@@ -312,7 +345,11 @@ def _score(
     by_label: dict[str, list[Detection]] = {}
     false_alerts: list[str] = []
     for d in detections:
-        label = sim.labels.get(d.observation.request_id, "benign") if d.observation else "benign"
+        # A traced leak comes from a trace, not an access: its evidence names the request.
+        request_id = (
+            d.observation.request_id if d.observation else d.finding.evidence.get("request_id")
+        )
+        label = sim.labels.get(str(request_id), "benign")
         if label == "benign":
             false_alerts.append(f"{d.rule.id}: {d.finding.summary}")
         else:
@@ -328,7 +365,9 @@ def _score(
             if first is not None and label in sim.first_request
             else None
         )
-        if delay is not None:
+        if label in TRACE_SECONDS and found:
+            delay = TRACE_SECONDS[label]  # the leak's discovery is outside the gateway: the trace
+        elif delay is not None:
             delays.append(delay)
         rows[scenario.name] = {
             "detected": bool(found),
@@ -397,7 +436,9 @@ def _markdown(f: dict[str, Any]) -> str:
         f"(**{f['false_alerts_per_10k_benign']} per 10,000**).",
         f"- Engine throughput (all detectors, in memory): **{t['events_per_second']:,} events/s** "
         f"({t['events']} recorded observations replayed).",
-        "- Not yet in this run: traced leaks (needs tracing).",
+        "- The traced leak: a statistics page of 600 records, 100 of them found as a CSV and traced "
+        "(`run_trace`, as `shareguard trace` runs it); its time to alert is the trace's wall time, "
+        "since when a leak is found lies outside the gateway.",
     ]
     for example in f["false_alert_examples"]:
         lines.append(f"  - false alert: {example}")

@@ -29,6 +29,11 @@ class Honeytoken(Detector):
         hit_subjects = 0
         if self.subjects and obs.records <= self.small:
             hit_subjects = len(self.subjects.intersection(obs.subjects))
+        if self.subjects and obs.queried:
+            # A look-up by a decoy's identifier finds nothing at the platform, but asking is
+            # the signal: only someone holding a leaked file knows that identity.
+            hashed = {self.context.subject_hasher(q) for q in obs.queried}
+            hit_subjects = max(hit_subjects, len(self.subjects & hashed))
         if not hit_key and not hit_subjects:
             return None
         what = f"蜜罐记录 {obs.record_key}" if hit_key else f"{hit_subjects} 条诱饵记录"

@@ -75,11 +75,24 @@ def build_report(
             window = float(figures["window_seconds"])
     scope_since = since or alert.first_seen - timedelta(seconds=window)
     scope_until = alert.updated_at if alert.status in CLOSED else datetime.now(UTC)
-    events = list(
-        _scope_events(
-            settings, alert.user_id, alert.credential_id, scope_since, scope_until, hasher
+    # A traced leak names the responses that leaked: those, not a window of recent access,
+    # are the incident (they may be months old).
+    traced = [
+        rid
+        for figures in alert.evidence.get("figures", [])
+        for rid in figures.get("request_ids", [])
+    ]
+    if traced and since is None:
+        events = list(_request_events(settings, list(dict.fromkeys(traced)), hasher))
+        stamps = [datetime.fromisoformat(e["@timestamp"].replace("Z", "+00:00")) for e in events]
+        if stamps:
+            scope_since, scope_until = min(stamps), max(stamps)
+    else:
+        events = list(
+            _scope_events(
+                settings, alert.user_id, alert.credential_id, scope_since, scope_until, hasher
+            )
         )
-    )
     subjects: dict[str, None] = {}
     truncated = False
     datasets: dict[str, set[str]] = {}
@@ -157,6 +170,22 @@ def _scope_events(
         if len(page) < PAGE:
             return
         offset += PAGE
+
+
+def _request_events(
+    settings: Settings, request_ids: list[str], hasher: Callable[[str], str]
+) -> Iterator[dict[str, Any]]:
+    """The complete access events of the given requests (a streamed export's `started` event
+    carries no data)."""
+    for request_id in request_ids:
+        page = search(
+            settings.journal_path,
+            AuditQuery(request_id=request_id, kind="access", limit=10),
+            hasher,
+        ).events
+        for event in page:
+            if event["shareguard"].get("phase") != "started":
+                yield event
 
 
 def _data_types(

@@ -35,6 +35,7 @@ ROUTE_MODULES = (
     "gateway.console.audit_pages",
     "gateway.console.alerts_pages",
     "gateway.console.grants_pages",
+    "gateway.console.trace_pages",
 )
 
 

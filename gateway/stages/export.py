@@ -57,6 +57,9 @@ class ExportStream:
         self.decoder = decoder  # the platform's content-encoding, read incrementally
         self.encoder = encoder  # the caller's Accept-Encoding, applied after shaping
         self.digest = hashlib.sha256()
+        self.sent_digest = hashlib.sha256()  # of the bytes as sent, after the caller's encoding
+        # Records to add after a delivered one (watermark decoys); they stand for nobody.
+        self.inserter: Callable[[Record], list[Record]] | None = None
         self.bytes_out = 0
         self.failed: str | None = None
         self._started = False
@@ -98,6 +101,7 @@ class ExportStream:
             return []
         if not out:
             return []
+        self.sent_digest.update(out)
         self.bytes_out += len(out)
         return [out]
 
@@ -116,6 +120,10 @@ class ExportStream:
             else:
                 out.append(record)
                 subjects.append(subject)
+                if self.inserter is not None:
+                    for extra in self.inserter(record):
+                        out.append(extra)
+                        subjects.append(None)
         self.ledger.add(out, subjects if subject_field is not None else None)
         return out
 

@@ -8,7 +8,6 @@ from mitmproxy import http
 
 from gateway.context import RequestContext
 from gateway.errors import Refusal
-from gateway.keys import KeyRing
 from gateway.service import Gateway
 from gateway.shaping import ShaperFactory
 
@@ -20,7 +19,7 @@ class ShapeStage:
     name = "shape"
 
     def __init__(self, gateway: Gateway) -> None:
-        self.factory = ShaperFactory(gateway.masking, KeyRing(gateway.settings.keys_dir))
+        self.factory = ShaperFactory(gateway.masking, gateway.keyring)
 
     def request(self, ctx: RequestContext, flow: http.HTTPFlow) -> None:
         # Built before forwarding, so a streamed export can use it from its first record.
@@ -28,6 +27,7 @@ class ShapeStage:
             return
         assert ctx.subject is not None
         subject = ctx.subject
+        self.factory.keyring.maybe_reload()  # a rotation by another process applies within 1 s
         public = subject.kind == "public"
         lineage = ctx.purpose.lineage if ctx.purpose is not None else ()
         try:

@@ -64,7 +64,9 @@ async def test_an_allowed_request_is_recorded_with_its_rule_fields_digest_and_ke
     assert sg["records"] == 2 and "id_number" in sg["fields"]
     assert sg["body_sha256"] == hashlib.sha256(flow.response.content or b"").hexdigest()
     assert sg["data_subjects"]["hashes"] == [gateway.hasher(ALICE), gateway.hasher(BOB)]
-    assert sg["watermark_id"] is None  # nothing embeds a watermark yet: honestly null
+    # The watermark the response carries, as the registry knows it under this request.
+    registered = gateway.registry.by_request(sg["request_id"])
+    assert registered is not None and sg["watermark_id"] == registered.watermark
     assert sg["undeclared_personal_data"] == {"total": 0, "by_type": {}}
     assert event["event"]["duration"] > 0
     assert event["http"]["response"]["status_code"] == 200

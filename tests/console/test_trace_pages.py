@@ -1,0 +1,96 @@
+"""The trace page and API for the security team, and the public signature endpoints for recipients."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from bench.leaks import write
+from gateway.console.app import create_app
+from gateway.demo.data import generate
+from gateway.pipeline import Pipeline, default_stages
+from gateway.service import Gateway
+from gateway.watermark.signing import ResponseVerifier
+from tests.factories import body_of, drive, json_response, request_flow
+
+Creds = dict[str, dict[str, Any]]
+
+
+@pytest.fixture
+async def client(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_app(gateway))
+    async with httpx.AsyncClient(transport=transport, base_url="http://console") as c:
+        yield c
+
+
+def basic(credentials: Creds, who: str) -> tuple[str, str]:
+    return credentials[who]["username"], credentials[who]["password"]
+
+
+async def served(gateway: Gateway, credentials: Creds) -> tuple[str, list[dict[str, Any]], Any]:
+    raw = [dict(r) for r in generate(scale=0.1).records["population"][:200]]
+    flow = request_flow(
+        "/api/v1/datasets/population/records?limit=200",
+        key=credentials["sw_officer"]["api_key"],
+        purpose="tax_administration",
+    )
+    ctx = await drive(Pipeline(default_stages(gateway)), flow, json_response({"records": raw}))
+    return ctx.request_id, body_of(flow)["records"], flow
+
+
+async def test_the_security_team_uploads_a_leak_and_sees_its_source(
+    gateway: Gateway, credentials: Creds, client: httpx.AsyncClient, tmp_path: Any
+) -> None:
+    request_id, records, _ = await served(gateway, credentials)
+    leak = tmp_path / "leak.xlsx"
+    write(random.Random(1).sample(records, 80), leak, "xlsx")
+    user, password = basic(credentials, "security")
+    login = await client.post("/login", data={"username": user, "password": password})
+    assert login.status_code == 303
+    page = await client.post("/trace", files={"file": ("leak.xlsx", leak.read_bytes())})
+    assert page.status_code == 200, page.text[-600:]
+    assert request_id in page.text and "税务局" in page.text and "sw_officer" in page.text
+
+
+async def test_the_trace_api_answers_json_and_is_for_the_security_team_only(
+    gateway: Gateway, credentials: Creds, client: httpx.AsyncClient, tmp_path: Any
+) -> None:
+    request_id, records, _ = await served(gateway, credentials)
+    leak = tmp_path / "leak.csv"
+    write(records[:60], leak, "csv")
+    answer = await client.post(
+        "/api/admin/trace?name=leak.csv",
+        content=leak.read_bytes(),
+        auth=basic(credentials, "security"),
+    )
+    assert answer.status_code == 200
+    result = answer.json()
+    assert result["candidates"][0]["request_id"] == request_id
+    assert result["affected_data_subjects"] == 200
+    refused = await client.post(
+        "/api/admin/trace", content=leak.read_bytes(), auth=basic(credentials, "auditor")
+    )
+    assert refused.status_code == 403
+    empty = await client.post("/api/admin/trace", content=b"", auth=basic(credentials, "security"))
+    assert empty.status_code == 400 and empty.json()["error"] == "bad_request"
+
+
+async def test_recipients_fetch_the_public_keys_and_a_signature_by_request_id_without_signing_in(
+    gateway: Gateway, credentials: Creds, client: httpx.AsyncClient
+) -> None:
+    request_id, _, flow = await served(gateway, credentials)
+    keys = await client.get("/api/public/response-signing-keys")
+    assert keys.status_code == 200 and keys.json()["keys"][0]["crv"] == "Ed25519"
+    document = await client.get(f"/api/public/signatures/{request_id}")
+    assert document.status_code == 200
+    doc = document.json()
+    verifier = ResponseVerifier.from_jwks(keys.json())
+    assert verifier.verify(doc["status"], doc["headers"], flow.response.raw_content).ok
+    missing = await client.get("/api/public/signatures/01NOSUCHREQUEST00000000000")
+    assert missing.status_code == 404
+    assert orjson.loads(missing.content)["error"] == "not_found"
