@@ -39,7 +39,7 @@ from gateway.shaping import load_masking
 from gateway.shaping.profiles import MaskingPolicy
 from gateway.upstream import UpstreamBreaker
 from gateway.watermark.policy import WatermarkPolicy, load_watermarks
-from gateway.watermark.registry import WatermarkRegistry
+from gateway.watermark.registry import WatermarkRegistry, registry_engine
 from gateway.watermark.signing import ResponseSigner
 from gateway.workdays import WorkCalendar, load_calendar
 
@@ -85,7 +85,9 @@ class Gateway:
         self.hasher = SubjectHasher.from_home(settings.keys_dir)
         # Master keys for pseudonyms, watermarks and response signatures, sealed at rest.
         self.keyring: KeyRing = settings.keyring()
-        self.registry = WatermarkRegistry(self.engine)
+        self.registry = WatermarkRegistry(
+            registry_engine(settings.state_database_url, self.engine, settings.home)
+        )
         self.signer = ResponseSigner(self.keyring)
         self.signer.publish(settings.home)
         self.upstream = UpstreamBreaker()
@@ -197,6 +199,8 @@ class Gateway:
         if self.alert_indexer is not None:
             self.alert_indexer.close()
         self.registry.close()
+        if self.registry.engine is not self.engine:
+            self.registry.engine.dispose()
         self.journal.close()
         if self.shipper is not None:
             self.shipper.close()

@@ -367,3 +367,24 @@ async def test_when_the_platform_adds_a_field_the_catalog_does_not_know_then_it_
     await drive(pipeline, flow, json_response({"records": drifted}))
     assert body_of(flow)["records"] == RECORDS
     assert events(gateway)[0]["shareguard"]["fields"] == ["record_id", "name", "id_number"]
+
+
+async def test_serving_a_request_writes_nothing_to_the_state_database(
+    pipeline: Pipeline, gateway: Gateway, credentials: Creds
+) -> None:
+    """Every gateway re-reads policy when the state database moves; requests must not move it
+    (the audit journal and the watermark registry live in files of their own)."""
+    import sqlite3
+
+    watcher = sqlite3.connect(gateway.settings.home / "state.db")
+    before = watcher.execute("PRAGMA data_version").fetchone()[0]
+    for _ in range(3):
+        flow = request_flow(
+            "/api/v1/datasets/population/records",
+            key=key(credentials, "tj_analyst"),
+            purpose="statistics",
+        )
+        await drive(pipeline, flow, json_response({"records": RECORDS}))
+        assert flow.response is not None and flow.response.status_code == 200
+    assert watcher.execute("PRAGMA data_version").fetchone()[0] == before
+    watcher.close()

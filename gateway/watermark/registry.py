@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -43,7 +44,7 @@ from sqlalchemy import (
     update,
 )
 
-from gateway.db import metadata
+from gateway.db import make_engine, metadata
 from gateway.watermark.codes import wm_hex
 from gateway.watermark.marker import WatermarkPlan
 
@@ -448,3 +449,21 @@ def _insert_tags(
 def _chunks[T](items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+REGISTRY_TABLES = (responses, tags, decoy_subjects)
+
+
+def registry_engine(state_url: str, state_engine: Engine, home: Path) -> Engine:
+    """Where the registry lives: beside the state database, in a file of its own on SQLite.
+
+    Every response writes to the registry. In the state database's own SQLite file those writes
+    would move its `data_version` and make every gateway re-read the policy revision before each
+    request; a file of its own keeps the policy check at its microsecond cost. On PostgreSQL the
+    registry shares the state database (the revision is not watched through it there).
+    """
+    if not state_url.startswith("sqlite:///"):
+        return state_engine
+    engine = make_engine(f"sqlite:///{home / 'watermark' / 'registry.db'}")
+    metadata.create_all(engine, tables=list(REGISTRY_TABLES))
+    return engine

@@ -151,3 +151,44 @@ def test_a_detached_signature_vouches_for_a_body_it_never_saw(signer: ResponseSi
     verifier = ResponseVerifier.from_jwks(signer.public_keys())
     assert verifier.verify(200, {**headers, **added}, export).ok
     assert not verifier.verify(200, {**headers, **added}, export.replace(b"[]", b"[{}]")).ok
+
+
+def test_the_fast_signature_base_is_the_one_http_message_signatures_builds(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from http_message_signatures import HTTPMessageSigner, algorithms
+
+    from gateway.keys import KeyRing
+    from gateway.watermark.signing import (
+        COVERED,
+        LABEL,
+        TAG,
+        ResponseSigner,
+        _Message,
+        signature_base,
+        signature_params,
+    )
+
+    signer = ResponseSigner(KeyRing(tmp_path))
+    key_id, _ = signer.key(signer.keyring.current_version)
+    created = datetime(2026, 11, 21, 9, 30, tzinfo=UTC)
+    headers = {
+        "Content-Type": "application/json; charset=utf-8",
+        "X-Request-Id": "01M7YQ2RYA3TK30FQ76YC8156P",
+        "X-ShareGuard-Provenance": "request=01M7YQ2RYA3TK30FQ76YC8156P, watermark=42, recipient=%E7%BB%9F",
+        "X-ShareGuard-Body-Digest": "sha-256=:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=:",
+    }
+    message = _Message(200, headers)
+    prepared = HTTPMessageSigner(signature_algorithm=algorithms.ED25519).prepare(
+        message,
+        key_id=key_id,
+        created=created,
+        label=LABEL,
+        tag=TAG,
+        covered_component_ids=COVERED,
+        body=b'{"records":[]}',
+    )
+    fields = {k.lower(): v for k, v in message.headers.items()}
+    params = signature_params(key_id, created)
+    assert params == prepared.signature_params
+    assert signature_base(200, fields, params) == prepared.signature_base
