@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 RecordTransform = Callable[[Record], Record | None]
 
 
+class StreamAbort(Exception):
+    """Raised by a record transform to stop an export; the message is the recorded reason."""
+
+
 class ExportStream:
     """The callable mitmproxy feeds the platform's chunks to; returns the bytes to deliver."""
 
@@ -92,7 +96,7 @@ class ExportStream:
                 out = self.encoder.feed(out) if out else b""
                 if self._finished:
                     out += self.encoder.finish()
-        except (FormatError, CodecError) as exc:
+        except (FormatError, CodecError, StreamAbort) as exc:
             self.failed = str(exc)
             return []
         except Exception as exc:  # never let a bad record reach the caller half-processed

@@ -9,16 +9,41 @@ transform once the export stage has set the stream up (`StreamWatermarkStage`).
 
 from __future__ import annotations
 
+import concurrent.futures
+from typing import Any
+
 from mitmproxy import http
 
 from gateway.context import RequestContext
 from gateway.service import Gateway
 from gateway.shaping.operators import FormatPreserving, Hash, Pseudonym
+from gateway.stages.export import StreamAbort
 from gateway.watermark.codes import new_watermark_id
 from gateway.watermark.marker import Watermarker, WatermarkPlan, pseudonym_space
 
 # Above this many tags an export hands them to the registry's writer, so memory stays flat.
 TAG_BATCH = 4096
+# At most this many of an export's tag batches wait for the registry's writer. An export reads
+# faster than random-key inserts commit; without a bound the waiting batches grow with the
+# export (about 100 MB a million records). 32 batches hold about 13 MB and let the writer
+# commit several together; beyond them the export waits for the oldest batch.
+MAX_PENDING_BATCHES = 32
+# How long an export waits for one batch before it is cut (the registry is stuck or failing).
+REGISTRY_WAIT_S = 30.0
+
+
+def settle(pending: list[concurrent.futures.Future[Any]], limit: int = MAX_PENDING_BATCHES) -> None:
+    """Drop an export's committed tag batches and wait while more than `limit` are queued.
+
+    A failed or stuck batch stops the export (`StreamAbort`): records whose tags the registry
+    does not hold must not keep leaving the gateway.
+    """
+    while pending and (pending[0].done() or len(pending) > limit):
+        try:
+            pending[0].result(timeout=REGISTRY_WAIT_S)
+        except Exception:
+            raise StreamAbort("watermark_registry") from None
+        pending.pop(0)
 
 
 class WatermarkStage:
@@ -116,6 +141,7 @@ class StreamWatermarkStage:
                 subjects = [hasher(s) for s in marker.decoy_subjects]
                 marker.decoy_subjects = []
                 marker.pending.append(registry.add_tags(marker.plan.wm, marker.drain(), subjects))
+                settle(marker.pending, MAX_PENDING_BATCHES)
             return record
 
         stream.transforms = (*stream.transforms, mark)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import random
+import threading
+import time
 import unicodedata
 from typing import Any
 
@@ -17,6 +19,7 @@ from gateway.identifiers import is_valid_id_number, is_valid_uscc
 from gateway.pipeline import Pipeline, default_stages
 from gateway.service import Gateway
 from gateway.settings import Settings
+from gateway.stages import watermark as watermark_stage
 from gateway.watermark.registry import RegistryError
 from gateway.watermark.signing import ResponseVerifier
 from gateway.watermark.tracing import tracer_for
@@ -204,6 +207,81 @@ async def test_an_export_is_watermarked_as_it_streams_and_its_detached_signature
     # And the export traces back to its request from a handful of rows.
     leak = table_of(random.Random(1).sample(delivered, 3), "csv")
     assert tracer_for(gateway).trace(leak).candidates[0].entry.request_id == ctx.request_id
+
+
+async def export_with_registry(
+    gateway: Gateway, credentials: Creds, n: int
+) -> tuple[Any, list[dict[str, Any]], list[dict[str, Any]]]:
+    raw = rows("population", n)
+    body = b"".join(orjson.dumps(r) + b"\n" for r in raw)
+    flow = request_flow(
+        "/api/v1/datasets/population/export?format=ndjson",
+        key=credentials["tj_analyst"]["api_key"],
+        purpose="statistics",
+    )
+    ctx, out = await drive_stream(
+        Pipeline(default_stages(gateway)), flow, body, {"content-type": "application/x-ndjson"}
+    )
+    return ctx, raw, [orjson.loads(line) for line in out.splitlines()]
+
+
+async def test_an_export_waits_for_the_registry_rather_than_queueing_its_tags_without_bound(
+    gateway: Gateway, credentials: Creds, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A registry slower than the export: each batch commits 5 ms after the previous one.
+    monkeypatch.setattr(watermark_stage, "TAG_BATCH", 20)
+    monkeypatch.setattr(watermark_stage, "MAX_PENDING_BATCHES", 2)
+    real_add = gateway.registry.add_tags
+    outstanding: list[concurrent.futures.Future[Any]] = []
+    most = 0
+    lock = threading.Lock()
+
+    def slow_add(*args: Any, **kw: Any) -> concurrent.futures.Future[Any]:
+        nonlocal most
+        inner = real_add(*args, **kw)
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def settle_later() -> None:
+            inner.result()
+            time.sleep(0.005)
+            future.set_result(None)
+            with lock:
+                outstanding.remove(future)
+
+        with lock:
+            outstanding.append(future)
+            most = max(most, len(outstanding))
+        threading.Thread(target=settle_later, daemon=True).start()
+        return future
+
+    monkeypatch.setattr(gateway.registry, "add_tags", slow_add)
+    ctx, raw, delivered = await export_with_registry(gateway, credentials, 400)
+    assert ctx.stream_failed is None and len(delivered) > len(raw)  # every record, and decoys
+    # At most the bound plus the batch just handed over were ever waiting (20 without it).
+    assert most <= 3
+    entry = gateway.registry.by_request(ctx.request_id)
+    assert entry is not None and entry.complete and entry.records == len(raw)
+    assert entry.tagged == len(delivered)
+
+
+async def test_an_export_is_cut_when_a_tag_batch_cannot_be_recorded(
+    gateway: Gateway, credentials: Creds, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(watermark_stage, "TAG_BATCH", 20)
+
+    def broken(*args: Any, **kw: Any) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        future.set_exception(RegistryError("disk full"))
+        return future
+
+    monkeypatch.setattr(gateway.registry, "add_tags", broken)
+    ctx, _raw, delivered = await export_with_registry(gateway, credentials, 400)
+    assert ctx.stream_failed == "watermark_registry"
+    # The export stopped at the first failed batch instead of running to its end.
+    assert len(delivered) < 60
+    assert ctx.audit_event is not None and ctx.audit_event.error_code == "stream_failed"
+    entry = gateway.registry.by_request(ctx.request_id)
+    assert entry is not None and not entry.complete
 
 
 async def test_tracing_works_after_a_restart_and_a_key_rotation(
