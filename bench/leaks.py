@@ -189,35 +189,41 @@ def write(records: list[Record], path: Path, fmt: str) -> None:
         raise ValueError(fmt)
 
 
-def _reordered(records: list[Record], rng: random.Random) -> list[Record]:
+def _reordered(records: list[Record], whole: list[Record], rng: random.Random) -> list[Record]:
     out = list(records)
     rng.shuffle(out)
     return out
 
 
-def _dropped_and_renamed(records: list[Record], rng: random.Random) -> list[Record]:
-    """Half the other columns dropped — those with the fewest distinct values, which a leaker
-    selling people's data needs least — the rest renamed and put in another order."""
-    columns = list(dict.fromkeys(k for r in records for k in r))
+def _dropped_and_renamed(
+    records: list[Record], whole: list[Record], rng: random.Random
+) -> list[Record]:
+    """Half the other columns dropped — those with the fewest distinct values in the response
+    the leaker received (`whole`), which a leaker selling people's data needs least — the rest
+    renamed and put in another order. The leaker chooses on the file it holds, so the columns
+    do not depend on which rows later turn up."""
+    columns = list(dict.fromkeys(k for r in whole for k in r))
     others = [c for c in columns if c != "record_id"]
-    distinct = {c: len({str(r.get(c)) for r in records}) for c in others}
+    distinct = {c: len({str(r.get(c)) for r in whole}) for c in others}
     kept = sorted(others, key=lambda c: (-distinct[c], c))[: max(1, len(others) - len(others) // 2)]
     order = rng.sample(["record_id", *kept], len(kept) + 1)
     names = {c: f"字段{i}" for i, c in enumerate(order)}
     return [{names[c]: r[c] for c in order if c in r} for r in records]
 
 
-def _trimmed(records: list[Record], rng: random.Random) -> list[Record]:
+def _trimmed(records: list[Record], whole: list[Record], rng: random.Random) -> list[Record]:
     return [{k: v.strip() if isinstance(v, str) else v for k, v in r.items()} for r in records]
 
 
-def _case_changed(records: list[Record], rng: random.Random) -> list[Record]:
+def _case_changed(records: list[Record], whole: list[Record], rng: random.Random) -> list[Record]:
     return [
         {k.upper(): v.lower() if isinstance(v, str) else v for k, v in r.items()} for r in records
     ]
 
 
-def _through_csv_and_xlsx(records: list[Record], rng: random.Random) -> list[Record]:
+def _through_csv_and_xlsx(
+    records: list[Record], whole: list[Record], rng: random.Random
+) -> list[Record]:
     """JSON → CSV → XLSX as a spreadsheet user does it: CSV read back as text, then numbers typed."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "leak.csv"
@@ -237,15 +243,16 @@ def _typed(value: str) -> Any:
         return value
 
 
-# name → (records → records, the file format the leak is saved in)
-TRANSFORMS: dict[str, tuple[Callable[[list[Record], random.Random], list[Record]], str]] = {
-    "as delivered (JSON)": (lambda r, rng: list(r), "json"),
+# name → ((sampled rows, the whole response, rng) → rows, the format the leak is saved in)
+Transform = Callable[[list[Record], list[Record], random.Random], list[Record]]
+TRANSFORMS: dict[str, tuple[Transform, str]] = {
+    "as delivered (JSON)": (lambda r, whole, rng: list(r), "json"),
     "reordered": (_reordered, "ndjson"),
     "columns dropped and renamed": (_dropped_and_renamed, "csv"),
     "JSON → CSV → XLSX": (_through_csv_and_xlsx, "xlsx"),
     "whitespace trimmed": (_trimmed, "csv"),
     "case changed": (_case_changed, "json"),
-    "plain text": (lambda r, rng: list(r), "txt"),
+    "plain text": (lambda r, whole, rng: list(r), "txt"),
 }
 
 
@@ -253,7 +260,7 @@ def leak(served: Served, rows: int, transform: str, rng: random.Random) -> LeakT
     """`rows` random records of a response (the 20% subset and smaller), transformed and saved."""
     fn, fmt = TRANSFORMS[transform]
     picked = rng.sample(served.records, min(rows, len(served.records)))
-    return table_of(fn(picked, rng), fmt)
+    return table_of(fn(picked, served.records, rng), fmt)
 
 
 def merged(a: Served, b: Served, rows: int, rng: random.Random) -> LeakTable:

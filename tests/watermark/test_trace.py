@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import zlib
 
 import pytest
 
@@ -43,7 +44,9 @@ def test_when_a_20_percent_leak_is_transformed_then_the_right_request_is_still_f
     world: World, name: str, transform: str
 ) -> None:
     served = world.served[name]
-    table = leaks.leak(served, 200, transform, random.Random(hash((name, transform)) & 0xFFFF))
+    table = leaks.leak(
+        served, 200, transform, random.Random(zlib.crc32(f"{name}|{transform}".encode()))
+    )
     result = world.tracer.trace(table)
     assert result.candidates, "nothing traced"
     top = result.candidates[0]
@@ -83,6 +86,20 @@ def test_when_extracts_were_never_served_or_were_stripped_then_no_one_is_accused
             for candidate in world.tracer.trace(table).candidates:
                 lowest = min(lowest, candidate.probability)
     assert lowest >= 1e-6
+
+
+def test_a_leak_without_its_only_carrier_column_claims_nothing_false(world: World) -> None:
+    # legal_entity carries the fingerprint in its address alone: drop it, and only a decoy row
+    # that happens to be in the leak can still speak; nothing else may be named.
+    served = world.served["统计局 legal_entity"]
+    raw = {r["record_id"] for r in served.raw}
+    real = [r for r in served.records if r["record_id"] in raw]
+    leaked = [{k: v for k, v in r.items() if k != "address"} for r in real[:300]]
+    result = world.tracer.trace(leaks.table_of(leaked, "csv"))
+    assert all(c.entry.request_id == served.request_id for c in result.candidates)
+    assert all(e.layer != "fingerprint" for c in result.candidates for e in c.evidence)
+    with_address = leaks.table_of(real[:300], "csv")
+    assert world.tracer.trace(with_address).candidates[0].entry.request_id == served.request_id
 
 
 def test_invisible_marks_alone_name_the_response(world: World) -> None:
