@@ -28,6 +28,7 @@ import orjson
 from gateway.audit import checkpoint_log
 from gateway.audit.journal import base_of, chain_hash, connect, read_meta
 from gateway.audit.signing import Statement, StatementVerifier
+from gateway.audit.subjects import COLUMNS, index_path, subject_key
 
 SEGMENT_GLOB = "journal-*.db"
 
@@ -80,6 +81,29 @@ class _Expectation:
     error: str | None = None
 
 
+_KEY_MODULUS = (
+    1_000_003  # the subject keys' sum is kept modulo a prime, so it fits SQLite's integers
+)
+
+
+@dataclass
+class _SubjectTally:
+    """What the search index should hold for the live records it covers (after < seq <= upto):
+    how many (subject, record) pairs, and two sums over them that any change to a pair moves."""
+
+    after: int = 0
+    upto: int = 0
+    pairs: int = 0
+    seq_sum: int = 0
+    key_sum: int = 0
+
+    def add(self, seq: int, keys: set[int]) -> None:
+        if self.after < seq <= self.upto and keys:
+            self.pairs += len(keys)
+            self.seq_sum += seq * len(keys)
+            self.key_sum += sum(k % _KEY_MODULUS for k in keys)
+
+
 @dataclass
 class _Walk:
     verifier: StatementVerifier
@@ -91,6 +115,7 @@ class _Walk:
     vouched_upto: int = 0  # the newest record a genuine signature was found to match
     expectations: dict[int, list[_Expectation]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    subjects: _SubjectTally = field(default_factory=lambda: _SubjectTally())
 
     def expect(self, seq: int, expectation: _Expectation) -> None:
         self.expectations.setdefault(seq, []).append(expectation)
@@ -197,6 +222,7 @@ def _load_log(walk: _Walk, path: Path) -> None:
 
 def _walk_source(walk: _Walk, path: Path, *, live: bool) -> None:
     conn = connect(path, readonly=True)
+    indexed = live and _attach_index(walk, conn, index_path(path))
     try:
         # One snapshot for checkpoints, records and seal: the gateway may be writing meanwhile,
         # and a seal newer than the records read would look like records cut off.
@@ -255,9 +281,13 @@ def _walk_source(walk: _Walk, path: Path, *, live: bool) -> None:
                 _meet(walk, statement.seq, walk.prev, _Expectation(statement.hash, origin, error))
                 continue
             walk.statement(statement, origin)
+        if indexed:
+            walk.subjects.after = skip_upto
         _walk_records(walk, conn, skip_upto)
         if live:
             _check_seal(walk, conn)
+            if indexed:
+                _check_index(walk, conn, index_path(path))
         else:
             _check_segment_end(walk, meta, name)
     except sqlite3.DatabaseError as exc:
@@ -266,10 +296,59 @@ def _walk_source(walk: _Walk, path: Path, *, live: bool) -> None:
         conn.close()
 
 
+def _attach_index(walk: _Walk, conn: sqlite3.Connection, path: Path) -> bool:
+    """Attach the search index (before the snapshot begins: SQLite attaches outside transactions)
+    and note how far it reaches; False if there is none to check."""
+    if not path.exists():
+        return False
+    try:
+        conn.execute("ATTACH DATABASE ? AS ix", (f"file:{path}?mode=ro",))
+        row = conn.execute("SELECT value FROM ix.index_meta WHERE name = 'upto'").fetchone()
+    except sqlite3.DatabaseError as exc:
+        walk.notes.append(f"检索索引无法读取，未核对 (search index unreadable, not checked): {exc}")
+        return False
+    walk.subjects.upto = int(row[0]) if row else 0
+    return walk.subjects.upto > 0
+
+
+def _check_index(walk: _Walk, conn: sqlite3.Connection, index: Path) -> None:
+    """The search index is derived from the journal; searches and reports trust it for the
+    records it covers, so a row changed or removed there would hide events from them."""
+    tally = walk.subjects
+    span = (tally.after, tally.upto)
+    differs = " OR ".join(f"e.{c} IS NOT j.{c}" for c in COLUMNS)
+    row = conn.execute(
+        "SELECT min(seq) FROM ("
+        f" SELECT e.seq FROM ix.entries e LEFT JOIN main.events j USING (seq)"
+        f"  WHERE e.seq > ? AND e.seq <= ? AND (j.seq IS NULL OR {differs})"
+        " UNION ALL SELECT j.seq FROM main.events j LEFT JOIN ix.entries e USING (seq)"
+        "  WHERE j.seq > ? AND j.seq <= ? AND e.seq IS NULL)",
+        (*span, *span),
+    ).fetchone()
+    bad: int | None = row[0]
+    if bad is None:
+        pairs = conn.execute(
+            "SELECT count(*), coalesce(sum(seq), 0),"
+            f" coalesce(sum(((subject % {_KEY_MODULUS}) + {_KEY_MODULUS}) % {_KEY_MODULUS}), 0)"
+            " FROM ix.subject_index WHERE seq > ? AND seq <= ?",
+            span,
+        ).fetchone()
+        if tuple(pairs) != (tally.pairs, tally.seq_sum, tally.key_sum):
+            bad = tally.after + 1
+    if bad is not None:
+        raise _Bad(
+            bad,
+            f"检索索引与日志不符（自记录 {bad} 起），检索和报表可能漏掉事件；日志本身完好，"
+            f"删除 {index} 后由日志重建"
+            f" (the search index disagrees with the journal from record {bad}: searches and"
+            " reports could miss events; the journal itself is intact — delete the index file"
+            " and it is rebuilt from the journal)",
+        )
+
+
 def _walk_records(walk: _Walk, conn: sqlite3.Connection, skip_upto: int) -> None:
     cur = conn.execute(
-        "SELECT seq, doc, hash, kind, request_id, user_id, department, dataset, purpose, decision"
-        " FROM events WHERE seq > ? ORDER BY seq",
+        f"SELECT seq, doc, hash, {', '.join(COLUMNS)} FROM events WHERE seq > ? ORDER BY seq",
         (skip_upto,),
     )
     for row in cur:
@@ -281,9 +360,10 @@ def _walk_records(walk: _Walk, conn: sqlite3.Connection, skip_upto: int) -> None
             )
         if chain_hash(walk.prev, seq, doc.encode("utf-8")) != stored:
             raise _Bad(seq, f"记录 {seq} 的哈希链不符 (hash chain broken at record {seq})")
-        mismatch = _index_mismatch(doc, row[3:])
+        mismatch, subjects = _index_mismatch(seq, doc, row[3:])
         if mismatch:
             raise _Bad(seq, f"记录 {seq} 的索引列被改动 (index column {mismatch} altered)")
+        walk.subjects.add(seq, subjects)
         for expectation in walk.expectations.pop(seq, ()):
             _meet(walk, seq, stored, expectation)
         walk.prev = stored
@@ -385,22 +465,29 @@ def _check_beyond_end(walk: _Walk) -> None:
         )
 
 
-_INDEX_NAMES = ("kind", "request_id", "user_id", "department", "dataset", "purpose", "decision")
-
-
-def _index_mismatch(doc_text: str, cols: Iterable[Any]) -> str | None:
-    doc = orjson.loads(doc_text)
-    sg = doc.get("shareguard", {})
-    expected = (
-        sg.get("event_type"),
-        sg.get("request_id"),
-        doc.get("user", {}).get("id"),
-        (doc.get("organization") or {}).get("id"),
-        sg.get("dataset"),
-        sg.get("purpose"),
-        sg.get("decision"),
-    )
-    for name, want, have in zip(_INDEX_NAMES, expected, cols, strict=True):
+def _index_mismatch(seq: int, doc_text: str, cols: Iterable[Any]) -> tuple[str | None, set[int]]:
+    """The first filter column that disagrees with the stored document (None if all agree), and
+    the record's data-subject keys as the search index should hold them."""
+    try:
+        doc = orjson.loads(doc_text)
+        sg = doc.get("shareguard") or {}
+        expected = (
+            doc.get("@timestamp"),
+            sg.get("event_type"),
+            sg.get("request_id"),
+            (doc.get("user") or {}).get("id"),
+            (doc.get("organization") or {}).get("id"),
+            sg.get("dataset"),
+            sg.get("purpose"),
+            sg.get("decision"),
+        )
+        hashes = (sg.get("data_subjects") or {}).get("hashes") or ()
+        subjects = {subject_key(h) for h in hashes}
+    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+        raise _Bad(
+            seq, f"记录 {seq} 无法解析，不是网关写入的事件 (record {seq} unreadable)"
+        ) from None
+    for name, want, have in zip(COLUMNS, expected, cols, strict=True):
         if want != have:
-            return name
-    return None
+            return name, subjects
+    return None, subjects

@@ -15,6 +15,7 @@ from gateway.audit import checkpoint_log
 from gateway.audit.integrity import verify
 from gateway.audit.journal import Journal, JournalError, chain_hash
 from gateway.audit.signing import StatementSigner
+from gateway.audit.subjects import catch_up, index_path
 from tests.factories import access_event as event
 
 
@@ -105,6 +106,7 @@ COPY_ROW = (
             5,
         ),
         (["UPDATE events SET department = '统计局' WHERE seq = 7"], 7),
+        (["UPDATE events SET ts = '1999-01-01T00:00:00Z' WHERE seq = 6"], 6),
         ([COPY_ROW.format(seq=11, source=10)], 11),
         (["DELETE FROM events WHERE seq > 8"], 9),
         (["DELETE FROM events WHERE seq > 8", "DELETE FROM seal"], 9),
@@ -124,6 +126,7 @@ COPY_ROW = (
         "two records swapped",
         "a record inserted",
         "an index column altered",
+        "the time column altered (searches by time would miss it)",
         "a record appended by copying",
         "the newest records cut off the end",
         "the end cut off together with the seal",
@@ -151,6 +154,69 @@ def test_when_a_record_is_altered_and_the_chain_recomputed_then_the_signatures_c
     result = verify(journal_path, signer.verifier)
     assert not result.ok and result.first_bad_seq == 6
     assert "rewritten" in (result.problem or "")
+
+
+@pytest.mark.parametrize(
+    "doc",
+    ['{"user": "mz", "shareguard": [1]}', "not json", "[1, 2]"],
+    ids=["a field of the wrong type", "not JSON", "not an object"],
+)
+def test_when_a_forged_record_cannot_be_read_then_verify_names_it_instead_of_failing(
+    journal_path: Path, signer: StatementSigner, doc: str
+) -> None:
+    conn = sqlite3.connect(journal_path)
+    conn.execute("UPDATE events SET doc = ? WHERE seq = 6", (doc,))
+    conn.commit()
+    conn.close()
+    _rewrite_chain_from(journal_path, 6)
+    result = verify(journal_path, signer.verifier)
+    assert not result.ok and result.first_bad_seq == 6
+    assert "unreadable" in (result.problem or "")
+
+
+def _indexed(path: Path, signer: StatementSigner) -> Path:
+    """A journal whose events name data subjects, with its search index brought up to date."""
+    journal = Journal(path, signer, checkpoint_seconds=0)
+    for n in range(1, 11):
+        journal.append(event(n, subject_hashes=(f"{n:02x}" * 32, f"{n + 100:02x}" * 32)))
+    journal.close()
+    assert catch_up(path) == 10
+    assert verify(path, signer.verifier).ok
+    return index_path(path)
+
+
+@pytest.mark.parametrize(
+    ("sql", "first_bad"),
+    [
+        (["UPDATE entries SET user_id = 'someone_else' WHERE seq = 4"], 4),
+        (["UPDATE entries SET ts = '1999-01-01T00:00:00Z' WHERE seq = 7"], 7),
+        (["DELETE FROM entries WHERE seq = 5"], 5),
+        (
+            [
+                "DELETE FROM subject_index WHERE seq = 3"
+                " AND subject = (SELECT min(subject) FROM subject_index WHERE seq = 3)"
+            ],
+            1,
+        ),
+        (["UPDATE subject_index SET seq = 2 WHERE seq = 9"], 1),
+    ],
+    ids=[
+        "a user changed",
+        "a time changed",
+        "an entry removed",
+        "a data subject removed",
+        "a data subject moved to another record",
+    ],
+)
+def test_when_the_search_index_is_tampered_with_then_verify_says_searches_could_miss_events(
+    tmp_path: Path, signer: StatementSigner, sql: list[str], first_bad: int
+) -> None:
+    # The index is derived, but searches and reports trust it for the records it covers.
+    index = _indexed(tmp_path / "journal.db", signer)
+    _tamper(index, *sql)
+    result = verify(tmp_path / "journal.db", signer.verifier)
+    assert not result.ok and result.first_bad_seq == first_bad
+    assert "search index" in (result.problem or "")
 
 
 def test_when_a_record_is_appended_with_a_correct_hash_but_no_key_then_it_is_named(
