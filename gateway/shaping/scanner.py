@@ -297,6 +297,12 @@ class Scanner:
                     value, result, exclude=exclude, free_text=free_text, only=only, depth=depth
                 )
             return value
+        if kind is float and value.is_integer():
+            # 13800138000.0: an identifier sent as a JSON float is read as the integer it is.
+            masked = self.mask_value(
+                int(value), result, exclude=exclude, free_text=free_text, only=only, depth=depth
+            )
+            return value if type(masked) is int else masked
         if kind is int:
             # An identifier sent as a JSON number is still an identifier.
             if value >= 10**10 or value <= -(10**10):

@@ -235,7 +235,8 @@ def _scanning(scanner: Scanner, step: KeepStep, scan: ScanResult) -> ValueFn:
             if len(value) < shortest or (not free_text and not worth(value)):
                 return value
             return mask_value(value, scan, exclude=exclude, free_text=free_text, only=only)
-        if kind is int or kind is dict or kind is list:
+        if kind is int or kind is dict or kind is list or (kind is float and value.is_integer()):
+            # A float is scanned only when it is a whole number: 13800138000.0 is a mobile.
             return mask_value(value, scan, exclude=exclude, free_text=free_text, only=only)
         return value
 

@@ -10,6 +10,7 @@ from gateway.identifiers import is_valid_luhn, make_id_number
 from gateway.shaping.operators import Mask
 from gateway.shaping.recognizers import RECOGNIZERS
 from gateway.shaping.scanner import Scanner, ScanResult
+from gateway.shaping.shaper import KeepStep, _scanning
 
 ID = "11010519870605123X"
 MASKERS = {t: Mask(first=2, last=0).function() for t in RECOGNIZERS}
@@ -39,6 +40,7 @@ def masked(scanner: Scanner, value: object, **kw: object) -> tuple[object, dict[
         ({"nested": [{"deep": f"证件{ID}"}]}, [ID]),
         ({f"{ID}": "key holds it"}, [ID]),
         (13812345678, ["13812345678"]),
+        (13812345678.0, ["13812345678"]),
         ("邮箱 zhang.san@example.com", ["zhang.san@example.com"]),
     ],
     ids=[
@@ -49,6 +51,7 @@ def masked(scanner: Scanner, value: object, **kw: object) -> tuple[object, dict[
         "nested objects and lists",
         "an object key",
         "a mobile sent as a JSON number",
+        "a mobile sent as a JSON float",
         "an email",
     ],
 )
@@ -70,8 +73,21 @@ def test_when_a_value_hides_personal_data_then_none_of_it_survives(
         "费用722.10元",
         "P00000001",
         722,
+        722.1,
+        722.0,
+        12345678901.5,
     ],
-    ids=["gender", "address with numbers", "date", "amount", "record key", "small number"],
+    ids=[
+        "gender",
+        "address with numbers",
+        "date",
+        "amount",
+        "record key",
+        "small number",
+        "amount as a float",
+        "whole amount as a float",
+        "large fractional float",
+    ],
 )
 def test_when_a_value_has_no_personal_data_then_it_is_left_exactly_as_it_was(
     scanner: Scanner, value: object
@@ -107,3 +123,13 @@ def test_when_nesting_is_absurdly_deep_then_the_scanner_refuses() -> None:
         value = [value]
     with pytest.raises(ValueError, match="nested too deeply"):
         Scanner(MASKERS).mask_value(value, ScanResult())
+
+
+def test_when_a_kept_field_holds_a_mobile_as_a_float_then_it_is_masked_like_the_int(
+    scanner: Scanner,
+) -> None:
+    result = ScanResult()
+    keep = _scanning(scanner, KeepStep(frozenset(), False, None), result)
+    assert keep(13812345678.0) == keep(13812345678) == "13*********"
+    assert result.found == {"mobile": 2}
+    assert keep(722.0) == 722.0 and type(keep(722.0)) is float
