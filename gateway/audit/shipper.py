@@ -36,7 +36,7 @@ from gateway.audit.elastic import (
     ensure_resources,
     shipped_document,
 )
-from gateway.audit.integrity import segments
+from gateway.audit.integrity import archive_dir, segments
 from gateway.audit.journal import base_of, connect, journal_id, last_seq, now_iso, read_meta
 from gateway.settings import Settings, load_settings
 
@@ -134,6 +134,10 @@ class ShipperState:
                 self._conn.execute("ROLLBACK")
             raise
 
+    @property
+    def last_error(self) -> str | None:
+        return self._get("last_error")
+
     def note_error(self, message: str | None) -> None:
         if message is None:
             self._conn.execute("DELETE FROM state WHERE name IN ('last_error', 'last_error_at')")
@@ -208,6 +212,10 @@ def backlog(settings: Settings) -> ShippingStatus:
     )
 
 
+class ArchiveGap(Exception):
+    """Records not yet shipped were archived and their segment is not where the shipper looks."""
+
+
 def read_after(
     journal_path: Path, position: int, limit: int, max_bytes: int
 ) -> list[tuple[int, str]]:
@@ -229,6 +237,14 @@ def read_after(
             if int(meta["base_seq"]) <= position < int(meta["last_seq"]):
                 source = segment
                 break
+        else:
+            # Reading on from the live journal would skip these records for good.
+            raise ArchiveGap(
+                f"记录 {position + 1}–{base_seq} 已归档但分段不在 {archive_dir(journal_path)}，"
+                "无法发送；把分段放回该目录后会继续"
+                f" (records {position + 1}-{base_seq} were archived before they were shipped and"
+                " their segment is missing: put it back and shipping resumes)"
+            )
     return _read(source, "seq > ? ORDER BY seq", (position,), limit, max_bytes)
 
 
@@ -407,15 +423,21 @@ class Shipper:
         outcome.failed = len(rows) - len(settled)
         return outcome, settled
 
+    def _attempt(self) -> BatchOutcome:
+        """One batch; a cluster that cannot be reached at all is noted in the shipper's state
+        (for `audit status` and the console) like any other failure."""
+        try:
+            return self.ship_batch()
+        except (TransportError, ApiError, ArchiveGap) as exc:
+            outcome = BatchOutcome(error=f"{type(exc).__name__}: {exc}")
+            self.state.note_error(outcome.error)
+            return outcome
+
     def run(self, wait: Callable[[float], bool]) -> None:
         """Ship until `wait` says stop; `wait(seconds)` sleeps and returns True when asked to stop."""
         delay = self.initial_backoff
         while True:
-            try:
-                outcome = self.ship_batch()
-            except (TransportError, ApiError) as exc:
-                outcome = BatchOutcome(error=f"{type(exc).__name__}: {exc}")
-                self.state.note_error(outcome.error)
+            outcome = self._attempt()
             if outcome.error or outcome.failed:
                 log.warning(
                     "审计事件发送受阻，稍后重试 (shipping held up, retrying): %s", outcome.error
@@ -433,10 +455,7 @@ class Shipper:
         total = BatchOutcome()
         delay = self.initial_backoff
         while True:
-            try:
-                outcome = self.ship_batch()
-            except (TransportError, ApiError) as exc:
-                outcome = BatchOutcome(error=f"{type(exc).__name__}: {exc}")
+            outcome = self._attempt()
             for name in ("read", "shipped", "existed", "rejected"):
                 setattr(total, name, getattr(total, name) + getattr(outcome, name))
             total.position, total.error = outcome.position or total.position, outcome.error

@@ -241,3 +241,41 @@ def _until(condition: object, timeout: float = 20.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not reached in time"
         time.sleep(0.02)
+
+
+def test_when_an_archived_segment_is_missing_then_shipping_stops_and_says_so_instead_of_skipping(
+    fake_es: FakeElasticsearch, target: EsTarget, tmp_path: Path
+) -> None:
+    path = tmp_path / "audit" / "journal.db"
+    signer = StatementSigner.generate()
+    write(path, range(1, 31), signer)
+    result = archive(path, signer, upto=20)  # archived before it was shipped...
+    assert result.segment is not None
+    segment, moved = result.segment, tmp_path / "elsewhere.db"
+    segment.rename(moved)  # ...and its segment taken off the host
+    shipper = shipper_for(target, path, batch=8)
+    stopped = shipper.drain(lambda _seconds: True)  # one attempt, then stop
+    assert stopped.shipped == 0 and "segment is missing" in (stopped.error or "")
+    assert shipped_seqs(fake_es, target) == []  # 21-30 not sent past the gap
+    assert "segment is missing" in (backlog_of(shipper) or "")
+    moved.rename(segment)
+    shipper.drain(never_stop)
+    shipper.close()
+    assert_each_once(fake_es, target, 30)
+
+
+def test_when_the_cli_cannot_reach_the_cluster_then_audit_status_shows_why(
+    fake_es: FakeElasticsearch, target: EsTarget, tmp_path: Path
+) -> None:
+    path = tmp_path / "journal.db"
+    write(path, range(1, 5))
+    fake_es.stop()
+    shipper = shipper_for(target, path, batch=8)
+    outcome = shipper.drain(lambda _seconds: True)
+    assert outcome.error
+    assert backlog_of(shipper) == outcome.error  # drain (the CLI) records it as run does
+    shipper.close()
+
+
+def backlog_of(shipper: Shipper) -> str | None:
+    return shipper.state.last_error
