@@ -13,6 +13,8 @@ from gateway.purposes import PURPOSE_CODE, Taxonomy
 from gateway.scenarios import Scenarios
 
 PrincipalLookup = Callable[[str], Principal | None]
+# The largest quota a database column holds everywhere: PostgreSQL's Integer (SQLite's is larger).
+MAX_QUOTA = 2_147_483_647
 
 
 class GrantChecker:
@@ -168,6 +170,8 @@ class GrantChecker:
         ):
             if value is not None and value <= 0:
                 problems.append(f"{name} 须为正整数 (must be a positive integer): {value}")
+            elif value is not None and value > MAX_QUOTA:
+                problems.append(f"{name} 最大为 {MAX_QUOTA} (must be at most {MAX_QUOTA}): {value}")
         if spec.masking_profile is not None and not PROFILE_NAME.fullmatch(spec.masking_profile):
             problems.append(
                 f"脱敏方案名称格式不正确 {spec.masking_profile!r} (malformed masking profile name)"
