@@ -79,6 +79,11 @@ class AlertIndexer:
                     self.indexed += 1
                 else:
                     self.failed += 1
+            except Exception:
+                # An unexpected error (the database, the client) must not end the thread:
+                # every later copy would be queued and never sent.
+                self.failed += 1
+                log.exception("告警写入 Elasticsearch 出错 (alert copy failed): %s", alert_id)
             finally:
                 self._queue.task_done()
 

@@ -71,6 +71,14 @@ class Notifier:
                     self.sent += 1
                 else:
                     self.failed += 1
+            except Exception:
+                # One bad alert or a bad setting (a malformed webhook URL) must not end the
+                # thread: every later alert would be queued and never sent.
+                self.failed += 1
+                log.exception(
+                    "告警通知出错 (notification failed unexpectedly): %s",
+                    item.get("id") if item is not None else None,
+                )
             finally:
                 self._queue.task_done()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -85,3 +86,29 @@ def test_with_elasticsearch_configured_the_gateway_copies_its_alerts(
         assert [d["id"] for d in fake_es.docs(INDEX)] == [alert.id]
     finally:
         gateway.close()
+
+
+def test_when_reading_an_alert_fails_unexpectedly_then_the_indexer_keeps_going(
+    gateway: Gateway, fake_es: FakeElasticsearch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = gateway.alerts.store
+    real_get = store.get
+    calls: list[str] = []
+
+    def flaky_get(alert_id: str) -> Any:
+        calls.append(alert_id)
+        if len(calls) == 1:
+            raise RuntimeError("database is locked")
+        return real_get(alert_id)
+
+    monkeypatch.setattr(store, "get", flaky_get)
+    indexer = AlertIndexer(make_client(fake_es.url), store, delays=())
+    store.listeners.append(indexer.changed)
+    store.record(finding("tj_analyst"))
+    indexer.flush()
+    assert indexer.failed == 1 and indexer._thread.is_alive()
+    second, _ = store.record(finding("sw_officer"))
+    indexer.flush()
+    assert [d["id"] for d in fake_es.docs(INDEX)] == [second.id]  # not first: it failed
+    assert indexer.indexed == 1
+    indexer.close()

@@ -114,3 +114,19 @@ def test_syslog_receives_the_alert_as_json() -> None:
         data = listener.recv(65536).decode()
         notifier.close()
     assert "shareguard:" in data and '"AL-1"' in data
+
+
+def test_when_the_webhook_url_is_malformed_then_the_worker_survives_and_counts_it(
+    receiver: Receiver,
+) -> None:
+    notifier = WebhookNotifier("http://[::1:80/x", b"k", "low", delays=())
+    notifier.notify(ALERT)
+    notifier.flush()
+    assert notifier.failed == 1 and notifier._thread.is_alive()
+    notifier.url = receiver.url  # a later alert is still taken from the queue and sent
+    notifier.notify({**ALERT, "id": "AL-2"})
+    notifier.flush()
+    notifier.close()
+    assert (notifier.sent, notifier.failed) == (1, 1)
+    [(headers, _body)] = receiver.received
+    assert headers["X-ShareGuard-Alert"] == "AL-2"
