@@ -45,6 +45,10 @@ def access_event(ctx: RequestContext, flow: http.HTTPFlow, phase: str) -> Access
     delivered = ctx.delivery
     lifetime_ns = time.perf_counter_ns() - ctx.started_ns
     ok = refusal is None and not ctx.stream_failed and flow.error is None
+    # What reached the caller: all of it, or for a stream that broke what it sent before; a
+    # buffered response refused after it was shaped (the registry or a signature failed)
+    # delivered nothing, and its data subjects must not be listed as having been sent.
+    sent = ok or (ctx.streaming and phase == "complete")
     return AccessEvent(
         timestamp=ctx.received,
         event_id=str(uuid.uuid4()),
@@ -70,11 +74,11 @@ def access_event(ctx: RequestContext, flow: http.HTTPFlow, phase: str) -> Access
         rule=ctx.decision.rule if ctx.decision else None,
         grant_id=ctx.grant_id,
         error_code=refusal.code if refusal else (ctx.stream_failed and "stream_failed") or None,
-        records=delivered.records if ok or phase == "complete" else 0,
+        records=delivered.records if sent else 0,
         fields=delivered.fields,
         masked_fields=delivered.masked_fields,
-        subject_hashes=tuple(delivered.subject_hashes),
-        subjects_truncated=delivered.subjects_truncated,
+        subject_hashes=tuple(delivered.subject_hashes) if sent else (),
+        subjects_truncated=delivered.subjects_truncated and sent,
         body_sha256=delivered.body_sha256,
         bytes_out=delivered.bytes_out,
         duration_ns=lifetime_ns,

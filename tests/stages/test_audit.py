@@ -14,6 +14,7 @@ from gateway.audit.journal import connect
 from gateway.audit.search import AuditQuery, search
 from gateway.audit.signing import StatementVerifier
 from gateway.context import RequestContext
+from gateway.errors import Refusal
 from gateway.pipeline import Pipeline, default_stages
 from gateway.service import Gateway
 from tests.factories import body_of, drive, json_response, request_flow
@@ -99,6 +100,34 @@ async def test_a_refused_request_is_recorded_with_the_refusal(
     sg = only_event(gateway)["shareguard"]
     assert (sg["decision"], sg["error_code"], sg["records"]) == ("deny", "forbidden", 0)
     assert sg["upstream_duration"] is None  # the platform was never asked
+
+
+class _RefuseAfterShaping:
+    """A stage after shaping that refuses (as a failed watermark registration does)."""
+
+    name = "late_refusal"
+
+    def response(self, ctx: RequestContext, flow: http.HTTPFlow) -> None:
+        raise Refusal("watermark_unavailable", 503, "登记失败 (registration failed)")
+
+
+async def test_a_response_refused_after_shaping_is_recorded_as_delivering_nothing(
+    gateway: Gateway, credentials: Creds
+) -> None:
+    flow = request_flow(
+        "/api/v1/datasets/population/records?limit=2",
+        key=credentials["mz_caseworker"]["api_key"],
+        purpose="social_assistance_review",
+        case_id="MZ-2026-000123",
+    )
+    await drive(
+        pipeline_with(gateway, _RefuseAfterShaping()), flow, json_response({"records": RECORDS})
+    )
+    assert flow.response is not None and flow.response.status_code == 503
+    sg = only_event(gateway)["shareguard"]
+    assert sg["error_code"] == "watermark_unavailable"
+    assert sg["records"] == 0  # the caller got a refusal, not the two records
+    assert sg["data_subjects"] == {"count": 0, "truncated": False, "hashes": []}
 
 
 async def test_when_the_journal_disk_is_full_then_requests_are_refused_and_nothing_is_half_written(
