@@ -127,6 +127,10 @@ class Pipeline:
             ]
             for hook in HOOKS
         }
+        # Stages that account for what a stream delivered; they must run even if it broke.
+        self._finish_streams = {
+            stage.name for stage in self.stages if getattr(stage, "finishes_streams", False)
+        }
 
     def names(self, hook: str) -> list[str]:
         return [name for name, _, _ in self._hooks[hook]]
@@ -173,7 +177,9 @@ class Pipeline:
             if flow.response is None and flow.server_conn.timestamp_tcp_setup is None:
                 self.upstream_failed()
         for name, run, sees_refusals in self._hooks["response"]:
-            if sees_refusals:
+            # A broken export still delivered what it sent: count it and its data subjects
+            # (export), close its watermark registration (register), then audit it.
+            if sees_refusals or (ctx.streaming and name in self._finish_streams):
                 await self._run(name, run, ctx, flow)
 
     def upstream_failed(self) -> None:

@@ -138,6 +138,7 @@ class ExportStream:
 
 class ExportStage:
     name = "export"
+    finishes_streams = True  # runs when a stream breaks too (Pipeline.error)
 
     def __init__(self, hasher: Callable[[str], str], max_decoded_per_chunk: int = 64 << 20) -> None:
         self.hasher = hasher

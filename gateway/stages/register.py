@@ -36,6 +36,7 @@ def watermark_unavailable() -> Refusal:
 
 class RegisterStage:
     name = "register"
+    finishes_streams = True  # runs when a stream breaks too (Pipeline.error)
 
     def __init__(self, gateway: Gateway) -> None:
         self.registry = gateway.registry

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import pytest
 from mitmproxy import http
+from mitmproxy.flow import Error
 
 from gateway.audit.search import AuditQuery, search
 from gateway.context import start_context
@@ -125,3 +126,34 @@ async def test_when_the_export_content_type_is_wrong_then_no_upstream_byte_is_re
     await pipeline.response(ctx, flow)
     assert journal(gateway)[-1]["shareguard"]["decision"] == "allow"
     assert journal(gateway)[-1]["http"]["response"]["status_code"] == 502
+
+
+async def test_when_the_connection_breaks_midway_then_what_was_sent_is_audited_and_registered(
+    gateway: Gateway, credentials: dict[str, Any]
+) -> None:
+    # mitmproxy calls `error`, not `response`, when a connection drops mid-body.
+    pipeline = Pipeline(default_stages(gateway))
+    flow = request_flow(
+        "/api/v1/datasets/population/export?format=ndjson",
+        key=credentials["tj_analyst"]["api_key"],
+        purpose="statistics",
+    )
+    ctx = start_context(flow)
+    await pipeline.request(ctx, flow)
+    flow.response = http.Response.make(200, b"", {"content-type": CONTENT_TYPES["ndjson"]})
+    await pipeline.responseheaders(ctx, flow)
+    stream = flow.response.stream
+    assert callable(stream)
+    sent = b"".join(stream(upstream_body("ndjson")[:12_000]))
+    lines = [orjson.loads(line) for line in sent.splitlines()]
+    real = [r for r in lines if r["record_id"] in {x["record_id"] for x in RECORDS}]
+    assert 0 < len(real) < len(RECORDS)
+    flow.error = Error("connection closed by client")
+    await pipeline.error(ctx, flow)
+    event = journal(gateway)[-1]["shareguard"]
+    assert event["phase"] == "complete" and event["error_code"] == "stream_failed"
+    assert event["records"] == len(real)  # not 0: these people's records did leave
+    people = {x["id_number"] for x in RECORDS if x["record_id"] in {r["record_id"] for r in real}}
+    assert event["data_subjects"]["count"] == len(people) > 0
+    entry = gateway.registry.by_request(ctx.request_id)
+    assert entry is not None and not entry.complete and entry.records == len(real)
