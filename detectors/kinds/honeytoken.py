@@ -11,16 +11,22 @@ class Honeytoken(Detector):
 
     def configure(self) -> None:
         self.keys = frozenset(str(k) for k in self.param("record_keys", []))
-        # Honeytoken identities are configured in clear and compared as audit hashes.
-        self.subjects = frozenset(
+        # Honeytoken identities are configured in clear and compared as audit hashes. The set
+        # grows in place as decoys are delivered (see add_subjects).
+        self.subjects: set[str] = {
             self.context.subject_hasher(s) for s in self.param("subject_ids", [])
-        )
+        }
         # A decoy identity inside a bulk response is expected; one looked up on its own is not.
         self.small = int(self.param("max_records_for_subject_match", 5))
 
     def add_subjects(self, hashes: set[str]) -> None:
-        """Decoy records registered at run time (watermark decoys) join the honeytokens."""
-        self.subjects = self.subjects | hashes
+        """Decoy records registered at run time (watermark decoys) join the honeytokens.
+
+        Called on the event loop for every response with decoys: the set is updated in place
+        rather than copied (a copy of a million hashes per response stalls the loop). The
+        detection thread reads it meanwhile only through single C-level set operations
+        (truth test, intersection, `&`), which the GIL keeps whole against `update`."""
+        self.subjects.update(hashes)
 
     def observe(self, obs: Observation) -> Finding | None:
         if obs.decision != "allow":
