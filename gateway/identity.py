@@ -114,7 +114,12 @@ def parse_api_key(api_key: str) -> tuple[str, str] | None:
         return None
     if not parts[1].isalnum() or len(parts[1]) > 32 or len(parts[2]) > 128:
         return None
+    if not _SECRET_CHARS.issuperset(parts[2]):
+        return None  # not a secret the gateway issued (urlsafe base64): unknown, not an error
     return parts[1], parts[2]
+
+
+_SECRET_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
 def create_principal(conn: Connection, principal: Principal, password: str | None = None) -> None:

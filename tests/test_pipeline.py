@@ -60,6 +60,15 @@ async def test_when_the_key_is_wrong_then_401(pipeline: Pipeline, authorization:
     assert_refusal(flow, 401, "unauthenticated")
 
 
+async def test_when_a_real_key_has_a_secret_in_other_characters_then_401_not_an_error(
+    pipeline: Pipeline, credentials: Creds
+) -> None:
+    real = key(credentials, "mz_caseworker")
+    flow = request_flow("/api/v1/catalog", key=real[:-2] + "é!")
+    await drive(pipeline, flow)
+    assert_refusal(flow, 401, "unauthenticated")
+
+
 async def test_when_a_real_key_has_a_wrong_secret_then_401(
     pipeline: Pipeline, credentials: Creds
 ) -> None:
