@@ -87,6 +87,16 @@ def _count(raw: str) -> int:
     return value
 
 
+def _working_days(raw: str) -> int:
+    # Imported here: gateway.workdays imports this module.
+    from gateway.workdays import MAX_WORKING_DAYS
+
+    value = _count(raw)
+    if value > MAX_WORKING_DAYS:
+        raise ValueError(f"must be at most {MAX_WORKING_DAYS} working days")
+    return value
+
+
 def _size(raw: str) -> int:
     units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
     raw = raw.strip().lower()
@@ -170,7 +180,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "expiry_warning_days",
-        _count,
+        _working_days,
         "10",
         "working days ahead of a grant's end that its expiry warning is raised",
     ),

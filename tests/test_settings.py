@@ -42,3 +42,13 @@ def test_when_a_setting_is_bad_then_startup_fails_naming_it(
 def test_an_unknown_override_is_refused() -> None:
     with pytest.raises(ConfigError, match="unknown"):
         load_settings({"proxy_prot": "1"}, environ={})
+
+
+def test_when_the_expiry_warning_is_beyond_the_working_day_calendar_then_startup_fails() -> None:
+    from gateway.workdays import MAX_WORKING_DAYS
+
+    env = {"SHAREGUARD_EXPIRY_WARNING_DAYS": str(MAX_WORKING_DAYS + 1)}
+    with pytest.raises(ConfigError, match=f"expiry_warning_days.*at most {MAX_WORKING_DAYS}"):
+        load_settings(environ=env)
+    limit = {"SHAREGUARD_EXPIRY_WARNING_DAYS": str(MAX_WORKING_DAYS)}
+    assert load_settings(environ=limit).expiry_warning_days == MAX_WORKING_DAYS

@@ -160,8 +160,14 @@ def _set_status(args: argparse.Namespace) -> int:
 
 
 def _expiring(args: argparse.Namespace) -> int:
+    from gateway.workdays import MAX_WORKING_DAYS
+
     if args.days is not None and args.days < 0:
         return fail("--days 不能为负 (must not be negative)")
+    if args.days is not None and args.days > MAX_WORKING_DAYS:
+        return fail(
+            f"--days 最多为 {MAX_WORKING_DAYS} 个工作日 (must be at most {MAX_WORKING_DAYS})"
+        )
     with admin_gateway(settings_from(args)) as gateway:
         grants = gateway.desk.expiring(days=args.days)
         days = gateway.settings.expiry_warning_days if args.days is None else args.days

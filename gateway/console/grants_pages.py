@@ -26,7 +26,7 @@ from gateway.errors import Refusal
 from gateway.grants.admin import Actor, GrantNotFound
 from gateway.grants.model import GrantError, GrantSpec, parse_moment
 from gateway.policy.explain import ExplainError, Question, explain
-from gateway.workdays import china_today
+from gateway.workdays import MAX_WORKING_DAYS, china_today
 
 READERS = ("admin", "security", "auditor")
 STATUS_BY_ACTION = {"suspend": "suspended", "resume": "active", "revoke": "revoked"}
@@ -208,9 +208,15 @@ def routes(console: Console) -> list[Route]:
     @console.api(*READERS)
     async def grants_expiring(request: Request) -> Response:
         raw = request.query_params.get("days")
-        if raw is not None and not raw.isdigit():
+        if raw is not None and not (raw.isascii() and raw.isdigit()):
             return api_error(400, "bad_request", "days 须为非负整数 (must be a whole number)")
         days = int(raw) if raw is not None else None
+        if days is not None and days > MAX_WORKING_DAYS:
+            return api_error(
+                400,
+                "bad_request",
+                f"days 最多为 {MAX_WORKING_DAYS} 个工作日 (must be at most {MAX_WORKING_DAYS})",
+            )
         grants = await run(lambda: desk.expiring(days=days))
         return JSONResponse({"grants": [g.to_dict() for g in grants]})
 
