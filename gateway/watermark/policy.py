@@ -91,11 +91,12 @@ def load_watermarks(path: Path, catalog: Catalog, taxonomy: Taxonomy) -> Waterma
         raise ConfigError(f"水印策略无法读取 (watermark policy unreadable): {path}: {exc}") from exc
     problems: list[str] = []
     rules = tuple(
-        _rule(i, spec, catalog, taxonomy, problems) for i, spec in enumerate(raw.get("rule", []))
+        _rule(i, spec, catalog, taxonomy, problems)
+        for i, spec in enumerate(_tables(raw, "rule", problems))
     )
     carriers: dict[str, list[CarrierSpec]] = {}
     seen: set[tuple[str, str]] = set()
-    for spec in raw.get("carrier", []):
+    for spec in _tables(raw, "carrier", problems):
         c = _carrier(spec, catalog, problems)
         if c is None:
             continue
@@ -103,13 +104,13 @@ def load_watermarks(path: Path, catalog: Catalog, taxonomy: Taxonomy) -> Waterma
             problems.append(f"carrier {c.dataset}.{c.field} is declared twice")
         seen.add((c.dataset, c.field))
         carriers.setdefault(c.dataset, []).append(c)
-    decoys = raw.get("decoys", {})
+    decoys = _table(raw, "decoys", problems)
     decoy_policy = DecoyPolicy(
         every=_positive(decoys, "every", 500, problems),
         min_records=_positive(decoys, "min_records", 50, problems),
         max_per_response=_positive(decoys, "max_per_response", 20, problems),
     )
-    invisible_every = _positive(raw.get("invisible", {}), "every", 1, problems)
+    invisible_every = _positive(_table(raw, "invisible", problems), "every", 1, problems)
     if problems:
         raise ConfigError(
             f"水印策略有误 (watermark policy invalid): {path}\n  " + "\n  ".join(problems)
@@ -120,6 +121,24 @@ def load_watermarks(path: Path, catalog: Catalog, taxonomy: Taxonomy) -> Waterma
         decoys=decoy_policy,
         invisible_every=invisible_every,
     )
+
+
+def _tables(raw: dict[str, Any], name: str, problems: list[str]) -> list[dict[str, Any]]:
+    """An array of tables (`[[name]]`); anything else is named, not misread."""
+    value = raw.get(name, [])
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        problems.append(f"{name} must be an array of tables: write [[{name}]], not [{name}]")
+        return []
+    return value
+
+
+def _table(raw: dict[str, Any], name: str, problems: list[str]) -> dict[str, Any]:
+    """A table (`[name]`); anything else is named, not misread."""
+    value = raw.get(name, {})
+    if not isinstance(value, dict):
+        problems.append(f"{name} must be a table: write [{name}] with its keys under it")
+        return {}
+    return value
 
 
 def _names(
@@ -194,15 +213,19 @@ def _carrier(spec: dict[str, Any], catalog: Catalog, problems: list[str]) -> Car
         problems.append(f"{where}: state the tolerance (what the carrier changes)")
         return None
     decimals = spec.get("decimals", 0)
-    if not isinstance(decimals, int) or not 0 <= decimals <= 6:
+    if not isinstance(decimals, int) or isinstance(decimals, bool) or not 0 <= decimals <= 6:
         problems.append(f"{where}: decimals must be 0-6")
+        return None
+    skip_zero = spec.get("skip_zero", False)
+    if not isinstance(skip_zero, bool):
+        problems.append(f"{where}: skip_zero must be true or false")
         return None
     return CarrierSpec(
         dataset=dataset.id,
         field=field.name,
         kind=kind,
         tolerance=tolerance,
-        carrier=carrier_for(kind, decimals, bool(spec.get("skip_zero", False))),
+        carrier=carrier_for(kind, decimals, skip_zero),
     )
 
 

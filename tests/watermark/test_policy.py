@@ -72,6 +72,20 @@ def write(tmp_path: Path, text: str) -> Path:
             '[[carrier]]\ndataset = "weather"\nfield = "humidity"\nkind = "last_digit"\n',
             "tolerance",
         ),
+        (
+            '[carrier]\ndataset = "weather"\nfield = "humidity"\nkind = "last_digit"\n'
+            'tolerance = "x"\n',
+            r"write \[\[carrier\]\]",
+        ),
+        ('[rule]\npurposes = ["*"]\ndatasets = ["*"]\nlayers = ["provenance"]\n', "rule must be"),
+        ("rule = [1, 2]\n", "rule must be an array of tables"),
+        ("decoys = 5\n", "decoys must be a table"),
+        ('invisible = "all"\n', "invisible must be a table"),
+        (
+            '[[carrier]]\ndataset = "weather"\nfield = "humidity"\nkind = "last_digit"\n'
+            'tolerance = "x"\nskip_zero = "no"\n',
+            "skip_zero must be true or false",
+        ),
     ],
     ids=[
         "decoys for a 行政依据 purpose",
@@ -79,6 +93,12 @@ def write(tmp_path: Path, text: str) -> Path:
         "a layer that does not exist",
         "a 身份证号 as a carrier",
         "a carrier without its stated tolerance",
+        "[carrier] instead of [[carrier]]",
+        "[rule] instead of [[rule]]",
+        "rules that are not tables",
+        "decoys as a number",
+        "invisible as a string",
+        "skip_zero as a string",
     ],
 )
 def test_when_the_policy_is_wrong_then_loading_fails_naming_the_problem(
