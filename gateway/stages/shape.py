@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import datetime
-
 from mitmproxy import http
 
 from gateway.context import RequestContext
 from gateway.errors import Refusal
 from gateway.service import Gateway
 from gateway.shaping import ShaperFactory
-
-# Ages and dates are counted on the calendar of the people the data is about.
-CHINA = datetime.timezone(datetime.timedelta(hours=8))
+from gateway.workdays import china_today
 
 
 class ShapeStage:
@@ -60,7 +56,7 @@ class ShapeStage:
             ctx.obligations,
             profile,
             recipient,
-            ctx.received.astimezone(CHINA).date(),
+            china_today(ctx.received),  # ages and dates count on the Chinese calendar day
         )
         ctx.delivery.masking_profile = profile.name
         ctx.delivery.key_version = ctx.shaper.key_version

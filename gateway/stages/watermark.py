@@ -67,9 +67,10 @@ class WatermarkStage:
         masking = self.gateway.masking
         profile = masking.profiles[plan.profile]
         kept = {f.name for f in plan.fields if not f.masked}
+        delivered = {f.name for f in plan.fields}
         pseudonyms: list[tuple[str, float]] = []
         for f in dataset.fields:
-            if f.name not in {p.name for p in plan.fields} or f.name in kept:
+            if f.name not in delivered or f.name in kept:
                 continue
             op = masking.operator_for(profile, dataset, f)
             if isinstance(op, Pseudonym):
