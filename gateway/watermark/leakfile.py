@@ -225,16 +225,24 @@ def _delimited(stream: IO[bytes], encoding: str, head: str, max_rows: int) -> Le
     sink = _Sink(max_rows)
     columns: list[str] = []
     first = True
-    for row in rows:
-        row = [c.strip("\ufeff") for c in row]
-        if not any(c.strip() for c in row):
-            continue
-        if first:
-            first = False
-            if _looks_like_header(row):
-                columns = row
+    try:
+        for row in rows:
+            row = [c.strip("\ufeff") for c in row]
+            if not any(c.strip() for c in row):
                 continue
-        sink.add([_neutral(c) for c in row])
+            if first:
+                first = False
+                if _looks_like_header(row):
+                    columns = row
+                    continue
+            sink.add([_neutral(c) for c in row])
+    except csv.Error as exc:
+        # A field past the csv module's limit (an unclosed quote swallowing the rest of the
+        # file, or one enormous cell): not a table tracing can read.
+        raise LeakError(
+            f"CSV 第 {sink.seen + 1} 行附近无法解析 (cannot parse the CSV near row "
+            f"{sink.seen + 1}): {exc}"
+        ) from None
     if sink.seen == 0:
         raise LeakError("文件中没有数据行 (no rows of data in the file)")
     if not columns:

@@ -95,3 +95,15 @@ def test_an_unreadable_file_is_a_clear_error(tmp_path: Path, content: bytes) -> 
     path.write_bytes(content)
     with pytest.raises(LeakError):
         read_leak(path)
+
+
+def test_a_csv_field_past_the_csv_field_limit_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "leak.csv"
+    path.write_bytes(
+        b"record_id,name,notes\nP00000001,a,b\nP00000002,c,b\n"
+        + b'P00000003,d,"'
+        + b"x" * 200_000
+        + b'"\n'
+    )
+    with pytest.raises(LeakError, match="cannot parse the CSV"):
+        read_leak(path)
