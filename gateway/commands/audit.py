@@ -222,6 +222,10 @@ def _export(args: argparse.Namespace) -> int:
         return fail(f"参数错误 (bad argument): {exc}")
     except _Fail as exc:
         return fail(str(exc))
+    details = {"query": public_params(params), "store": store.name, "format": "csv"}
+    # Recorded before the first row leaves, as the console does: an export that fails half-way
+    # has still handed over what it wrote.
+    _record(settings, "audit-export", **details)
     rows = 0
     out = args.output.open("w", encoding="utf-8", newline="") if args.output else sys.stdout
     try:
@@ -229,18 +233,11 @@ def _export(args: argparse.Namespace) -> int:
             out.write(line)
             rows += 1
     except _store_errors() as exc:
-        return fail(f"导出失败 (export failed): {exc}")
+        _record(settings, "audit-export", outcome="failure", rows=max(rows - 1, 0), **details)
+        return fail(f"导出失败，已写出 {max(rows - 1, 0)} 条 (export failed part-way): {exc}")
     finally:
         if args.output:
             out.close()
-    _record(
-        settings,
-        "audit-export",
-        query=public_params(params),
-        store=store.name,
-        rows=rows - 1,
-        format="csv",
-    )
     if args.output:
         print(f"已导出 {rows - 1} 条 (exported {rows - 1} events) → {args.output}", file=sys.stderr)
     return 0

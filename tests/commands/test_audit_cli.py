@@ -79,6 +79,26 @@ def test_export_writes_every_match_as_csv_and_is_recorded(
     assert staff_actions(journal) == [("audit-export", "success")]
 
 
+def test_when_an_export_fails_part_way_then_it_was_recorded_before_and_its_failure_after(
+    journal: Settings, tmp_path: Path, capsys: Capture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from elastic_transport import ConnectionError as TransportConnectionError
+
+    from gateway.audit import csvexport
+
+    def breaking(events: Any) -> Iterator[str]:
+        yield "header\n"
+        yield "row\n"
+        assert staff_actions(journal) == [("audit-export", "success")]  # before it leaves
+        raise TransportConnectionError("cluster went away")
+
+    monkeypatch.setattr(csvexport, "csv_lines", breaking)
+    out = tmp_path / "export.csv"
+    assert run(journal, "audit", "export", "--output", str(out)) != 0
+    assert "export failed" in capsys.readouterr().err
+    assert staff_actions(journal) == [("audit-export", "success"), ("audit-export", "failure")]
+
+
 def test_verify_is_recorded_with_its_outcome_and_names_the_first_bad_record(
     journal: Settings, capsys: Capture
 ) -> None:
