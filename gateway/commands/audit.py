@@ -222,7 +222,7 @@ def _export(args: argparse.Namespace) -> int:
         return fail(f"参数错误 (bad argument): {exc}")
     except _Fail as exc:
         return fail(str(exc))
-    details = {"query": public_params(params), "store": store.name, "format": "csv"}
+    details: dict[str, Any] = {"query": public_params(params), "store": store.name, "format": "csv"}
     # Recorded before the first row leaves, as the console does: an export that fails half-way
     # has still handed over what it wrote.
     _record(settings, "audit-export", **details)
