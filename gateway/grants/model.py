@@ -130,19 +130,22 @@ def parse_moment(text: str, *, end_of_day: bool = False) -> datetime:
     """
     text = text.strip()
     try:
-        if len(text) == 10:
+        try:
+            # Every date-only form (2026-12-31, 20261231, 2026-W53-4 ...) is a whole China day.
             day = date.fromisoformat(text)
+        except ValueError:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        else:
             if end_of_day:
                 day += timedelta(days=1)
             return datetime.combine(day, time(0), CHINA).astimezone(UTC)
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=CHINA)
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise ValueError(
             f"无法识别的时间 {text!r}：应为 2026-01-31 或 ISO 8601 (unreadable date or time)"
         ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=CHINA)
-    return moment.astimezone(UTC)
 
 
 def utc(moment: datetime) -> datetime:
