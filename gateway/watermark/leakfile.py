@@ -29,6 +29,7 @@ __all__ = ["LeakError", "LeakTable", "read_leak"]
 
 Progress = Callable[[int], None]  # called with the number of bytes just read
 MAX_ROWS = 100_000
+MAX_HTTP_NESTING = 4  # a saved response inside a saved response, at most this deep
 _ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060]")
 _DIGIT_RUN = re.compile(r"\d{3}")  # P00000001 is a record key, not a column name
 _HEADER_NAME = re.compile(r"[^\W\d][\w .()（）/-]{0,63}")
@@ -89,20 +90,22 @@ def read_leak(path: Path, max_rows: int = MAX_ROWS, progress: Progress | None = 
         return read_leak_bytes_stream(stream, head, max_rows)
 
 
-def read_leak_bytes(data: bytes, max_rows: int = MAX_ROWS) -> LeakTable:
+def read_leak_bytes(data: bytes, max_rows: int = MAX_ROWS, *, nesting: int = 0) -> LeakTable:
     """The same, for an uploaded file held in memory (the admin API and the console)."""
     if data.startswith(b"PK\x03\x04"):
         return _xlsx(io.BytesIO(data), max_rows, None)
     if not data:
         raise LeakError("文件为空 (the file is empty)")
-    return read_leak_bytes_stream(io.BytesIO(data), data[: 1 << 16], max_rows)
+    return read_leak_bytes_stream(io.BytesIO(data), data[: 1 << 16], max_rows, nesting=nesting)
 
 
-def read_leak_bytes_stream(stream: IO[bytes], head: bytes, max_rows: int) -> LeakTable:
+def read_leak_bytes_stream(
+    stream: IO[bytes], head: bytes, max_rows: int, *, nesting: int = 0
+) -> LeakTable:
     encoding = _encoding(head)
     text_head = head.decode(encoding, errors="replace").lstrip("\ufeff").lstrip()
     if text_head.startswith("HTTP/"):
-        return read_http_response(stream.read(), max_rows)
+        return read_http_response(stream.read(), max_rows, nesting=nesting)
     if text_head[:1] in ("[", "{"):
         try:
             return _json(stream, text_head, max_rows)
@@ -271,8 +274,15 @@ def _looks_like_header(row: list[str]) -> bool:
     ) and len(set(row)) == len(row)
 
 
-def read_http_response(data: bytes, max_rows: int) -> LeakTable:
-    """A saved HTTP response (`curl -i`): its body is read, its headers kept for the signature."""
+def read_http_response(data: bytes, max_rows: int, *, nesting: int = 0) -> LeakTable:
+    """A saved HTTP response (`curl -i`): its body is read, its headers kept for the signature.
+
+    A body that is itself a saved response is read too, up to MAX_HTTP_NESTING deep."""
+    if nesting >= MAX_HTTP_NESTING:
+        raise LeakError(
+            f"HTTP 响应嵌套超过 {MAX_HTTP_NESTING} 层 (saved HTTP responses nested more than "
+            f"{MAX_HTTP_NESTING} deep)"
+        )
     head, sep, body = data.partition(b"\r\n\r\n")
     if not sep:
         head, sep, body = data.partition(b"\n\n")
@@ -287,7 +297,11 @@ def read_http_response(data: bytes, max_rows: int) -> LeakTable:
         if name.strip():
             key = name.strip()
             headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
-    inner = read_leak_bytes(body, max_rows) if body.strip() else LeakTable("http", [], [])
+    inner = (
+        read_leak_bytes(body, max_rows, nesting=nesting + 1)
+        if body.strip()
+        else LeakTable("http", [], [])
+    )
     inner.responses.append((status, headers, body))
     return inner
 

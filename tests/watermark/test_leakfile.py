@@ -107,3 +107,14 @@ def test_a_csv_field_past_the_csv_field_limit_is_a_clear_error(tmp_path: Path) -
     )
     with pytest.raises(LeakError, match="cannot parse the CSV"):
         read_leak(path)
+
+
+def test_saved_responses_nested_without_end_are_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "response.txt"
+    path.write_bytes(b"HTTP/1.1 200 OK\r\n\r\n" * 5000 + orjson.dumps({"records": RECORDS}))
+    with pytest.raises(LeakError, match="nested more than"):
+        read_leak(path)
+    # One saved response inside another is still read.
+    path.write_bytes(b"HTTP/1.1 200 OK\r\n\r\n" * 2 + orjson.dumps({"records": RECORDS}))
+    table = read_leak(path)
+    assert table.total_rows == len(RECORDS) and len(table.responses) == 2
