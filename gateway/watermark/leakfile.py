@@ -29,6 +29,7 @@ __all__ = ["LeakError", "LeakTable", "read_leak"]
 
 Progress = Callable[[int], None]  # called with the number of bytes just read
 MAX_ROWS = 100_000
+HEAD_SIZE = 1 << 16  # read first to tell the format
 MAX_HTTP_NESTING = 4  # a saved response inside a saved response, at most this deep
 _ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060]")
 _DIGIT_RUN = re.compile(r"\d{3}")  # P00000001 is a record key, not a column name
@@ -79,7 +80,7 @@ def read_leak(path: Path, max_rows: int = MAX_ROWS, progress: Progress | None = 
     """Read `path` in whichever supported format its content shows."""
     try:
         with path.open("rb") as f:
-            head = f.read(1 << 16)
+            head = f.read(HEAD_SIZE)
     except OSError as exc:
         raise LeakError(f"无法读取文件 (cannot read the file): {exc}") from None
     if not head:
@@ -96,7 +97,7 @@ def read_leak_bytes(data: bytes, max_rows: int = MAX_ROWS, *, nesting: int = 0) 
         return _xlsx(io.BytesIO(data), max_rows, None)
     if not data:
         raise LeakError("文件为空 (the file is empty)")
-    return read_leak_bytes_stream(io.BytesIO(data), data[: 1 << 16], max_rows, nesting=nesting)
+    return read_leak_bytes_stream(io.BytesIO(data), data[:HEAD_SIZE], max_rows, nesting=nesting)
 
 
 def read_leak_bytes_stream(
@@ -179,8 +180,14 @@ def _json(stream: IO[bytes], head: str, max_rows: int) -> LeakTable:
             break
     if not found:
         stream.seek(start)
+        # One record as a whole document: only when the file is no bigger than the head
+        # already read. A larger file is not read whole into memory here; it is most likely
+        # NDJSON, which the caller reads line by line when this fails.
+        data = stream.read(HEAD_SIZE + 1)
+        if len(data) > HEAD_SIZE:
+            raise LeakError("不是单个 JSON 文档 (not a single JSON document)")
         try:
-            document = orjson.loads(stream.read())
+            document = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
             raise LeakError(f"不是合法 JSON (not valid JSON): {exc}") from None
         if not isinstance(document, dict):

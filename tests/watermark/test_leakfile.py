@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import orjson
 import pytest
 
 from bench.leaks import write
-from gateway.watermark.leakfile import LeakError, read_leak
+from gateway.watermark.leakfile import HEAD_SIZE, LeakError, read_leak, read_leak_bytes_stream
 
 RECORDS = [
     {
@@ -118,3 +119,31 @@ def test_saved_responses_nested_without_end_are_a_clear_error(tmp_path: Path) ->
     path.write_bytes(b"HTTP/1.1 200 OK\r\n\r\n" * 2 + orjson.dumps({"records": RECORDS}))
     table = read_leak(path)
     assert table.total_rows == len(RECORDS) and len(table.responses) == 2
+
+
+class _Reads(io.BytesIO):
+    """A file that remembers the largest single read asked of it (-1: the whole file)."""
+
+    largest = 0
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        if size is None or size < 0:
+            self.largest = -1
+        elif self.largest >= 0:
+            self.largest = max(self.largest, size)
+        return super().read(size)
+
+
+def test_a_large_ndjson_file_is_never_read_whole_into_memory() -> None:
+    data = b"".join(
+        orjson.dumps({"record_id": f"P{i:08d}", "notes": "x" * 40}) + b"\n" for i in range(5000)
+    )
+    assert len(data) > 4 * HEAD_SIZE
+    stream = _Reads(data)
+    table = read_leak_bytes_stream(stream, data[:HEAD_SIZE], 100)
+    assert table.format == "ndjson" and table.total_rows == 5000
+    assert 0 <= stream.largest <= HEAD_SIZE + 1
+    # A single small JSON record is still read as JSON.
+    small = orjson.dumps({"record_id": "P00000001", "name": "张三"})
+    one = read_leak_bytes_stream(io.BytesIO(small), small, 100)
+    assert one.format == "json" and one.rows == [["P00000001", "张三"]]
