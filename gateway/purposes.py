@@ -13,6 +13,8 @@ from typing import Any
 from gateway.errors import ConfigError
 
 PURPOSE_CODE = re.compile(r"[a-z][a-z0-9_]{1,63}")
+# A case reference (X-Case-Id) as the purpose stage accepts it, and `policy explain` checks it.
+CASE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_./:()-]{0,63}")
 PRINCIPAL_KINDS = ("department", "public", "staff")
 
 

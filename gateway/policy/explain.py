@@ -1,9 +1,9 @@
 """`policy explain`: what the gateway would decide for a person, dataset and purpose, and why.
 
 It runs the same Decider as the authorize stage, after the same checks the earlier stages make
-(an active principal, a known purpose, a case reference where one is needed), so the answer is
-the first reason a real request would be refused, or the rule, grant, fields and masking that
-would apply.
+(an active principal, a known purpose, a well-formed case reference, one where it is needed), so
+the answer is the first reason a real request would be refused, or the rule, grant, fields and
+masking that would apply.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 from gateway.grants.resolve import Considered
 from gateway.identity import Subject, load_principal
 from gateway.policy.decider import ACTION_DELIVERY, Verdict
-from gateway.purposes import PURPOSE_CODE
+from gateway.purposes import CASE_ID, PURPOSE_CODE
 from gateway.service import Gateway
 
 ACTIONS = tuple(ACTION_DELIVERY)
@@ -111,6 +111,13 @@ def _earlier_refusal(
             "code": "unauthenticated",
             "reason": "principal_inactive",
             "message": f"该人员账号状态为 {status}，其密钥不被接受 (the principal is not active)",
+        }
+    case_id = (case_id or "").strip()
+    if case_id and not CASE_ID.fullmatch(case_id):
+        return {
+            "code": "purpose_required",
+            "reason": "case_malformed",
+            "message": "案件编号格式不正确：字母、数字与 _ . / : ( ) -，最长 64 位 (malformed X-Case-Id)",
         }
     if requires_case and not case_id:
         return {

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
 from mitmproxy import http
 
 from gateway.context import RequestContext
 from gateway.errors import Refusal
-from gateway.purposes import PURPOSE_CODE, Taxonomy
-
-CASE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_./:()-]{0,63}")
+from gateway.purposes import CASE_ID, PURPOSE_CODE, Taxonomy
 
 
 def _purpose_required(message: str, detail: str) -> Refusal:
