@@ -47,7 +47,9 @@ def test_a_scraping_run_raises_an_alert_suspends_the_key_and_is_reported_exactly
                     refused_at = n
                     break
         assert refused_at is not None, "the scraper was never cut off"
-        assert 25 <= len(delivered) < 199
+        # Ten distinct reads at machine pace make the evidence; the suspension follows the alert,
+        # which the detection thread raises a request or a few later.
+        assert 10 <= len(delivered) < 199
 
         alerts = orjson.loads(cli(home, "alerts", "list", "--json"))
         scrape = [a for a in alerts if a["rule"] == "enumeration"]
