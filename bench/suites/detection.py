@@ -28,7 +28,6 @@ from gateway.alerts.store import AlertError
 from gateway.demo.data import DemoStore, generate
 from gateway.demo.seed import seed_demo
 from gateway.grants.admin import Actor
-from gateway.grants.model import GrantSpec
 from gateway.pipeline import Pipeline, default_stages
 from gateway.service import Gateway
 from gateway.settings import load_settings
@@ -312,20 +311,7 @@ def _backdate_grants(gateway: Gateway, start: datetime) -> None:
         )
         gateway.admin.create(
             actor,
-            GrantSpec(
-                dataset=grant.dataset,
-                fields=grant.fields,
-                valid_from=start - timedelta(days=1),
-                valid_until=grant.valid_until,
-                department=grant.department,
-                role=grant.role,
-                principal=grant.principal,
-                purposes=grant.purposes,
-                scenario=grant.scenario,
-                max_per_request=grant.max_per_request,
-                max_per_day=grant.max_per_day,
-                masking_profile=grant.masking_profile,
-            ),
+            grant.to_spec(valid_from=start - timedelta(days=1), note=""),
         )
     gateway.refresh()
 

@@ -15,7 +15,7 @@ from gateway.alerts.actions import ActionResult, ActionTarget
 from gateway.applications.desk import ApplicationDesk
 from gateway.applications.model import ApplicationSpec
 from gateway.grants.admin import Actor, GrantAdmin, GrantNotFound
-from gateway.grants.model import GrantError, GrantSpec
+from gateway.grants.model import GrantError
 
 # The tightened quota: a grant's own limits, or these if it had none, whichever is lower.
 TIGHT_PER_REQUEST = 50
@@ -119,19 +119,10 @@ class GrantResponses:
         if isinstance(grant, ActionResult):
             return grant
         actor = _actor(target)
-        spec = GrantSpec(
-            dataset=grant.dataset,
-            fields=grant.fields,
+        spec = grant.to_spec(
             valid_from=datetime.now(UTC),
-            valid_until=grant.valid_until,
-            department=grant.department,
-            role=grant.role,
-            principal=grant.principal,
-            purposes=grant.purposes,
-            scenario=grant.scenario,
             max_per_request=min(grant.max_per_request or TIGHT_PER_REQUEST, TIGHT_PER_REQUEST),
             max_per_day=min(grant.max_per_day or TIGHT_PER_DAY, TIGHT_PER_DAY),
-            masking_profile=grant.masking_profile,
             note=f"告警 {target.alert_id} 后收紧配额，替代授权 {grant.id}",
         )
         # The replacement is created while the original is suspended, so they do not contradict.

@@ -124,18 +124,7 @@ class GrantAdmin:
                 conn.rollback()  # nothing changed: leave the revision where it was
                 return grant
             if status == "active":
-                spec = GrantSpec(
-                    dataset=grant.dataset,
-                    fields=grant.fields,
-                    valid_from=grant.valid_from,
-                    valid_until=grant.valid_until,
-                    department=grant.department,
-                    role=grant.role,
-                    principal=grant.principal,
-                    purposes=grant.purposes,
-                    scenario=grant.scenario,
-                )
-                self._overlaps(conn, spec, ignore=grant.id)
+                self._overlaps(conn, grant.to_spec(), ignore=grant.id)
             after = store.set_status(conn, grant, status, now, rev)
             self.audit(
                 actor,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -73,6 +73,30 @@ class Grant:
 
     def in_period(self, now: datetime) -> bool:
         return self.valid_from <= now < self.valid_until
+
+    def to_spec(self, **changes: Any) -> GrantSpec:
+        """The grant as a spec to create again, with `changes` applied (quota, period, note ...).
+
+        Everything the grant carries comes along, its application included, so a re-issued or
+        tightened grant still answers to the application that approved it.
+        """
+        spec = GrantSpec(
+            dataset=self.dataset,
+            fields=self.fields,
+            valid_from=self.valid_from,
+            valid_until=self.valid_until,
+            department=self.department,
+            role=self.role,
+            principal=self.principal,
+            purposes=self.purposes,
+            scenario=self.scenario,
+            max_per_request=self.max_per_request,
+            max_per_day=self.max_per_day,
+            masking_profile=self.masking_profile,
+            application_id=self.application_id,
+            note=self.note,
+        )
+        return replace(spec, **changes)
 
     def to_dict(self) -> dict[str, Any]:
         """The grant as JSON: the CLI, the admin API and the audit event's before/after."""

@@ -12,6 +12,7 @@ from detectors.kinds import Finding
 from detectors.observation import Observation
 from detectors.rules import load_rules
 from detectors.samples import BASE
+from gateway.grants.admin import Actor
 from gateway.pipeline import Pipeline, default_stages
 from gateway.service import Gateway
 from tests.factories import body_of, drive, json_response, request_flow
@@ -111,3 +112,25 @@ async def test_when_the_access_had_no_grant_the_grant_response_is_skipped_and_sa
         e for e in gateway.alerts.store.timeline(alert.id) if e["action"] == "action-skipped"
     ]
     assert "no grant" in entry["note"]
+
+
+async def test_a_tightened_grant_keeps_everything_but_its_quota_its_application_included(
+    gateway: Gateway,
+) -> None:
+    actor = Actor("admin", ("admin",))
+    demo = gateway.admin.get(mz_grant(gateway))
+    gateway.admin.set_status(actor, demo.id, "revoked", reason="re-issued from an application")
+    approved = gateway.admin.create(
+        actor, demo.to_spec(application_id="A20261121-0001", masking_profile="case_review")
+    ).grant
+    gateway.refresh()
+
+    alert = gateway.alerts.on_detection(detection(gateway, "tighten_quota", approved.id))
+    [entry] = [e for e in gateway.alerts.store.timeline(alert.id) if e["action"] == "action"]
+    tight = gateway.admin.get(entry["details"]["undo"]["replacement"])
+
+    assert tight.application_id == "A20261121-0001"
+    kept = ("dataset", "department", "role", "principal", "fields", "purposes", "scenario")
+    assert [getattr(tight, k) for k in kept] == [getattr(approved, k) for k in kept]
+    assert (tight.masking_profile, tight.valid_until) == ("case_review", approved.valid_until)
+    assert tight.max_per_request is not None and tight.max_per_request <= 50
