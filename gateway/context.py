@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from mitmproxy import http
@@ -87,6 +87,7 @@ class RequestContext:
     stream_failed: str | None = None
     audited_start: bool = False
     watermark: Watermarker | None = None  # the response's watermark (issue 5)
+    quota_charged: tuple[str, date, int] | None = None  # (grant, day, records) counted
 
     @property
     def answered_locally(self) -> bool:

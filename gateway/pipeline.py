@@ -131,6 +131,12 @@ class Pipeline:
         self._finish_streams = {
             stage.name for stage in self.stages if getattr(stage, "finishes_streams", False)
         }
+        # Run once a response is final, refused or not (a quota gives back what was refused).
+        self._settle = [
+            (stage.name, stage.settle)
+            for stage in self.stages
+            if callable(getattr(stage, "settle", None))
+        ]
 
     def names(self, hook: str) -> list[str]:
         return [name for name, _, _ in self._hooks[hook]]
@@ -164,8 +170,16 @@ class Pipeline:
                 flow.response = http.Response.make(
                     ctx.refusal.status, body, refusal_headers(ctx, len(body))
                 )
+            self._settled(ctx, flow)
         if flow.response is not None:
             flow.response.headers["X-Request-Id"] = ctx.request_id
+
+    def _settled(self, ctx: RequestContext, flow: http.HTTPFlow) -> None:
+        for name, settle in self._settle:
+            try:
+                settle(ctx, flow)
+            except Exception:
+                log.exception("阶段 %s 收尾出错 (stage %s failed to settle)", name, name)
 
     async def error(self, ctx: RequestContext, flow: http.HTTPFlow) -> None:
         """The flow broke (platform unreachable, connection lost): audit it as a failure."""
@@ -181,6 +195,7 @@ class Pipeline:
             # (export), close its watermark registration (register), then audit it.
             if sees_refusals or (ctx.streaming and name in self._finish_streams):
                 await self._run(name, run, ctx, flow)
+        self._settled(ctx, flow)
 
     def upstream_failed(self) -> None:
         """Tell the forward stage's breaker that the platform could not be reached."""

@@ -25,6 +25,15 @@ used = redis.call('INCRBY', KEYS[1], amount)
 redis.call('EXPIRE', KEYS[1], 172800)
 return {1, used}
 """
+# Atomically: take ARGV[1] back from KEYS[1], never below zero (a refused response's records).
+_GIVE_BACK = """
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+local left = math.max(used - tonumber(ARGV[1]), 0)
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('SET', KEYS[1], left, 'KEEPTTL')
+end
+return left
+"""
 
 
 class QuotaUnavailable(Exception):
@@ -36,6 +45,10 @@ class QuotaCounter(Protocol):
 
     def add(self, grant_id: str, day: date, amount: int, limit: int) -> tuple[bool, int]:
         """Add `amount` if the total stays <= `limit`; returns (added, total now)."""
+        ...
+
+    def give_back(self, grant_id: str, day: date, amount: int) -> int:
+        """Take back `amount` added for a response that was refused after all; returns the total."""
         ...
 
     def close(self) -> None: ...
@@ -68,6 +81,14 @@ class LocalCounter:
             self._used[grant_id] = used + amount
             return True, used + amount
 
+    def give_back(self, grant_id: str, day: date, amount: int) -> int:
+        with self._lock:
+            if day != self._day:
+                return 0  # that day's counters are gone already
+            left = max(self._used.get(grant_id, 0) - amount, 0)
+            self._used[grant_id] = left
+            return left
+
     def close(self) -> None:
         pass
 
@@ -79,6 +100,7 @@ class RedisCounter:
         self._client = client
         self._namespace = namespace
         self._script = client.register_script(_CHECK_AND_ADD)
+        self._give_back = client.register_script(_GIVE_BACK)
 
     @classmethod
     def from_url(cls, redis_url: str, database_url: str) -> RedisCounter:
@@ -101,6 +123,12 @@ class RedisCounter:
         except redis.RedisError as exc:
             raise QuotaUnavailable(str(exc)) from exc
         return bool(added), int(used)
+
+    def give_back(self, grant_id: str, day: date, amount: int) -> int:
+        try:
+            return int(self._give_back(keys=[self._key(grant_id, day)], args=[amount]))
+        except redis.RedisError as exc:
+            raise QuotaUnavailable(str(exc)) from exc
 
     def close(self) -> None:
         self._client.close()

@@ -9,6 +9,8 @@ the day's counter — or refuses, releasing nothing, if that would pass a limit.
 
 from __future__ import annotations
 
+import logging
+
 from mitmproxy import http
 
 from gateway.context import RequestContext
@@ -17,6 +19,8 @@ from gateway.grants.model import Grant
 from gateway.quota import QuotaUnavailable
 from gateway.service import Gateway
 from gateway.workdays import china_today
+
+log = logging.getLogger(__name__)
 
 
 def quota_exceeded(message: str, reason: str) -> Refusal:
@@ -102,16 +106,37 @@ class QuotaLedgerStage(_QuotaBase):
             raise _per_request(grant)
         if grant.max_per_day is None or count == 0:
             return
+        day = china_today(ctx.received)
         try:
-            added, used = self.gateway.quota.add(
-                grant.id, china_today(ctx.received), count, grant.max_per_day
-            )
+            added, used = self.gateway.quota.add(grant.id, day, count, grant.max_per_day)
         except QuotaUnavailable as exc:
             raise quota_unavailable() from exc
-        if not added:
-            left = max(grant.max_per_day - used, 0)
-            raise quota_exceeded(
-                f"授权 {grant.id} 今日剩余 {left} 条，本次 {count} 条超出额度，请减小 limit "
-                f"(daily quota: {left} records left, this response has {count})",
-                "quota_per_day",
+        if added:
+            ctx.quota_charged = (grant.id, day, count)
+            return
+        left = max(grant.max_per_day - used, 0)
+        raise quota_exceeded(
+            f"授权 {grant.id} 今日剩余 {left} 条，本次 {count} 条超出额度，请减小 limit "
+            f"(daily quota: {left} records left, this response has {count})",
+            "quota_per_day",
+        )
+
+    def settle(self, ctx: RequestContext, flow: http.HTTPFlow) -> None:
+        """Give back the records of a response refused after they were counted (registry, journal).
+
+        None of them left. If the counters cannot be reached they stay counted: the safe side.
+        """
+        if ctx.quota_charged is None or ctx.refusal is None:
+            return
+        grant_id, day, count = ctx.quota_charged
+        ctx.quota_charged = None
+        try:
+            self.gateway.quota.give_back(grant_id, day, count)
+        except QuotaUnavailable:
+            log.warning(
+                "额度计数不可用，被拒响应的 %d 条仍计入授权 %s (quota store unavailable: "
+                "%d records of a refused response stay counted)",
+                count,
+                grant_id,
+                count,
             )

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import redis
 
+from gateway.errors import Refusal
 from gateway.grants.admin import Actor
 from gateway.grants.model import GrantSpec
 from gateway.pipeline import Pipeline, default_stages
@@ -118,6 +119,48 @@ async def test_when_no_grant_applies_then_no_quota_is_counted(
 ) -> None:
     pipeline = Pipeline(default_stages(gateway))
     assert status_and_reason(await ask(pipeline, credentials, returned=5))[0] == 200
+
+
+class RefuseLate:
+    """A stage after the ledger that refuses, as the watermark registry or the journal can."""
+
+    name = "late-refusal"
+
+    def response(self, ctx: Any, flow: Any) -> None:
+        raise Refusal("watermark_unavailable", 503, "水印登记不可用 (test)")
+
+
+async def test_when_a_later_stage_refuses_a_counted_response_then_its_records_are_given_back(
+    gateway: Gateway, credentials: Creds
+) -> None:
+    created = gateway.admin.create(ADMIN, replace(GRANT, max_per_day=3)).grant
+    stages = default_stages(gateway)
+    ledger = next(i for i, s in enumerate(stages) if s.name == "quota-ledger")
+    refusing = Pipeline([*stages[: ledger + 1], RefuseLate(), *stages[ledger + 1 :]])
+    refused = await ask(refusing, credentials, returned=3)
+    assert status_and_reason(refused) == (503, "watermark_unavailable")
+    assert b"11010519491231002X" not in refused.response.content
+    assert gateway.quota.used(created.id, _today()) == 0
+    # The whole quota is still there for a response that does leave.
+    assert status_and_reason(await ask(Pipeline(stages), credentials, returned=3))[0] == 200
+    assert gateway.quota.used(created.id, _today()) == 3
+
+
+@pytest.mark.parametrize("kind", ["local", "redis"])
+def test_a_counter_gives_back_no_more_than_it_holds_and_only_for_its_day(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    counter: QuotaCounter = (
+        LocalCounter() if kind == "local" else request.getfixturevalue("redis_counter")
+    )
+    day = date(2026, 1, 5)
+    assert counter.add("GR-X", day, 5, 10) == (True, 5)
+    assert counter.give_back("GR-X", day, 2) == 3
+    assert counter.give_back("GR-X", day, 7) == 0  # never below zero
+    assert counter.used("GR-X", day) == 0
+    assert counter.add("GR-X", day, 10, 10) == (True, 10)
+    assert counter.give_back("GR-X", date(2026, 1, 4), 4) == 0  # another day's counter
+    assert counter.used("GR-X", day) == 10
 
 
 def _today() -> date:
