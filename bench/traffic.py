@@ -170,6 +170,19 @@ def benign_day(
                     None,
                 )
             )
+        # Now and then a clerk clicks through a list of companies, one after another.
+        if rng.random() < 0.4:
+            start = moment()
+            for i in range(rng.randrange(3, 9)):
+                calls.append(
+                    (
+                        start + timedelta(seconds=1.5 * i + rng.random()),
+                        "sw_officer",
+                        f"/api/v1/datasets/legal_entity/records/{rng.choice(companies)['record_id']}",
+                        "tax_administration",
+                        None,
+                    )
+                )
         calls.append(
             (
                 moment(),
@@ -210,6 +223,18 @@ def benign_day(
                     f"/api/v1/datasets/population/records?id_number={rng.choice(people)['id_number']}",
                     "social_assistance_review",
                     "MZ-2026-URGENT",
+                )
+            )
+    # 卫健委 on night duty (应急值守): a few single lookups in the evening, any day.
+    if rng.random() < 0.1:
+        for _ in range(rng.randrange(1, 4)):
+            calls.append(
+                (
+                    moment(20, 23),
+                    "wj_officer",
+                    f"/api/v1/datasets/population/records?id_number={rng.choice(people)['id_number']}",
+                    "health_management",
+                    None,
                 )
             )
     # The public developer uses open data at any hour, every day.
