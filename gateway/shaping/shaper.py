@@ -230,7 +230,8 @@ class ShaperFactory:
             names,
             len(set(names)),
             tuple(s.shortest if isinstance(s, KeepStep) else 0 for _, s in steps),
-            scanner.worth_scanning,
+            scanner.worth_noting_plain,
+            scanner.plain,
             dataset.field_names,
         )
         return ShapingPlan(
@@ -282,7 +283,7 @@ def _scanning(scanner: Scanner, step: KeepStep, scan: ScanResult) -> ValueFn:
 # Per record, the generic path pays a loop turn, a dict lookup, a call and a dict store per field.
 # A plan's generated function does the same in straight-line code: look every delivered field up,
 # shape each, build the record in one go. Kept strings that cannot hold an identifier (too short,
-# or not worth scanning) leave without calling the scanner's function at all.
+# or already known to the scanner as plain) leave without a single call.
 #
 # The source only ever holds names made here (n0, f0, v0 ...) and counts: field names, operators
 # and the scanner are passed in as arguments, never written into the code. Generated functions
@@ -302,7 +303,7 @@ def _kind(step: ValueFn | KeepStep) -> str:
 def _generated(kinds: tuple[str, ...]) -> Callable[..., RecordFn]:
     n = len(kinds)
     lines = [
-        "def build(names, distinct, shortest, worth, catalog, fns, dropped, generic):",
+        "def build(names, distinct, shortest, worth, plain, catalog, fns, dropped, generic):",
         *(
             f"    ({''.join(f'{v}{i}, ' for i in range(n))}) = {arg}"
             for v, arg in (("n", "names"), ("f", "fns"), ("s", "shortest"))
@@ -324,7 +325,10 @@ def _generated(kinds: tuple[str, ...]) -> Callable[..., RecordFn]:
             lines.append(f"        v{i} = f{i}(v{i})")
             continue
         if kind == _KEPT:
-            test = f"type(v{i}) is not str or (len(v{i}) >= s{i} and worth(v{i}))"
+            test = (
+                f"type(v{i}) is not str"
+                f" or (len(v{i}) >= s{i} and v{i} not in plain and worth(v{i}))"
+            )
         elif kind == _FREE_TEXT:
             test = f"type(v{i}) is not str or len(v{i}) >= s{i}"
         else:
