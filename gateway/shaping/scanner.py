@@ -109,6 +109,9 @@ class Scanner:
         self._free_text = tuple(r for r in self.recognizers if r.free_text_only)
         self._passes: dict[frozenset[str] | None, _Pass | None] = {}
         self._worth: dict[str, bool] = {}
+        # Short strings known not to be worth scanning: the shaper's generated functions look
+        # here before calling worth_noting_plain. Only ever emptied in place, never replaced.
+        self.plain: set[str] = set()
 
     def _pass(self, only: frozenset[str] | None) -> _Pass | None:
         found = self._passes.get(only, _UNBUILT)
@@ -233,6 +236,16 @@ class Scanner:
                 self._worth.clear()
             self._worth[text] = worth
         return worth
+
+    def worth_noting_plain(self, text: str) -> bool:
+        """`worth_scanning`, and a short string that is not worth it is remembered in `plain`."""
+        if self.worth_scanning(text):
+            return True
+        if len(text) <= WORTH_CACHED_LENGTH:
+            if len(self.plain) >= WORTH_CACHE:
+                self.plain.clear()
+            self.plain.add(text)
+        return False
 
     # -- masking --------------------------------------------------------------------------
 

@@ -3,13 +3,15 @@
 A `Shaper` is built once per request (recipient, dataset, purpose, profile and obligations are
 fixed) and applied to every record, buffered or streamed, so the work that does not depend on
 the record is done when it is built: each delivered field gets one precompiled function (its
-operator, bound to the recipient's keys; a kept field's function is the scanner). Compiled
-plans are cached, so a request usually finds its plan ready.
+operator, bound to the recipient's keys; a kept field's function is the scanner), and the
+plan's fields together one generated function per record. Compiled plans are cached, so a
+request usually finds its plan ready.
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
@@ -27,6 +29,10 @@ from gateway.shaping.scanner import Scanner, ScanResult
 __all__ = ["Record", "Shaper", "ShaperFactory", "ShapingPlan"]
 
 Record = dict[str, Any]
+RecordFn = Callable[[Record], Record]
+# A plan's record function, given the request's step functions, its drift set and the generic
+# path for records that lack a delivered field.
+RecordBuilder = Callable[[tuple[ValueFn, ...], set[str], RecordFn], RecordFn]
 PLAN_CACHE_SIZE = 512
 
 
@@ -44,6 +50,7 @@ class KeepStep:
     exclude: frozenset[str]  # the field's declared type: allowed in it
     free_text: bool
     only: frozenset[str] | None
+    shortest: int | None = None  # the shortest string worth scanning; None: ask the scanner
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +68,7 @@ class ShapingPlan:
     # (field name, bound operator or KeepStep) in catalog order; dropped fields are not here.
     steps: tuple[tuple[str, ValueFn | KeepStep], ...]
     scanner: Scanner
+    build: RecordBuilder  # the steps as one generated function per record (see _generated)
 
 
 class Shaper:
@@ -72,12 +80,21 @@ class Shaper:
         # Fields the platform sent that its catalog entry does not declare (schema drift at the
         # source): never delivered, but named in the audit event for the detectors.
         self.dropped_fields: set[str] = set()
-        self._catalog = plan.catalog_fields
         # Kept fields' scanning functions close over this request's counts; everything else
         # was compiled with the plan.
-        self._steps = tuple(
+        steps = tuple(
             (name, _scanning(plan.scanner, step, self.scan) if isinstance(step, KeepStep) else step)
             for name, step in plan.steps
+        )
+        # The record shaped field by field: what the generated function does, and what it
+        # falls back to for a record that lacks a delivered field. Neither refers back to the
+        # shaper, so a request's shaper is freed as soon as it is done with.
+        self.shape_steps: RecordFn = functools.partial(
+            _shape_steps, steps, plan.catalog_fields, self.dropped_fields
+        )
+        # One call per record instead of one per field: the plan's generated function.
+        self.shape: RecordFn = plan.build(
+            tuple(fn for _, fn in steps), self.dropped_fields, self.shape_steps
         )
 
     @property
@@ -97,19 +114,25 @@ class Shaper:
     def profile(self) -> str:
         return self.plan.profile
 
-    def shape(self, record: Record) -> Record:
-        if not record.keys() <= self._catalog:
-            self.dropped_fields.update(record.keys() - self._catalog)
-        out = {}
-        for name, fn in self._steps:
-            value = record.get(name, _MISSING)
-            if value is not _MISSING:
-                out[name] = fn(value)
-        return out
-
     def shape_all(self, records: Sequence[Record]) -> list[Record]:
         shape = self.shape
         return [shape(r) for r in records]
+
+
+def _shape_steps(
+    steps: tuple[tuple[str, ValueFn], ...],
+    catalog: frozenset[str],
+    dropped: set[str],
+    record: Record,
+) -> Record:
+    if not record.keys() <= catalog:
+        dropped.update(record.keys() - catalog)
+    out = {}
+    for name, fn in steps:
+        value = record.get(name, _MISSING)
+        if value is not _MISSING:
+            out[name] = fn(value)
+    return out
 
 
 _MISSING = object()
@@ -197,9 +220,20 @@ class ShaperFactory:
                 free_text = f.pii in self.policy.free_text_pii or (
                     profile.all_text_is_free_text and f.cls != "key"
                 )
-                steps.append((f.name, KeepStep(exclude, free_text, only)))
+                shortest = scanner.min_length(only, free_text)
+                steps.append((f.name, KeepStep(exclude, free_text, only, shortest)))
             else:
                 steps.append((f.name, op.bind(Binding(f.name, f.pii, pseudonyms, hash_key, today))))
+        names = tuple(name for name, _ in steps)
+        build = functools.partial(
+            _generated(tuple(_kind(step) for _, step in steps)),
+            names,
+            len(set(names)),
+            tuple(s.shortest if isinstance(s, KeepStep) else 0 for _, s in steps),
+            scanner.worth_noting_plain,
+            scanner.plain,
+            dataset.field_names,
+        )
         return ShapingPlan(
             dataset=dataset.id,
             profile=profile.name,
@@ -211,6 +245,7 @@ class ShaperFactory:
             catalog_fields=dataset.field_names,
             steps=tuple(steps),
             scanner=scanner,
+            build=build,
         )
 
 
@@ -227,7 +262,7 @@ def _scanning(scanner: Scanner, step: KeepStep, scan: ScanResult) -> ValueFn:
     worth = scanner.worth_scanning
     mask_value = scanner.mask_value
     exclude, free_text, only = step.exclude, step.free_text, step.only
-    shortest = scanner.min_length(only, free_text)
+    shortest = step.shortest if step.shortest is not None else scanner.min_length(only, free_text)
 
     def keep(value: Any) -> Any:
         kind = type(value)
@@ -241,3 +276,69 @@ def _scanning(scanner: Scanner, step: KeepStep, scan: ScanResult) -> ValueFn:
         return value
 
     return keep
+
+
+# -- the generated record function ---------------------------------------------------------------
+#
+# Per record, the generic path pays a loop turn, a dict lookup, a call and a dict store per field.
+# A plan's generated function does the same in straight-line code: look every delivered field up,
+# shape each, build the record in one go. Kept strings that cannot hold an identifier (too short,
+# or already known to the scanner as plain) leave without a single call.
+#
+# The source only ever holds names made here (n0, f0, v0 ...) and counts: field names, operators
+# and the scanner are passed in as arguments, never written into the code. Generated functions
+# depend only on the plan's shape (which steps are operators, kept, or kept free text), so plans
+# of the same shape share one.
+
+_OPERATOR, _KEPT, _FREE_TEXT = "operator", "kept", "free_text"
+
+
+def _kind(step: ValueFn | KeepStep) -> str:
+    if not isinstance(step, KeepStep):
+        return _OPERATOR
+    return _FREE_TEXT if step.free_text else _KEPT
+
+
+@functools.lru_cache(maxsize=256)
+def _generated(kinds: tuple[str, ...]) -> Callable[..., RecordFn]:
+    n = len(kinds)
+    lines = [
+        "def build(names, distinct, shortest, worth, plain, catalog, fns, dropped, generic):",
+        *(
+            f"    ({''.join(f'{v}{i}, ' for i in range(n))}) = {arg}"
+            for v, arg in (("n", "names"), ("f", "fns"), ("s", "shortest"))
+            if n
+        ),
+        "    def shape(record):",
+    ]
+    if n:
+        lines.append("        try:")
+        lines += [f"            v{i} = record[n{i}]" for i in range(n)]
+        lines += ["        except KeyError:", "            return generic(record)"]
+    # Every delivered field found and nothing else: the record holds no undeclared field.
+    lines += [
+        "        if len(record) != distinct and not record.keys() <= catalog:",
+        "            dropped.update(record.keys() - catalog)",
+    ]
+    for i, kind in enumerate(kinds):
+        if kind == _OPERATOR:
+            lines.append(f"        v{i} = f{i}(v{i})")
+            continue
+        if kind == _KEPT:
+            test = (
+                f"type(v{i}) is not str"
+                f" or (len(v{i}) >= s{i} and v{i} not in plain and worth(v{i}))"
+            )
+        elif kind == _FREE_TEXT:
+            test = f"type(v{i}) is not str or len(v{i}) >= s{i}"
+        else:
+            raise ValueError(kind)
+        lines += [f"        if {test}:", f"            v{i} = f{i}(v{i})"]
+    lines += [
+        "        return {" + ", ".join(f"n{i}: v{i}" for i in range(n)) + "}",
+        "    return shape",
+    ]
+    namespace: dict[str, Any] = {}
+    exec(compile("\n".join(lines) + "\n", "<shaping plan>", "exec"), namespace)
+    built: Callable[..., RecordFn] = namespace["build"]
+    return built

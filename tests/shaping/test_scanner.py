@@ -9,7 +9,7 @@ import pytest
 from gateway.identifiers import is_valid_luhn, make_id_number
 from gateway.shaping.operators import Mask
 from gateway.shaping.recognizers import RECOGNIZERS
-from gateway.shaping.scanner import Scanner, ScanResult
+from gateway.shaping.scanner import WORTH_CACHE, WORTH_CACHED_LENGTH, Scanner, ScanResult
 from gateway.shaping.shaper import KeepStep, _scanning
 
 ID = "11010519870605123X"
@@ -133,3 +133,21 @@ def test_when_a_kept_field_holds_a_mobile_as_a_float_then_it_is_masked_like_the_
     assert keep(13812345678.0) == keep(13812345678) == "13*********"
     assert result.found == {"mobile": 2}
     assert keep(722.0) == 722.0 and type(keep(722.0)) is float
+
+
+def test_only_strings_not_worth_scanning_are_remembered_as_plain() -> None:
+    scanner = Scanner(MASKERS)
+    plain = scanner.plain
+    texts = ["男", "正常参保", "北京市海淀医院", "2012-07-01", "13812345678", "a@b.cn", "京A12345"]
+    texts += [f"1380013{i:04d}" for i in range(WORTH_CACHE + 10)]  # more than the cache holds
+    texts += ["x" * (WORTH_CACHED_LENGTH + 1), "联系人张三"]
+    for text in texts:
+        worth = scanner.worth_noting_plain(text)
+        assert scanner.worth_scanning(text) is worth
+        assert (text in plain) == (not worth and len(text) <= WORTH_CACHED_LENGTH)
+        assert not worth or text not in plain
+    # Shapers hold the set itself: a full cache is emptied in place, never replaced.
+    assert scanner.plain is plain
+    assert scanner.worth_noting_plain("13812345678") and "13812345678" not in plain
+    assert not scanner.worth_noting_plain("正常参保") and "正常参保" in plain
+    assert len(plain) <= WORTH_CACHE
