@@ -16,9 +16,10 @@ class Enumeration(Detector):
     def configure(self) -> None:
         self.window = float(self.param("window_seconds", 60))
         self.distinct_records = int(self.param("distinct_records", 120))
-        # Machine pace: more distinct records in a few seconds than anyone reads by hand.
+        # Machine pace: more distinct records in a few seconds than anyone reads by hand
+        # (off unless the rule sets it: the low-and-slow rule of this kind watches a day).
         self.burst_seconds = float(self.param("burst_seconds", 3))
-        self.burst_records = int(self.param("burst_records", 10))
+        self.burst_records = int(self.param("burst_records", 0))
         self.sequential = int(self.param("sequential_run", 25))
         self.gap = int(self.param("sequential_gap", 1))
         self.pagination = int(self.param("pagination_records", 20_000))
@@ -37,12 +38,13 @@ class Enumeration(Detector):
             evidence["distinct_records"] = distinct
             if distinct >= self.distinct_records:
                 reason = f"{window:.0f} 秒内逐条读取 {distinct} 条不同记录"
-            burst = self.windows.add_distinct(
-                self.key("burst", entity), obs.ts, obs.record_key, self.burst_seconds
-            )
-            evidence["burst_records"] = burst
-            if reason is None and burst >= self.burst_records:
-                reason = f"{self.burst_seconds:g} 秒内逐条读取 {burst} 条不同记录（非人工速度 machine pace）"
+            if self.burst_records > 0:
+                burst = self.windows.add_distinct(
+                    self.key("burst", entity), obs.ts, obs.record_key, self.burst_seconds
+                )
+                evidence["burst_records"] = burst
+                if reason is None and burst >= self.burst_records:
+                    reason = f"{self.burst_seconds:g} 秒内逐条读取 {burst} 条不同记录（非人工速度 machine pace）"
             run = self._sequential_run(entity, obs)
             evidence["sequential_run"] = run
             if reason is None and run >= self.sequential:
