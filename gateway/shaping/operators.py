@@ -312,8 +312,8 @@ class AgeBand(Operator):
             return f"{top}+" if age >= top else labels[max(0, age) // width]
 
         def age_band(value: Any) -> Any:
-            if value is None:
-                return None
+            if value is None or isinstance(value, list | dict):
+                return None  # no date in it: nothing of it leaves
             found = seen.get(value, _UNSEEN)
             if found is _UNSEEN:
                 if len(seen) >= 1 << 16:

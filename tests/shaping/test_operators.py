@@ -127,3 +127,21 @@ def test_the_registry_has_every_operator_the_issue_names() -> None:
         "district",
         "range",
     } <= set(OPERATORS)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        *("redact", "mask", "pseudonym", "format_preserving", "hash"),
+        *("year", "month", "age_band", "district", {"op": "range", "bounds": [0, 10]}),
+    ],
+    ids=str,
+)
+@pytest.mark.parametrize(
+    "value", [["1987-06-05", "11010519870605123X"], {"id": "11010519870605123X"}], ids=str
+)
+def test_a_list_or_object_where_a_value_belongs_is_transformed_whole_and_nothing_of_it_leaves(
+    keys: Path, spec: Any, value: Any
+) -> None:
+    out = bind(spec, tmp=keys, pii="id_number")(value)
+    assert "11010519870605123X" not in str(out) and "1987" not in str(out)
