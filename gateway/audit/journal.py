@@ -55,10 +55,10 @@ GENESIS = bytes(32)
 MAX_SUBJECTS_PER_EVENT = 50_000
 DEFAULT_CHECKPOINT_SECONDS = 1.0
 DEFAULT_SEAL_SECONDS = 0.05
-OPEN_SEAL = "open-seal"  # the writer is running: the newest commits may follow it unsigned
-CLOSED_SEAL = (
-    "seal"  # the writer stopped here: nothing follows it (a journal's seal before 2026-11)
-)
+# The seal's kinds. Open: the writer runs, and its newest commits may follow the seal unsigned.
+# Closed: the writer stopped there, and nothing follows (every seal of an earlier release).
+OPEN_SEAL = "open-seal"
+CLOSED_SEAL = "seal"
 
 EVENT_COLUMNS = (
     "seq, ts, kind, request_id, user_id, department, dataset, purpose, decision, doc, hash"
@@ -343,13 +343,6 @@ def mark_head(
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-    return statement
-
-
-def checkpoint_now(conn: sqlite3.Connection, signer: StatementSigner, journal: str) -> Statement:
-    """Write a lasting checkpoint at the current head (if there is none there yet) and return it."""
-    statement = mark_head(conn, signer, journal, seal=None, checkpoint=True)
-    assert statement is not None
     return statement
 
 
