@@ -191,6 +191,13 @@ SETTINGS: tuple[Setting, ...] = (
         "longest time between signed journal checkpoints copied to the checkpoint log",
     ),
     Setting(
+        "audit_seal_seconds",
+        _seconds,
+        "0.05",
+        "longest time the journal's newest records wait for its signed seal (0: every commit"
+        " signs one, on the request's path)",
+    ),
+    Setting(
         "elasticsearch_url",
         _optional,
         "",
@@ -264,6 +271,7 @@ class Settings:
     overdue_approval: bool
     expiry_warning_days: int
     audit_checkpoint_seconds: float
+    audit_seal_seconds: float
     elasticsearch_url: str | None
     elasticsearch_api_key: str | None
     elasticsearch_ca_certs: str | None

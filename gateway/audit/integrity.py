@@ -6,8 +6,10 @@ What each check catches:
   inserted, unless the whole rest of the chain was recomputed;
 - signed checkpoints (in the journal, in archived segments and in the checkpoint log): a chain
   that was recomputed after a change, since it no longer matches what the key signed;
-- the seal (a signature over the head, replaced with every commit): records added at the end
-  by anyone without the key, and records cut off the end;
+- the seal (a signature over the head): records cut off the end, and records added at the end
+  by anyone without the key after the gateway stopped cleanly (a closed seal). While the gateway
+  runs, or after it crashed, the seal is open and its newest commits may follow it unsigned:
+  those are checked by the chain only and reported as not sealed yet (`unsealed_from`);
 - the checkpoint log outside the journal file: the end cut off together with the journal's own
   seal and checkpoints, or the whole file replaced by an older or a different one.
 
@@ -26,7 +28,7 @@ from typing import Any
 import orjson
 
 from gateway.audit import checkpoint_log
-from gateway.audit.journal import base_of, chain_hash, connect, read_meta
+from gateway.audit.journal import OPEN_SEAL, base_of, chain_hash, connect, read_meta, read_seal
 from gateway.audit.signing import Statement, StatementVerifier
 from gateway.audit.subjects import COLUMNS, index_path, subject_key
 
@@ -53,6 +55,9 @@ class VerifyResult:
     signatures: int = 0  # checkpoints, seals and archive statements that were checked
     last_seq: int = 0
     notes: tuple[str, ...] = ()
+    # The first of the newest records not under a signature yet (after an open seal): written
+    # by a running gateway a moment ago, or by one that stopped before sealing them.
+    unsealed_from: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -64,6 +69,7 @@ class VerifyResult:
             "signatures": self.signatures,
             "last_seq": self.last_seq,
             "notes": list(self.notes),
+            "unsealed_from": self.unsealed_from,
         }
 
 
@@ -113,6 +119,7 @@ class _Walk:
     records: int = 0
     signatures: int = 0
     vouched_upto: int = 0  # the newest record a genuine signature was found to match
+    unsealed_from: int | None = None
     expectations: dict[int, list[_Expectation]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     subjects: _SubjectTally = field(default_factory=lambda: _SubjectTally())
@@ -177,6 +184,7 @@ def verify(
         signatures=walk.signatures,
         last_seq=walk.next_seq - 1,
         notes=tuple(walk.notes),
+        unsealed_from=walk.unsealed_from,
     )
 
 
@@ -285,7 +293,7 @@ def _walk_source(walk: _Walk, path: Path, *, live: bool) -> None:
             walk.subjects.after = skip_upto
         _walk_records(walk, conn, skip_upto)
         if live:
-            _check_seal(walk, conn)
+            _check_seal(walk, conn, base_seq, base_hash)
             if indexed:
                 _check_index(walk, conn, index_path(path))
         else:
@@ -389,10 +397,10 @@ def _meet(walk: _Walk, seq: int, stored: bytes, expectation: _Expectation) -> No
     walk.vouched_upto = seq
 
 
-def _check_seal(walk: _Walk, conn: sqlite3.Connection) -> None:
+def _check_seal(walk: _Walk, conn: sqlite3.Connection, base_seq: int, base_hash: bytes) -> None:
     last = walk.next_seq - 1
-    row = conn.execute("SELECT seq, hash, signed_at, key_id, signature FROM seal").fetchone()
-    if row is None:
+    seal = read_seal(conn, walk.journal_id or "")
+    if seal is None:
         if last == 0:
             return
         raise _Bad(
@@ -400,9 +408,6 @@ def _check_seal(walk: _Walk, conn: sqlite3.Connection) -> None:
             f"日志的签名封印缺失：记录 {last} 之后的记录可能被截去"
             f" (the journal's seal is missing: records after {last} may have been cut off)",
         )
-    seal = Statement(
-        "seal", walk.journal_id or "", row[0], bytes(row[1]), row[2], row[3], bytes(row[4])
-    )
     walk.signatures += 1
     error = walk.verifier.check(seal)
     if error is not None:
@@ -417,6 +422,9 @@ def _check_seal(walk: _Walk, conn: sqlite3.Connection) -> None:
             f"记录 {last + 1}–{seal.seq} 被从末尾截去（封印签于 {seal.signed_at}）"
             f" (records {last + 1}-{seal.seq} were cut off the end; sealed at {seal.signed_at})",
         )
+    if seal.seq < last and seal.kind == OPEN_SEAL:
+        _check_open_seal(walk, conn, seal, base_seq, base_hash)
+        return
     if seal.seq < last:
         raise _Bad(
             seal.seq + 1,
@@ -430,6 +438,38 @@ def _check_seal(walk: _Walk, conn: sqlite3.Connection) -> None:
             f" (the newest records differ from the sealed head: the chain was rewritten)",
         )
     walk.vouched_upto = last
+
+
+def _check_open_seal(
+    walk: _Walk, conn: sqlite3.Connection, seal: Statement, base_seq: int, base_hash: bytes
+) -> None:
+    """A running (or crashed) writer's seal, behind the head: it must match the chain where it
+    was signed; the records after it are vouched for by the chain alone, and said so."""
+    last = walk.next_seq - 1
+    if seal.seq == base_seq:
+        sealed: bytes | None = base_hash
+    else:
+        row = conn.execute("SELECT hash FROM events WHERE seq = ?", (seal.seq,)).fetchone()
+        sealed = bytes(row[0]) if row else None  # None: the record was archived since
+    if sealed is not None and sealed != seal.hash:
+        raise _Bad(
+            walk.unvouched_from(),
+            f"记录 {walk.unvouched_from()}–{seal.seq} 与封印不符：哈希链被改写"
+            f" (records differ from the seal signed for record {seal.seq}: the chain was"
+            " rewritten)",
+        )
+    if sealed is not None:
+        walk.vouched_upto = max(walk.vouched_upto, seal.seq)
+    if walk.vouched_upto >= last:
+        return  # a checkpoint signed since covers the rest
+    walk.unsealed_from = walk.unvouched_from()
+    walk.notes.append(
+        f"记录 {walk.unsealed_from}–{last} 尚未封印：运行中的网关刚刚写入，或网关在封印前停止；"
+        f"哈希链完好，网关下次打开日志时封印"
+        f" (records {walk.unsealed_from}-{last} are not sealed yet: written a moment ago by a"
+        " running gateway, or by one that stopped before sealing them; their hash chain is"
+        " intact, and the gateway seals them when it next opens the journal)"
+    )
 
 
 def _check_segment_end(walk: _Walk, meta: dict[str, str], name: str) -> None:

@@ -7,10 +7,20 @@ record's hash, its own sequence number and its exact stored bytes, so removing, 
 reordering or inserting a record breaks the chain from that point.
 
 The chain alone cannot tell a journal whose newest records were cut off from one that simply
-ended there, and anyone can recompute it. So every commit also replaces the *seal*, an Ed25519
-signature over the new head; and at most every `checkpoint_seconds` a lasting *checkpoint* is
-written into the journal and appended to the checkpoint log outside it (`checkpoint_log.py`).
-`integrity.verify` checks all three.
+ended there, and anyone can recompute it. So the journal keeps a *seal*, an Ed25519 signature
+over its head; and at most every `checkpoint_seconds` a lasting *checkpoint* is written into the
+journal and appended to the checkpoint log outside it (`checkpoint_log.py`). `integrity.verify`
+checks all three.
+
+The seal is kept off the path of a request: signing it costs about as much as a fifth of the
+commit, and a record is durable without it. While the writer runs, the seal is *open*
+("open-seal": records after it may be the newest commits, not signed yet); a commit signs a new
+one, over its new head, only once the oldest record after the seal is `seal_seconds` old, and a
+writer that goes idle for `seal_seconds` seals its head in a transaction of its own. A clean stop
+leaves a *closed* seal ("seal") at the head: records after a closed seal were added outside the
+gateway. Records after an open seal (the last moments before a crash, or a running gateway's
+newest commits) are vouched for by the chain only; `verify` reports them as not sealed yet, and
+the next writer to open the journal seals them once their chain checks out.
 """
 
 from __future__ import annotations
@@ -44,6 +54,11 @@ log = logging.getLogger(__name__)
 GENESIS = bytes(32)
 MAX_SUBJECTS_PER_EVENT = 50_000
 DEFAULT_CHECKPOINT_SECONDS = 1.0
+DEFAULT_SEAL_SECONDS = 0.05
+# The seal's kinds. Open: the writer runs, and its newest commits may follow the seal unsigned.
+# Closed: the writer stopped there, and nothing follows (every seal of an earlier release).
+OPEN_SEAL = "open-seal"
+CLOSED_SEAL = "seal"
 
 EVENT_COLUMNS = (
     "seq, ts, kind, request_id, user_id, department, dataset, purpose, decision, doc, hash"
@@ -79,7 +94,8 @@ CREATE TABLE IF NOT EXISTS seal (
     hash BLOB NOT NULL,
     signed_at TEXT NOT NULL,
     key_id TEXT NOT NULL,
-    signature BLOB NOT NULL
+    signature BLOB NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'seal'
 );
 """
 
@@ -115,6 +131,9 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.executescript(SCHEMA)
+        if "kind" not in {row[1] for row in conn.execute("PRAGMA table_info(seal)")}:
+            # A journal written before seals could be open: its seal is a closed one.
+            conn.execute(f"ALTER TABLE seal ADD COLUMN kind TEXT NOT NULL DEFAULT '{CLOSED_SEAL}'")
     return conn
 
 
@@ -194,15 +213,32 @@ def insert_checkpoint(conn: sqlite3.Connection, statement: Statement) -> None:
     )
 
 
+def read_seal(conn: sqlite3.Connection, journal: str) -> Statement | None:
+    """The journal's seal, open or closed; None if it has none."""
+    try:
+        row = conn.execute(
+            "SELECT seq, hash, signed_at, key_id, signature, kind FROM seal"
+        ).fetchone()
+    except sqlite3.OperationalError:  # not migrated yet (read-only): every seal was closed
+        row = conn.execute(
+            f"SELECT seq, hash, signed_at, key_id, signature, '{CLOSED_SEAL}' FROM seal"
+        ).fetchone()
+    if row is None:
+        return None
+    return Statement(row[5], journal, row[0], bytes(row[1]), row[2], row[3], bytes(row[4]))
+
+
 def _write_seal(conn: sqlite3.Connection, statement: Statement) -> None:
     conn.execute(
-        "INSERT OR REPLACE INTO seal VALUES (1,?,?,?,?,?)",
+        "INSERT OR REPLACE INTO seal (id, seq, hash, signed_at, key_id, signature, kind)"
+        " VALUES (1,?,?,?,?,?,?)",
         (
             statement.seq,
             statement.hash,
             statement.signed_at,
             statement.key_id,
             statement.signature,
+            statement.kind,
         ),
     )
 
@@ -211,6 +247,7 @@ def _write_seal(conn: sqlite3.Connection, statement: Statement) -> None:
 class _Written:
     seqs: list[int]
     checkpoint: Statement | None
+    sealed: bool
 
 
 def _write_batch(
@@ -219,11 +256,17 @@ def _write_batch(
     signer: StatementSigner,
     journal: str,
     checkpoint: bool,
+    seal: bool,
 ) -> _Written:
-    """Append a batch, its seal and perhaps a checkpoint in one transaction (one fsync)."""
+    """Append a batch, perhaps a new seal and a checkpoint, in one transaction (one fsync)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         seq, prev = head(conn)
+        if not seal:
+            # Records may follow an open seal for a moment, never a closed one or none at all
+            # (another writer may have stopped since): that would read as records added by hand.
+            row = conn.execute("SELECT kind FROM seal").fetchone()
+            seal = row is None or row[0] != OPEN_SEAL
         rows: list[tuple[Any, ...]] = []
         seqs = []
         for item in batch:
@@ -249,8 +292,9 @@ def _write_batch(
         conn.executemany(
             f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows
         )
-        at = now_iso()
-        _write_seal(conn, signer.sign("seal", journal, seq, prev, at))
+        at = now_iso() if seal or checkpoint else ""
+        if seal:
+            _write_seal(conn, signer.sign(OPEN_SEAL, journal, seq, prev, at))
         lasting = signer.sign("checkpoint", journal, seq, prev, at) if checkpoint else None
         if lasting is not None:
             insert_checkpoint(conn, lasting)
@@ -259,29 +303,75 @@ def _write_batch(
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-    return _Written(seqs, lasting)
+    return _Written(seqs, lasting, seal)
 
 
-def checkpoint_now(conn: sqlite3.Connection, signer: StatementSigner, journal: str) -> Statement:
-    """Write a lasting checkpoint at the current head (if there is none there yet) and return it."""
+def mark_head(
+    conn: sqlite3.Connection,
+    signer: StatementSigner,
+    journal: str,
+    *,
+    seal: str | None,
+    checkpoint: bool,
+) -> Statement | None:
+    """In one transaction: seal the current head (`seal` is the kind, open or closed) unless it
+    is sealed so already, and write a lasting checkpoint there unless there is one; returns the
+    checkpoint when one was asked for."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         seq, digest = head(conn)
-        row = conn.execute(
-            "SELECT signed_at, key_id, signature FROM checkpoints WHERE seq = ? AND hash = ?",
-            (seq, digest),
-        ).fetchone()
-        if row is not None:
-            statement = Statement("checkpoint", journal, seq, digest, row[0], row[1], bytes(row[2]))
-        else:
-            statement = signer.sign("checkpoint", journal, seq, digest, now_iso())
-            insert_checkpoint(conn, statement)
+        at = now_iso()
+        if seal is not None:
+            current = read_seal(conn, journal)
+            if current is None or (current.kind, current.seq, current.hash) != (seal, seq, digest):
+                _write_seal(conn, signer.sign(seal, journal, seq, digest, at))
+        statement = None
+        if checkpoint:
+            row = conn.execute(
+                "SELECT signed_at, key_id, signature FROM checkpoints WHERE seq = ? AND hash = ?",
+                (seq, digest),
+            ).fetchone()
+            if row is not None:
+                statement = Statement(
+                    "checkpoint", journal, seq, digest, row[0], row[1], bytes(row[2])
+                )
+            else:
+                statement = signer.sign("checkpoint", journal, seq, digest, at)
+                insert_checkpoint(conn, statement)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
     return statement
+
+
+def unsealed_tail(conn: sqlite3.Connection, journal: str) -> tuple[int, int] | None:
+    """The records after an open seal, as (first, last), if their chain continues from the
+    sealed record; None if there are none, or the seal is closed or missing, or the chain does
+    not check out (a question for `audit verify`, not something to seal over)."""
+    seal = read_seal(conn, journal)
+    if seal is None or seal.kind != OPEN_SEAL:
+        return None
+    last, _ = head(conn)
+    if last <= seal.seq:
+        return None
+    base_seq, base_hash = base_of(read_meta(conn))
+    prev = base_hash if seal.seq == base_seq else None
+    if prev is None:
+        row = conn.execute("SELECT hash FROM events WHERE seq = ?", (seal.seq,)).fetchone()
+        prev = bytes(row[0]) if row else None
+    if prev != seal.hash:
+        return None
+    expected = seal.seq + 1
+    rows = conn.execute("SELECT seq, doc, hash FROM events WHERE seq > ? ORDER BY seq", (seal.seq,))
+    for seq, doc, stored in rows:
+        stored = bytes(stored)
+        if seq != expected or chain_hash(prev, seq, doc.encode("utf-8")) != stored:
+            return None
+        prev = stored
+        expected += 1
+    return seal.seq + 1, last
 
 
 def _pending(event: Event, loop_future: asyncio.Future[int] | None = None) -> _Pending:
@@ -334,21 +424,26 @@ class Journal:
         batch_max: int = 512,
         index_subjects: bool = False,
         checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS,
+        seal_seconds: float = DEFAULT_SEAL_SECONDS,
     ) -> None:
         self.path = path
         self.signer = signer
         self.batch_max = batch_max
         self.checkpoint_seconds = checkpoint_seconds
+        self.seal_seconds = seal_seconds
         self.log_path = checkpoint_log.log_path(path)
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._conn = connect(path)
         self.journal_id = _init_meta(self._conn)
+        self._seal_left_behind()
         checkpoint_log.ensure(self.log_path)
         self._indexer = IndexerProcess(path) if index_subjects else None
         self._thread = threading.Thread(target=self._run, name="audit-journal", daemon=True)
         self._closed = False
         self._last_checkpoint = float("-inf")  # the first commit writes one
         self._since_checkpoint = 0
+        # When the oldest record after the seal was committed (None: the head is sealed).
+        self._unsealed_since: float | None = None
         self.written = 0
         self.batches = 0
         self.failed = 0
@@ -379,15 +474,44 @@ class Journal:
         """Write one event and wait until it is durable (for the CLI and staff actions)."""
         return self.submit(event).result(timeout)
 
+    def _seal_left_behind(self) -> None:
+        """Seal what a writer that stopped without sealing (a crash) left after its open seal."""
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                tail = unsealed_tail(conn, self.journal_id)
+                if tail is not None:
+                    seq, digest = head(conn)
+                    _write_seal(
+                        conn, self.signer.sign(OPEN_SEAL, self.journal_id, seq, digest, now_iso())
+                    )
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            log.error("未能封印日志末尾 (could not seal the journal's end): %s", exc)
+            return
+        if tail is not None:
+            log.info("已封印此前尚未封印的记录 %s–%s (sealed records left unsealed)", *tail)
+
     def _run(self) -> None:
         while True:
+            # While records wait for the seal or a checkpoint, wake up to write them even if no
+            # more events come: neither should lag behind an idle gateway.
+            waits = []
+            if self._unsealed_since is not None:
+                waits.append(self.seal_seconds)
+            if self._since_checkpoint:
+                waits.append(max(self.checkpoint_seconds, 0.05))
+            wait = min(waits) if waits else None
             try:
-                # While records wait for a checkpoint, wake up to write one even if no more
-                # events come: the checkpoint log should not lag behind an idle gateway.
-                wait = max(self.checkpoint_seconds, 0.05) if self._since_checkpoint else None
                 first = self._queue.get(timeout=wait)
             except queue.Empty:
-                self._idle_checkpoint()
+                assert wait is not None
+                self._idle(checkpoint=wait >= max(self.checkpoint_seconds, 0.05))
                 continue
             if first is None:
                 return
@@ -407,9 +531,15 @@ class Journal:
                 return
 
     def _commit(self, batch: list[_Pending]) -> None:
-        due = time.monotonic() - self._last_checkpoint >= self.checkpoint_seconds
+        now = time.monotonic()
+        due = now - self._last_checkpoint >= self.checkpoint_seconds
+        # Sign a seal in this commit only once the oldest record after the seal is old enough:
+        # most commits make their records durable without waiting for a signature.
+        seal = self.seal_seconds <= 0 or (
+            self._unsealed_since is not None and now - self._unsealed_since >= self.seal_seconds
+        )
         try:
-            written = _write_batch(self._conn, batch, self.signer, self.journal_id, due)
+            written = _write_batch(self._conn, batch, self.signer, self.journal_id, due, seal)
         except Exception as exc:  # disk full, I/O error, locked database...
             self.failed += len(batch)
             self.last_error = str(exc)
@@ -419,18 +549,33 @@ class Journal:
         self.written += len(batch)
         self.batches += 1
         self._since_checkpoint += len(batch)
+        if written.sealed:
+            self._unsealed_since = None
+        elif self._unsealed_since is None:
+            self._unsealed_since = now
         _release(batch, written.seqs)
         if written.checkpoint is not None:
             # After the callers are released: the log is a second witness, not a condition
             # of durability, and its fsync need not delay anyone.
             self._publish(written.checkpoint)
 
-    def _idle_checkpoint(self) -> None:
+    def _idle(self, *, checkpoint: bool) -> None:
+        seal = OPEN_SEAL if self._unsealed_since is not None else None
+        checkpoint = checkpoint and self._since_checkpoint > 0
         try:
-            self._publish(checkpoint_now(self._conn, self.signer, self.journal_id))
+            statement = mark_head(
+                self._conn, self.signer, self.journal_id, seal=seal, checkpoint=checkpoint
+            )
         except sqlite3.Error as exc:
-            self._last_checkpoint = time.monotonic()  # try again after another interval
-            log.error("未能写入检查点 (checkpoint not written): %s", exc)
+            # Try again after another interval.
+            if self._unsealed_since is not None:
+                self._unsealed_since = time.monotonic()
+            self._last_checkpoint = time.monotonic()
+            log.error("未能写入封印或检查点 (seal or checkpoint not written): %s", exc)
+            return
+        self._unsealed_since = None
+        if statement is not None:
+            self._publish(statement)
 
     def _publish(self, statement: Statement) -> None:
         self._last_checkpoint = time.monotonic()
@@ -461,12 +606,20 @@ class Journal:
                 late.append(item)
         if late:
             _release(late, [JournalError("审计日志已关闭 (audit journal is closed)")] * len(late))
-        if self._since_checkpoint:
-            # A clean stop leaves nothing newer than the checkpoint log knows about.
-            try:
-                self._publish(checkpoint_now(self._conn, self.signer, self.journal_id))
-            except sqlite3.Error as exc:
-                log.error("关闭时未能写入检查点 (no checkpoint at close): %s", exc)
+        # A clean stop closes the seal at the head, and leaves nothing newer than the checkpoint
+        # log knows about.
+        try:
+            statement = mark_head(
+                self._conn,
+                self.signer,
+                self.journal_id,
+                seal=CLOSED_SEAL,
+                checkpoint=self._since_checkpoint > 0,
+            )
+            if statement is not None:
+                self._publish(statement)
+        except sqlite3.Error as exc:
+            log.error("关闭时未能封印或写入检查点 (no seal or checkpoint at close): %s", exc)
         self._conn.close()
         if self._indexer is not None:
             self._indexer.close()
@@ -480,4 +633,5 @@ def open_journal(settings: Settings, *, index_subjects: bool = False) -> Journal
         batch_max=settings.journal_batch,
         index_subjects=index_subjects,
         checkpoint_seconds=settings.audit_checkpoint_seconds,
+        seal_seconds=settings.audit_seal_seconds,
     )

@@ -25,9 +25,10 @@ KEY_FILE = "audit-signing.key"
 PUBLIC_KEY_FILE = "audit-signing.pub"
 _DOMAIN = b"shareguard-audit-statement/1"
 
-# What a statement vouches for: the journal's current head (replaced with every commit), a
-# lasting checkpoint (kept, and mirrored to the checkpoint log), or an archived segment.
-KINDS = ("seal", "checkpoint", "archive")
+# What a statement vouches for: the journal's head where its writer stopped ("seal", closed) or
+# while it runs ("open-seal": its newest commits may follow unsigned), a lasting checkpoint
+# (kept, and mirrored to the checkpoint log), or an archived segment.
+KINDS = ("seal", "open-seal", "checkpoint", "archive")
 
 
 @dataclass(frozen=True, slots=True)
