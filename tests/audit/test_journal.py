@@ -13,9 +13,10 @@ import pytest
 
 from gateway.audit import checkpoint_log
 from gateway.audit.integrity import verify
-from gateway.audit.journal import Journal, JournalError, chain_hash
+from gateway.audit.journal import Journal, JournalError
 from gateway.audit.signing import StatementSigner
 from gateway.audit.subjects import catch_up, index_path
+from tests.audit.tampering import append_forged, rewrite_chain_from, tamper
 from tests.factories import access_event as event
 
 
@@ -40,42 +41,6 @@ def test_when_nothing_was_touched_then_verify_passes(
     result = verify(journal_path, signer.verifier)
     assert result.ok and result.records == 10
     assert result.signatures >= 10
-
-
-def _tamper(path: Path, *sql: str) -> None:
-    conn = sqlite3.connect(path)
-    for statement in sql:
-        conn.execute(statement)
-    conn.commit()
-    conn.close()
-
-
-def _rewrite_chain_from(path: Path, start: int) -> None:
-    """What a careful forger does after a change: recompute every hash from there on."""
-    conn = sqlite3.connect(path)
-    prev = conn.execute("SELECT hash FROM events WHERE seq = ?", (start - 1,)).fetchone()[0]
-    rows = conn.execute("SELECT seq, doc FROM events WHERE seq >= ? ORDER BY seq", (start,))
-    for seq, doc in rows.fetchall():
-        prev = chain_hash(prev, seq, doc.encode())
-        conn.execute("UPDATE events SET hash = ? WHERE seq = ?", (prev, seq))
-    conn.commit()
-    conn.close()
-
-
-def _append_forged(path: Path) -> None:
-    """A record appended with a correctly chained hash, by someone without the signing key."""
-    conn = sqlite3.connect(path)
-    seq, prev, doc = conn.execute(
-        "SELECT seq, hash, doc FROM events ORDER BY seq DESC LIMIT 1"
-    ).fetchone()
-    forged = doc.replace('"r10"', '"r-forged"')
-    conn.execute(
-        "INSERT INTO events SELECT ?, ts, kind, 'r-forged', user_id, department, dataset, purpose,"
-        " decision, ?, ? FROM events WHERE seq = ?",
-        (seq + 1, forged, chain_hash(prev, seq + 1, forged.encode()), seq),
-    )
-    conn.commit()
-    conn.close()
 
 
 COPY_ROW = (
@@ -137,7 +102,7 @@ COPY_ROW = (
 def test_when_the_journal_file_is_tampered_with_then_verify_names_the_first_bad_record(
     journal_path: Path, signer: StatementSigner, sql: list[str], first_bad: int
 ) -> None:
-    _tamper(journal_path, *sql)
+    tamper(journal_path, *sql)
     result = verify(journal_path, signer.verifier)
     assert not result.ok
     assert result.first_bad_seq == first_bad
@@ -147,10 +112,8 @@ def test_when_the_journal_file_is_tampered_with_then_verify_names_the_first_bad_
 def test_when_a_record_is_altered_and_the_chain_recomputed_then_the_signatures_catch_it(
     journal_path: Path, signer: StatementSigner
 ) -> None:
-    _tamper(
-        journal_path, "UPDATE events SET doc = replace(doc, '\"GET\"', '\"PUT\"') WHERE seq = 6"
-    )
-    _rewrite_chain_from(journal_path, 6)
+    tamper(journal_path, "UPDATE events SET doc = replace(doc, '\"GET\"', '\"PUT\"') WHERE seq = 6")
+    rewrite_chain_from(journal_path, 6)
     result = verify(journal_path, signer.verifier)
     assert not result.ok and result.first_bad_seq == 6
     assert "rewritten" in (result.problem or "")
@@ -168,7 +131,7 @@ def test_when_a_forged_record_cannot_be_read_then_verify_names_it_instead_of_fai
     conn.execute("UPDATE events SET doc = ? WHERE seq = 6", (doc,))
     conn.commit()
     conn.close()
-    _rewrite_chain_from(journal_path, 6)
+    rewrite_chain_from(journal_path, 6)
     result = verify(journal_path, signer.verifier)
     assert not result.ok and result.first_bad_seq == 6
     assert "unreadable" in (result.problem or "")
@@ -213,7 +176,7 @@ def test_when_the_search_index_is_tampered_with_then_verify_says_searches_could_
 ) -> None:
     # The index is derived, but searches and reports trust it for the records it covers.
     index = _indexed(tmp_path / "journal.db", signer)
-    _tamper(index, *sql)
+    tamper(index, *sql)
     result = verify(tmp_path / "journal.db", signer.verifier)
     assert not result.ok and result.first_bad_seq == first_bad
     assert "search index" in (result.problem or "")
@@ -222,7 +185,7 @@ def test_when_the_search_index_is_tampered_with_then_verify_says_searches_could_
 def test_when_a_record_is_appended_with_a_correct_hash_but_no_key_then_it_is_named(
     journal_path: Path, signer: StatementSigner
 ) -> None:
-    _append_forged(journal_path)
+    append_forged(journal_path)
     result = verify(journal_path, signer.verifier)
     assert not result.ok and result.first_bad_seq == 11
     assert "outside the gateway" in (result.problem or "")

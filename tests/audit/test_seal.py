@@ -15,6 +15,7 @@ import pytest
 from gateway.audit.integrity import VerifyResult, verify
 from gateway.audit.journal import CLOSED_SEAL, OPEN_SEAL, Journal, chain_hash, read_seal
 from gateway.audit.signing import Statement, StatementSigner
+from tests.audit.tampering import append_forged, tamper
 from tests.factories import access_event as event
 
 # A gateway that commits records 1-10 sealing each commit, then 11-20 without sealing (as it
@@ -60,30 +61,6 @@ def _seal(path: Path) -> Statement | None:
         return read_seal(conn, "")
     finally:
         conn.close()
-
-
-def _tamper(path: Path, *sql: str) -> None:
-    conn = sqlite3.connect(path)
-    for statement in sql:
-        conn.execute(statement)
-    conn.commit()
-    conn.close()
-
-
-def _append_forged(path: Path) -> None:
-    """A record appended with a correctly chained hash, by someone without the signing key."""
-    conn = sqlite3.connect(path)
-    seq, prev, doc = conn.execute(
-        "SELECT seq, hash, doc FROM events ORDER BY seq DESC LIMIT 1"
-    ).fetchone()
-    forged = doc.replace(f'"r{seq}"', '"r-forged"')
-    conn.execute(
-        "INSERT INTO events SELECT ?, ts, kind, 'r-forged', user_id, department, dataset, purpose,"
-        " decision, ?, ? FROM events WHERE seq = ?",
-        (seq + 1, forged, chain_hash(prev, seq + 1, forged.encode()), seq),
-    )
-    conn.commit()
-    conn.close()
 
 
 def test_when_the_gateway_dies_between_commit_and_seal_then_no_event_is_lost_and_verify_says_so(
@@ -142,7 +119,7 @@ def test_when_a_crashed_journal_is_tampered_with_then_verify_names_the_first_bad
     crashed: tuple[Path, StatementSigner], sql: list[str], first_bad: int
 ) -> None:
     path, signer = crashed
-    _tamper(path, *sql)
+    tamper(path, *sql)
     result = verify(path, signer.verifier)
     assert not result.ok and result.first_bad_seq == first_bad
     assert result.problem
@@ -152,7 +129,7 @@ def test_when_sealed_records_are_rewritten_with_the_chain_recomputed_then_the_op
     crashed: tuple[Path, StatementSigner],
 ) -> None:
     path, signer = crashed
-    _tamper(path, "UPDATE events SET doc = replace(doc, '\"GET\"', '\"PUT\"') WHERE seq = 6")
+    tamper(path, "UPDATE events SET doc = replace(doc, '\"GET\"', '\"PUT\"') WHERE seq = 6")
     conn = sqlite3.connect(path)
     prev = conn.execute("SELECT hash FROM events WHERE seq = 5").fetchone()[0]
     for seq, doc in conn.execute("SELECT seq, doc FROM events WHERE seq >= 6 ORDER BY seq"):
@@ -171,7 +148,7 @@ def test_when_a_record_is_forged_after_an_open_seal_then_verify_does_not_call_it
 ) -> None:
     # What no signature covers yet only the chain vouches for; verify passes but says which.
     path, signer = crashed
-    _append_forged(path)
+    append_forged(path)
     result = verify(path, signer.verifier)
     assert result.ok and result.last_seq == 21 and result.unsealed_from == 11
 
@@ -184,8 +161,8 @@ def test_when_a_closed_seal_is_relabelled_open_to_hide_a_forged_record_then_veri
     for n in range(1, 6):
         journal.append(event(n))
     journal.close()
-    _append_forged(path)
-    _tamper(path, f"UPDATE seal SET kind = '{OPEN_SEAL}'")
+    append_forged(path)
+    tamper(path, f"UPDATE seal SET kind = '{OPEN_SEAL}'")
     result = verify(path, signer.verifier)
     assert not result.ok and "not genuine" in (result.problem or "")
 
@@ -270,7 +247,7 @@ def test_when_a_journal_predates_open_seals_then_it_verifies_and_takes_new_recor
     for n in range(1, 4):
         journal.append(event(n))
     journal.close()
-    _tamper(path, "ALTER TABLE seal DROP COLUMN kind")  # the table as earlier releases made it
+    tamper(path, "ALTER TABLE seal DROP COLUMN kind")  # the table as earlier releases made it
     result: VerifyResult = verify(path, signer.verifier)
     assert result.ok and result.records == 3
     journal = Journal(path, signer)
