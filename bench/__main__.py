@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"没有这个基准 (no such suite): {', '.join(unknown)}")
     if args.one:
         # One suite, in this process, its figures to FILE: how the run below calls each suite.
+        if len(args.suites) != 1:
+            parser.error("--one 只运行一个基准 (--one runs exactly one suite)")
         [name] = args.suites
         data, markdown = importlib.import_module(f"bench.suites.{name}").run(quick=args.quick)
         Path(args.one).write_text(
@@ -42,7 +44,16 @@ def main(argv: list[str] | None = None) -> int:
     for name in chosen:
         print(f"基准 bench: {name} ...", flush=True)
         started = time.perf_counter()
-        data, markdown = _in_own_process(name, args.quick)
+        try:
+            data, markdown = _in_own_process(name, args.quick)
+        except subprocess.CalledProcessError as exc:
+            # The suite printed its own traceback; keep the last results as they were.
+            print(
+                f"基准 {name} 失败，结果未写入 (suite {name} failed, exit {exc.returncode}; "
+                "results left as they were)",
+                file=sys.stderr,
+            )
+            return 1
         figures[name] = data
         sections.append(markdown)
         print(f"  {time.perf_counter() - started:.0f} s", flush=True)
