@@ -179,10 +179,11 @@ async def test_the_signature_covers_the_body_as_sent_and_as_decoded(
     assert sent.provenance["watermark"] == ctx.delivery.watermark_id
 
 
-async def test_an_export_is_watermarked_as_it_streams_and_its_detached_signature_verifies(
-    gateway: Gateway, credentials: Creds
-) -> None:
-    raw = rows("population", 600)
+async def export_ndjson(
+    gateway: Gateway, credentials: Creds, n: int
+) -> tuple[Any, Any, list[dict[str, Any]], bytes]:
+    """统计局 exports n population records as NDJSON: (context, flow, platform's rows, bytes out)."""
+    raw = rows("population", n)
     body = b"".join(orjson.dumps(r) + b"\n" for r in raw)
     flow = request_flow(
         "/api/v1/datasets/population/export?format=ndjson",
@@ -192,6 +193,13 @@ async def test_an_export_is_watermarked_as_it_streams_and_its_detached_signature
     ctx, out = await drive_stream(
         Pipeline(default_stages(gateway)), flow, body, {"content-type": "application/x-ndjson"}
     )
+    return ctx, flow, raw, out
+
+
+async def test_an_export_is_watermarked_as_it_streams_and_its_detached_signature_verifies(
+    gateway: Gateway, credentials: Creds
+) -> None:
+    ctx, flow, raw, out = await export_ndjson(gateway, credentials, 600)
     assert ctx.stream_failed is None and flow.error is None
     delivered = [orjson.loads(line) for line in out.splitlines()]
     assert len(delivered) > len(raw)  # statistics: decoys stream in too
@@ -212,16 +220,7 @@ async def test_an_export_is_watermarked_as_it_streams_and_its_detached_signature
 async def export_with_registry(
     gateway: Gateway, credentials: Creds, n: int
 ) -> tuple[Any, list[dict[str, Any]], list[dict[str, Any]]]:
-    raw = rows("population", n)
-    body = b"".join(orjson.dumps(r) + b"\n" for r in raw)
-    flow = request_flow(
-        "/api/v1/datasets/population/export?format=ndjson",
-        key=credentials["tj_analyst"]["api_key"],
-        purpose="statistics",
-    )
-    ctx, out = await drive_stream(
-        Pipeline(default_stages(gateway)), flow, body, {"content-type": "application/x-ndjson"}
-    )
+    ctx, _flow, raw, out = await export_ndjson(gateway, credentials, n)
     return ctx, raw, [orjson.loads(line) for line in out.splitlines()]
 
 
