@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from detectors.observation import Observation
 from detectors.rules import Rule
 from detectors.windows import WindowStore
+from gateway.errors import ConfigError
 
 KIND_MODULES = (
     "volume",
@@ -52,7 +53,13 @@ class Detector:
         self.context = context
         self.params = dict(rule.params)
         self._prefix = rule.id + ":"
-        self.configure()
+        try:
+            self.configure()
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"检测规则 {rule.id} 的阈值有误 (rule {rule.id}: a threshold in [params] is not "
+                f"a number of the right kind): {exc}"
+            ) from None
 
     def configure(self) -> None:
         """Read the rule's thresholds once; kinds override this to keep them as attributes."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,11 @@ def test_a_duplicate_or_malformed_rule_is_rejected_with_every_problem_named(tmp_
         "named after its id",
     ):
         assert problem in text, problem
+
+
+def test_when_a_threshold_is_not_a_number_then_the_engine_refuses_naming_the_rule() -> None:
+    [rule] = [r for r in load_rules(kinds=KINDS) if r.id == "enumeration"]
+    bad = replace(rule, params={**rule.params, "burst_records": "ten"})
+    with pytest.raises(ConfigError) as error:
+        DetectionEngine([bad], CONTEXT, lambda detection: None)
+    assert "enumeration" in str(error.value) and "ten" in str(error.value)
