@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -22,9 +23,17 @@ from tests.e2e.browser import CHROMIUM, FLAGS, ensure_chromium
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """n different free ports: each socket stays bound until all are chosen, so the kernel cannot
+    hand the same port out twice (two ports chosen one after the other sometimes matched)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
 
 
 def wait_until_listening(proc: subprocess.Popen[bytes], port: int, timeout: float = 60) -> bool:
@@ -85,7 +94,7 @@ class RunningGateway:
 
 
 def start_gateway(home: Path, upstream: str, *extra: str) -> RunningGateway:
-    proxy_port, console_port = free_port(), free_port()
+    proxy_port, console_port = free_ports(2)
     env = {**os.environ, "SHAREGUARD_HOME": str(home)}
     log = (home / "gateway.log").open("ab")
     proc = subprocess.Popen(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import free_port, stop
+from tests.e2e.conftest import free_ports, stop
 
 pytestmark = pytest.mark.e2e
 
@@ -40,7 +40,7 @@ def read_banner(proc: subprocess.Popen[str], timeout: float = 120) -> str:
 
 def test_the_demo_prints_three_calls_that_work_as_printed(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    ports = {"--proxy-port": free_port(), "--console-port": free_port(), "--demo-port": free_port()}
+    ports = dict(zip(("--proxy-port", "--console-port", "--demo-port"), free_ports(3), strict=True))
     argv = [sys.executable, "-m", "gateway", "demo", "--home", str(home)]
     for flag, port in ports.items():
         argv += [flag, str(port)]
