@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import weakref
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
@@ -58,7 +59,7 @@ class Delivery:
     watermark_id: str | None = None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, weakref_slot=True)
 class RequestContext:
     request_id: str
     received: datetime
@@ -99,6 +100,30 @@ class RequestContext:
         if self.match is None or self.match.dataset is None:
             return None
         return self.match.dataset.id
+
+
+class InFlight:
+    """The requests the pipeline is working on: each enters when its request arrives and leaves
+    when its response is final or its flow broke. Held weakly, so a flow mitmproxy dropped
+    without either hook is not counted for ever."""
+
+    def __init__(self) -> None:
+        self._requests: weakref.WeakValueDictionary[str, RequestContext] = (
+            weakref.WeakValueDictionary()
+        )
+
+    def enter(self, ctx: RequestContext) -> None:
+        self._requests[ctx.request_id] = ctx
+
+    def leave(self, ctx: RequestContext) -> None:
+        self._requests.pop(ctx.request_id, None)
+
+    def alone(self, ctx: RequestContext) -> bool:
+        """`ctx` is in flight and no other request is."""
+        return len(self._requests) == 1 and self._requests.get(ctx.request_id) is ctx
+
+    def __len__(self) -> int:
+        return len(self._requests)
 
 
 def start_context(flow: http.HTTPFlow) -> RequestContext:

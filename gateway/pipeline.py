@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 from mitmproxy import http
 
-from gateway.context import RequestContext
+from gateway.context import InFlight, RequestContext
 from gateway.errors import Refusal
 from gateway.service import Gateway
 from gateway.stages.forward import upstream_unavailable
@@ -66,7 +66,7 @@ def default_stages(gateway: Gateway) -> list[Any]:
         StreamWatermarkStage(gateway),
         SignStage(gateway),
         RegisterStage(gateway),
-        AuditStage(gateway.journal),
+        AuditStage(gateway.journal, gateway.in_flight),
         DetectStage(gateway.detection, gateway.catalog),
     ]
 
@@ -117,8 +117,10 @@ class _ReplaceBody:
 
 
 class Pipeline:
-    def __init__(self, stages: Sequence[Any]) -> None:
+    def __init__(self, stages: Sequence[Any], in_flight: InFlight | None = None) -> None:
         self.stages = list(stages)
+        # Which requests are under way (the audit stage commits a lone request's event itself).
+        self.in_flight = in_flight
         self._hooks: dict[str, list[tuple[str, Callable[..., Any], bool]]] = {
             hook: [
                 (stage.name, getattr(stage, hook), getattr(stage, "sees_refusals", False))
@@ -142,6 +144,8 @@ class Pipeline:
         return [name for name, _, _ in self._hooks[hook]]
 
     async def request(self, ctx: RequestContext, flow: http.HTTPFlow) -> None:
+        if self.in_flight is not None:
+            self.in_flight.enter(ctx)
         for name, run, _ in self._hooks["request"]:
             if not await self._run(name, run, ctx, flow):
                 return
@@ -173,6 +177,8 @@ class Pipeline:
             self._settled(ctx, flow)
         if flow.response is not None:
             flow.response.headers["X-Request-Id"] = ctx.request_id
+        if self.in_flight is not None:
+            self.in_flight.leave(ctx)
 
     def _settled(self, ctx: RequestContext, flow: http.HTTPFlow) -> None:
         for name, settle in self._settle:
@@ -196,6 +202,8 @@ class Pipeline:
             if sees_refusals or (ctx.streaming and name in self._finish_streams):
                 await self._run(name, run, ctx, flow)
         self._settled(ctx, flow)
+        if self.in_flight is not None:
+            self.in_flight.leave(ctx)
 
     def upstream_failed(self) -> None:
         """Tell the forward stage's breaker that the platform could not be reached."""

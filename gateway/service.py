@@ -21,6 +21,7 @@ from gateway.applications.desk import ApplicationDesk
 from gateway.applications.regulations import Regulations, load_regulations
 from gateway.audit.journal import Journal, open_journal
 from gateway.catalog import Catalog, load_catalog
+from gateway.context import InFlight
 from gateway.db import create_schema, make_engine
 from gateway.errors import Refusal
 from gateway.grants.admin import GrantAdmin
@@ -81,6 +82,7 @@ class Gateway:
         self.decider = Decider(self.policy, self.taxonomy, self.grants)
         self.quota: QuotaCounter = make_counter(settings.redis_url, settings.state_database_url)
         self.journal = journal or open_journal(settings, index_subjects=True)
+        self.in_flight = InFlight()  # the proxy's requests under way (see Pipeline)
         self.shipper = _start_shipper(settings)
         self.hasher = SubjectHasher.from_home(settings.keys_dir)
         # Master keys for pseudonyms, watermarks and response signatures, sealed at rest.

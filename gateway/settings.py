@@ -198,6 +198,13 @@ SETTINGS: tuple[Setting, ...] = (
         " signs one, on the request's path)",
     ),
     Setting(
+        "audit_inline_commit",
+        _bool,
+        "true",
+        "a request alone in the gateway commits its audit event on the event loop, without the"
+        " writer thread's two hand-offs (off: every event goes through the writer thread)",
+    ),
+    Setting(
         "elasticsearch_url",
         _optional,
         "",
@@ -272,6 +279,7 @@ class Settings:
     expiry_warning_days: int
     audit_checkpoint_seconds: float
     audit_seal_seconds: float
+    audit_inline_commit: bool
     elasticsearch_url: str | None
     elasticsearch_api_key: str | None
     elasticsearch_ca_certs: str | None

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import pytest
 from mitmproxy import http
+from mitmproxy.flow import Error
 
 from gateway.audit.journal import JournalError
 from gateway.audit.search import AuditQuery, search
+from gateway.context import InFlight, start_context
 from gateway.pipeline import Pipeline, default_stages
 from gateway.service import Gateway
 from tests.factories import body_of, drive, json_response, request_flow
@@ -22,7 +25,7 @@ Creds = dict[str, dict[str, Any]]
 
 @pytest.fixture
 def pipeline(gateway: Gateway, credentials: Creds) -> Pipeline:
-    return Pipeline(default_stages(gateway))
+    return Pipeline(default_stages(gateway), gateway.in_flight)
 
 
 def key(credentials: Creds, name: str) -> str:
@@ -263,7 +266,7 @@ async def test_when_the_platform_answers_something_unreadable_then_nothing_of_it
 async def test_when_the_journal_cannot_write_then_the_caller_gets_503_and_no_data(
     pipeline: Pipeline, gateway: Gateway, credentials: Creds, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def failing_write(event: object) -> int:
+    async def failing_write(event: object, *, alone: bool = False) -> int:
         raise JournalError("disk full")
 
     monkeypatch.setattr(gateway.journal, "write", failing_write)
@@ -397,3 +400,63 @@ async def test_serving_a_request_writes_nothing_to_the_state_database(
         assert flow.response is not None and flow.response.status_code == 200
     assert watcher.execute("PRAGMA data_version").fetchone()[0] == before
     watcher.close()
+
+
+def lookup(credentials: Creds) -> http.HTTPFlow:
+    return request_flow(
+        "/api/v1/datasets/population/records",
+        key=key(credentials, "tj_analyst"),
+        purpose="statistics",
+    )
+
+
+async def test_when_a_request_is_alone_then_its_audit_event_is_committed_without_the_writer(
+    pipeline: Pipeline, gateway: Gateway, credentials: Creds
+) -> None:
+    await drive(pipeline, lookup(credentials), json_response({"records": RECORDS}))
+    with gateway.journal._lock:  # the writer has published the first checkpoint
+        before = gateway.journal.inline_commits
+    flow = lookup(credentials)
+    ctx = await drive(pipeline, flow, json_response({"records": RECORDS}))
+    assert flow.response is not None and flow.response.status_code == 200
+    assert gateway.journal.inline_commits == before + 1
+    assert ctx.audit_event is not None and len(gateway.in_flight) == 0
+
+
+async def test_when_another_request_is_in_flight_then_the_writer_commits_and_shares_the_fsync(
+    pipeline: Pipeline, gateway: Gateway, credentials: Creds
+) -> None:
+    await drive(pipeline, lookup(credentials), json_response({"records": RECORDS}))
+    with gateway.journal._lock:
+        before = gateway.journal.inline_commits
+    other = start_context(lookup(credentials))
+    gateway.in_flight.enter(other)  # a second request, still waiting for the platform
+    flow = lookup(credentials)
+    await drive(pipeline, flow, json_response({"records": RECORDS}))
+    assert flow.response is not None and flow.response.status_code == 200
+    assert gateway.journal.inline_commits == before
+    assert len(gateway.in_flight) == 1  # only the other one is left
+
+
+async def test_when_requests_are_refused_or_break_then_they_leave_the_count_in_flight(
+    pipeline: Pipeline, gateway: Gateway, credentials: Creds
+) -> None:
+    await drive(pipeline, request_flow("/api/v1/datasets/population/records"))  # no key: 401
+    assert len(gateway.in_flight) == 0
+    flow = lookup(credentials)
+    ctx = start_context(flow)
+    await pipeline.request(ctx, flow)
+    assert len(gateway.in_flight) == 1
+    flow.error = Error("connection reset")  # the platform went away mid-answer
+    await pipeline.error(ctx, flow)
+    assert len(gateway.in_flight) == 0
+
+
+def test_when_a_flow_is_dropped_without_an_end_then_it_is_not_counted_for_ever() -> None:
+    in_flight = InFlight()
+    ctx = start_context(request_flow("/api/v1/datasets/population/records"))
+    in_flight.enter(ctx)
+    assert in_flight.alone(ctx)
+    del ctx
+    gc.collect()
+    assert len(in_flight) == 0

@@ -41,6 +41,10 @@ def audit_status(settings: Settings, journal: Journal | None = None) -> dict[str
         info.update(
             written=journal.written,
             batches=journal.batches,
+            # Of those, commits a lone request made on the event loop, and times a slow one sent
+            # every event back to the writer thread for a while (a disk that stalls).
+            inline_commits=journal.inline_commits,
+            inline_pauses=journal.inline_pauses,
             backlog=journal.backlog(),  # events waiting for the writer thread, not for Elasticsearch
             failed=journal.failed,
             last_error=journal.last_error,

@@ -28,7 +28,9 @@ class ShareGuard:
     def __init__(self, gateway: Gateway | None = None) -> None:
         self.gateway = gateway
         self._owns_gateway = gateway is None
-        self.pipeline: Pipeline | None = Pipeline(default_stages(gateway)) if gateway else None
+        self.pipeline: Pipeline | None = None
+        if gateway is not None:
+            self.pipeline = Pipeline(default_stages(gateway), gateway.in_flight)
 
     def load(self, loader: Any) -> None:
         loader.add_option(
@@ -61,7 +63,7 @@ class ShareGuard:
         except ConfigError as exc:
             raise exceptions.OptionsError(str(exc)) from None
         self.gateway.start_background()
-        self.pipeline = Pipeline(default_stages(self.gateway))
+        self.pipeline = Pipeline(default_stages(self.gateway), self.gateway.in_flight)
 
     async def request(self, flow: http.HTTPFlow) -> None:
         assert self.pipeline is not None

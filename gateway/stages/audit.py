@@ -10,7 +10,7 @@ from mitmproxy import http
 
 from gateway.audit.events import AccessEvent
 from gateway.audit.journal import Journal, JournalError
-from gateway.context import RequestContext
+from gateway.context import InFlight, RequestContext
 from gateway.errors import Refusal
 
 log = logging.getLogger(__name__)
@@ -108,26 +108,30 @@ class AuditStage:
     name = "audit"
     sees_refusals = True
 
-    def __init__(self, journal: Journal) -> None:
+    def __init__(self, journal: Journal, in_flight: InFlight | None = None) -> None:
         self.journal = journal
+        self.in_flight = in_flight
 
     async def responseheaders(self, ctx: RequestContext, flow: http.HTTPFlow) -> None:
         if not ctx.streaming:
             return
-        await self._write(access_event(ctx, flow, "started"))
+        await self._write(ctx, access_event(ctx, flow, "started"))
 
     async def response(self, ctx: RequestContext, flow: http.HTTPFlow) -> None:
         event = access_event(ctx, flow, "complete")
-        await self._write(event)
+        await self._write(ctx, event)
         ctx.audit_event = event
         if ctx.stream_failed and flow.killable:
             # The bytes already sent cannot be recalled; cutting the connection at least makes
             # the caller see a broken download rather than a complete-looking truncated one.
             flow.kill()
 
-    async def _write(self, event: AccessEvent) -> None:
+    async def _write(self, ctx: RequestContext, event: AccessEvent) -> None:
+        # A request alone in the gateway has no one to share a commit with: the journal may
+        # commit its event on the event loop rather than hand it to the writer thread.
+        alone = self.in_flight is not None and self.in_flight.alone(ctx)
         try:
-            await self.journal.write(event)
+            await self.journal.write(event, alone=alone)
         except JournalError:
             log.exception("审计事件写入失败 (audit event not written): %s", event.request_id)
             raise audit_unavailable() from None

@@ -121,6 +121,7 @@ async def test_the_status_shows_the_journal_and_that_shipping_is_off(
     response = await client.get("/api/admin/audit/status", auth=basic(credentials, "admin"))
     body = response.json()
     assert body["journal"]["last_seq"] == 5 and body["journal"]["written"] == 5
+    assert 0 <= body["journal"]["inline_commits"] <= body["journal"]["batches"]
     assert body["shipping"] == {**body["shipping"], "configured": False, "backlog": 0}
     overview = await client.get("/api/admin/status", auth=basic(credentials, "admin"))
     assert overview.json()["audit"]["journal"]["last_seq"] == 5

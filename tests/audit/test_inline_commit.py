@@ -1,0 +1,211 @@
+"""A lone request's event committed on the event loop itself: durable all the same, and never at the
+cost of the loop waiting on a lock, a stalled disk, or the seal and checkpoints falling behind."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import gateway.audit.journal as journal_module
+from gateway.audit import checkpoint_log
+from gateway.audit.integrity import verify
+from gateway.audit.journal import OPEN_SEAL, Journal, JournalError, read_seal
+from gateway.audit.signing import StatementSigner
+from tests.factories import access_event as event
+
+
+@pytest.fixture
+def journal(tmp_path: Path, signer: StatementSigner) -> Any:
+    # No checkpoint or seal falls due after the first commit unless a test asks for one.
+    opened = Journal(tmp_path / "j.db", signer, checkpoint_seconds=3600, seal_seconds=3600)
+    yield opened
+    opened.close()
+
+
+def committing_threads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The thread each commit runs on, in order."""
+    threads: list[int] = []
+    original = journal_module._write_batch
+
+    def recorded(*args: Any) -> Any:
+        threads.append(threading.get_ident())
+        return original(*args)
+
+    monkeypatch.setattr(journal_module, "_write_batch", recorded)
+    return threads
+
+
+def verified_records(journal: Journal, signer: StatementSigner) -> int:
+    """Close the journal, verify it, and count its records."""
+    journal.close()
+    result = verify(journal.path, signer.verifier)
+    assert result.ok, result
+    return result.records
+
+
+async def settled(journal: Journal) -> None:
+    """Until the writer thread has finished what it was doing (publishing a checkpoint)."""
+    await asyncio.sleep(0)
+    with journal._lock:
+        pass
+
+
+async def test_when_a_request_is_alone_then_its_event_is_committed_on_its_own_thread(
+    journal: Journal, signer: StatementSigner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads = committing_threads(monkeypatch)
+    # The first commit writes the first checkpoint, which is the writer thread's to publish:
+    # it is done with it only once it has released the caller and appended the log.
+    seqs = [await journal.write(event(1), alone=True)]
+    await settled(journal)
+    seqs += [await journal.write(event(n), alone=True) for n in range(2, 21)]
+    assert seqs == list(range(1, 21))
+    assert threads[0] != threading.get_ident()
+    assert threads[1:] == [threading.get_ident()] * 19
+    assert journal.inline_commits == 19 and journal.batches == 20
+    assert verified_records(journal, signer) == 20
+
+
+async def test_when_a_request_is_not_alone_then_its_event_goes_through_the_writer(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads = committing_threads(monkeypatch)
+    for n in range(1, 6):
+        await journal.write(event(n))
+    assert journal.inline_commits == 0
+    assert threading.get_ident() not in threads
+
+
+async def test_when_the_journal_is_configured_not_to_then_nothing_is_committed_on_the_loop(
+    tmp_path: Path, signer: StatementSigner
+) -> None:
+    journal = Journal(tmp_path / "j.db", signer, checkpoint_seconds=3600, inline_commit=False)
+    try:
+        for n in range(1, 6):
+            await journal.write(event(n), alone=True)
+        assert journal.inline_commits == 0 and journal.written == 5
+    finally:
+        journal.close()
+
+
+async def test_when_the_writer_is_committing_then_a_lone_event_waits_for_it_without_blocking(
+    journal: Journal,
+) -> None:
+    await journal.write(event(1), alone=True)
+    journal._lock.acquire()  # the writer thread is in the middle of a commit
+    try:
+        pending = asyncio.create_task(journal.write(event(2), alone=True))
+        began = time.monotonic()
+        await asyncio.sleep(0.05)
+        assert time.monotonic() - began < 1  # the loop was free to run meanwhile
+        assert not pending.done()
+    finally:
+        journal._lock.release()
+    assert await asyncio.wait_for(pending, 10) == 2
+    assert journal.inline_commits == 0
+
+
+async def test_when_another_process_holds_the_journal_then_the_loop_does_not_wait_for_it(
+    journal: Journal,
+) -> None:
+    await journal.write(event(1), alone=True)
+    other = sqlite3.connect(journal.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another writer (a CLI command) holds the lock
+    try:
+        pending = asyncio.create_task(journal.write(event(2), alone=True))
+        began = time.monotonic()
+        await asyncio.sleep(0.1)
+        # Had the commit waited on the loop for the lock, this sleep would have lasted until
+        # the lock was released below, or until the busy timeout failed the write.
+        assert time.monotonic() - began < 1
+        assert not pending.done()
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert await asyncio.wait_for(pending, 10) == 2  # the writer thread waited its turn
+    assert journal.inline_commits == 0 and journal.failed == 0
+
+
+async def test_when_a_lone_commit_fails_then_the_request_hears_it_and_nothing_is_half_written(
+    journal: Journal, signer: StatementSigner
+) -> None:
+    await journal.write(event(1), alone=True)
+    await settled(journal)
+    await journal.write(event(2), alone=True)
+    assert journal.inline_commits == 1 and journal._inline_conn is not None
+    pages = journal._inline_conn.execute("PRAGMA page_count").fetchone()[0]
+    journal._inline_conn.execute(f"PRAGMA max_page_count = {pages + 1}")
+    big = tuple(f"{i:032x}" for i in range(5000))
+    with pytest.raises(JournalError, match="full"):
+        await journal.write(event(3, subject_hashes=big), alone=True)
+    assert journal.failed == 1 and "full" in (journal.last_error or "")
+    assert await journal.write(event(4), alone=True) == 3  # small enough: the journal goes on
+    assert verified_records(journal, signer) == 3
+
+
+async def test_when_a_lone_commit_is_slow_then_the_next_events_go_through_the_writer(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await journal.write(event(1), alone=True)
+    await settled(journal)
+    monkeypatch.setattr(journal_module, "INLINE_SLOW_SECONDS", 0.0)  # every commit is "slow"
+    await journal.write(event(2), alone=True)
+    assert journal.inline_commits == 1 and journal.inline_pauses == 1
+    await journal.write(event(3), alone=True)
+    await journal.write(event(4), alone=True)
+    assert journal.inline_commits == 1  # paused: the disk stalled once, keep it off the loop
+    assert journal.written == 4
+
+
+async def test_when_lone_commits_go_unsealed_then_the_writer_seals_them_soon(
+    tmp_path: Path, signer: StatementSigner
+) -> None:
+    journal = Journal(tmp_path / "j.db", signer, checkpoint_seconds=0.2, seal_seconds=0.05)
+    try:
+        # The first commit seals and checkpoints; the writer then has nothing to wait for and
+        # sleeps until woken, so these must wake it or they would stay unsealed.
+        await journal.write(event(1), alone=True)
+        await asyncio.sleep(0.3)
+        for n in range(2, 6):
+            await journal.write(event(n), alone=True)
+        assert journal.inline_commits >= 1
+        conn = sqlite3.connect(journal.path)
+        log = checkpoint_log.log_path(journal.path)
+        deadline = time.monotonic() + 10
+        while True:
+            seal = read_seal(conn, journal.journal_id)
+            logged = [s.seq for s in checkpoint_log.read(log).statements]
+            if seal is not None and seal.seq == 5 and logged[-1:] == [5]:
+                break
+            assert time.monotonic() < deadline, f"seal {seal}, checkpoints {logged}"
+            await asyncio.sleep(0.02)
+        assert seal.kind == OPEN_SEAL
+        conn.close()
+    finally:
+        journal.close()
+
+
+async def test_when_many_lone_commits_follow_each_other_then_the_wal_stays_bounded(
+    tmp_path: Path, signer: StatementSigner
+) -> None:
+    # The loop's connection never copies the WAL back (that would stall the loop for a few
+    # ms); the writer's connection does, as it seals. Without it the WAL grows with every event.
+    journal = Journal(tmp_path / "j.db", signer, checkpoint_seconds=3600, seal_seconds=0.02)
+    wal = Path(f"{journal.path}-wal")
+    try:
+        for n in range(1, 2501):
+            await journal.write(event(n, subject_hashes=(f"{n:064x}",)), alone=True)
+            if n % 50 == 0:
+                await asyncio.sleep(0.025)  # give the writer its seal interval now and then
+        assert journal.inline_commits > 2000
+        # 2,500 commits of a page or two each would make 10-20 MB; SQLite copies the WAL back
+        # once it holds 1,000 pages (4 MB) and then starts it again from the beginning.
+        assert wal.stat().st_size < 6 * 1024 * 1024
+    finally:
+        journal.close()
