@@ -23,6 +23,7 @@ def test_the_environment_is_read_and_a_flag_overrides_it() -> None:
         ({"SHAREGUARD_JOURNAL_BATCH": "0"}, "journal_batch"),
         ({"SHAREGUARD_ALERT_WEBHOOK_MIN_SEVERITY": "urgent"}, "alert_webhook_min_severity"),
         ({"SHAREGUARD_ALERT_WEBHOOK_URL": "http://127.0.0.1:9/hook"}, "alert_webhook_secret"),
+        ({"SHAREGUARD_AUDIT_INLINE_COMMIT": "sometimes"}, "audit_inline_commit"),
     ],
     ids=[
         "port out of range",
@@ -30,6 +31,7 @@ def test_the_environment_is_read_and_a_flag_overrides_it() -> None:
         "zero batch",
         "unknown severity",
         "webhook without a secret",
+        "switch that is neither true nor false",
     ],
 )
 def test_when_a_setting_is_bad_then_startup_fails_naming_it(

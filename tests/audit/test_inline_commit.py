@@ -15,8 +15,9 @@ import pytest
 import gateway.audit.journal as journal_module
 from gateway.audit import checkpoint_log
 from gateway.audit.integrity import verify
-from gateway.audit.journal import OPEN_SEAL, Journal, JournalError, read_seal
+from gateway.audit.journal import OPEN_SEAL, Journal, JournalError, open_journal, read_seal
 from gateway.audit.signing import StatementSigner
+from gateway.settings import load_settings
 from tests.factories import access_event as event
 
 
@@ -83,13 +84,20 @@ async def test_when_a_request_is_not_alone_then_its_event_goes_through_the_write
 
 
 async def test_when_the_journal_is_configured_not_to_then_nothing_is_committed_on_the_loop(
-    tmp_path: Path, signer: StatementSigner
+    tmp_path: Path,
 ) -> None:
-    journal = Journal(tmp_path / "j.db", signer, checkpoint_seconds=3600, inline_commit=False)
+    settings = load_settings(
+        {"home": str(tmp_path)},
+        environ={"SHAREGUARD_AUDIT_INLINE_COMMIT": "false", "SHAREGUARD_AUDIT_SEAL_SECONDS": "1"},
+    )
+    journal = open_journal(settings)
     try:
+        await journal.write(event(0), alone=True)  # the first checkpoint: the writer's anyway
+        with journal._lock:
+            pass
         for n in range(1, 6):
             await journal.write(event(n), alone=True)
-        assert journal.inline_commits == 0 and journal.written == 5
+        assert journal.inline_commits == 0 and journal.written == 6
     finally:
         journal.close()
 
