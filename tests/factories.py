@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -183,3 +185,13 @@ def real_rows(
     get some) left out."""
     keys = {r[key] for r in raw}
     return [r for r in delivered if r[key] in keys]
+
+
+def until(condition: Callable[[], object], what: str, timeout: float = 10.0) -> None:
+    """Wait until `condition()` is true (something another thread or process does); fail
+    naming `what` if it is not within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    every = min(0.1, timeout / 100)
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        time.sleep(every)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import threading
-import time
 from pathlib import Path
 
 import orjson
@@ -18,6 +17,7 @@ from gateway.audit.signing import StatementSigner
 from gateway.audit.subjects import catch_up, index_path
 from tests.audit.tampering import append_forged, rewrite_chain_from, tamper
 from tests.factories import access_event as event
+from tests.factories import until
 
 
 def write_events(path: Path, signer: StatementSigner, numbers: range, **kw: object) -> None:
@@ -312,11 +312,11 @@ def test_when_the_gateway_goes_idle_then_the_log_catches_up_with_the_last_record
         for n in range(1, 4):
             journal.submit(event(n))
         journal.append(event(4))
-        deadline = time.monotonic() + 10
         log = checkpoint_log.log_path(path)
-        while [s.seq for s in checkpoint_log.read(log).statements][-1:] != [4]:
-            assert time.monotonic() < deadline, "no checkpoint while idle"
-            time.sleep(0.02)
+        until(
+            lambda: [s.seq for s in checkpoint_log.read(log).statements][-1:] == [4],
+            "a checkpoint while idle",
+        )
     finally:
         journal.close()
 

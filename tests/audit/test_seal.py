@@ -17,6 +17,7 @@ from gateway.audit.journal import CLOSED_SEAL, OPEN_SEAL, Journal, chain_hash, r
 from gateway.audit.signing import Statement, StatementSigner
 from tests.audit.tampering import append_forged, tamper
 from tests.factories import access_event as event
+from tests.factories import until
 
 # A gateway that commits records 1-10 sealing each commit, then 11-20 without sealing (as it
 # does between seals), and dies before it could seal them: no close(), no exit handlers.
@@ -206,11 +207,9 @@ def test_when_records_wait_longer_than_the_seal_interval_then_a_commit_seals_the
         journal.append(event(2))  # not sealed yet
         time.sleep(0.2)  # the writer seals its head when idle, or the next commit does
         journal.append(event(3))
-        deadline = time.monotonic() + 10
-        while (seal := _seal(path)) is None or seal.seq != 3:
-            assert time.monotonic() < deadline, "the head was never sealed"
-            time.sleep(0.02)
-        assert seal.kind == OPEN_SEAL
+        until(lambda: (seal := _seal(path)) is not None and seal.seq == 3, "the head sealed")
+        seal = _seal(path)
+        assert seal is not None and seal.kind == OPEN_SEAL
         result = verify(path, signer.verifier)
         assert result.ok and result.unsealed_from is None
     finally:

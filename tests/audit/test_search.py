@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from gateway.audit.signing import StatementSigner
 from gateway.audit.subjects import catch_up, index_path, indexed_upto
 from gateway.keys import SubjectHasher
 from tests.factories import access_event as event
+from tests.factories import until
 
 HASHER = SubjectHasher(b"k" * 32)
 ALICE, BOB = "11010519491231002X", "110105194912310029"
@@ -86,9 +86,7 @@ def test_while_the_gateway_runs_its_indexer_process_keeps_the_index_current(tmp_
     path = tmp_path / "journal.db"
     journal = write(path, close=False, index=True)
     try:
-        deadline = time.monotonic() + 20
-        while indexed_upto(index_path(path)) < 3 and time.monotonic() < deadline:
-            time.sleep(0.1)
+        until(lambda: indexed_upto(index_path(path)) >= 3, "the indexer catches up", 20)
         assert indexed_upto(index_path(path)) == 3
     finally:
         journal.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from gateway.audit.signing import StatementSigner
 from gateway.settings import Settings, load_settings
 from tests.audit.es_checks import EsTarget, never_stop, shipper_for, unique_stream
 from tests.audit.fake_elasticsearch import FakeElasticsearch
-from tests.factories import access_event
+from tests.factories import access_event, until
 
 
 @pytest.fixture
@@ -222,9 +221,9 @@ def test_when_the_cluster_is_unreachable_during_a_load_then_the_backlog_shows_an
         assert all(f.result(10) for f in futures)  # the journal never waits for Elasticsearch
         status = backlog(settings)
         assert status.backlog == 300 and status.position == 0
-        _until(lambda: backlog(settings).last_error is not None)
+        until(lambda: backlog(settings).last_error is not None, "the shipper notices", 20)
         fake_es.start()  # back, on the same port
-        _until(lambda: backlog(settings).backlog == 0)
+        until(lambda: backlog(settings).backlog == 0, "the backlog drains", 20)
         assert backlog(settings).last_error is None
     finally:
         stop.set()
@@ -233,14 +232,6 @@ def test_when_the_cluster_is_unreachable_during_a_load_then_the_backlog_shows_an
         journal.close()
     assert_each_once(fake_es, target, 300)
     assert state_path(settings.journal_path).exists()
-
-
-def _until(condition: object, timeout: float = 20.0) -> None:
-    assert callable(condition)
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
 
 
 def test_when_an_archived_segment_is_missing_then_shipping_stops_and_says_so_instead_of_skipping(

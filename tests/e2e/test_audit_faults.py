@@ -16,7 +16,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import pytest
 from tests.audit.es_checks import unique_stream
 from tests.audit.fake_elasticsearch import FakeElasticsearch
 from tests.e2e.conftest import RunningGateway, start_gateway
+from tests.factories import until
 
 pytestmark = pytest.mark.e2e
 
@@ -126,13 +126,6 @@ def children_of_home(home: Path) -> list[int]:
     return pids
 
 
-def until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        time.sleep(0.1)
-
-
 def test_when_the_gateway_is_killed_mid_load_then_every_answered_request_has_its_event(
     home: Path, platform_url: str
 ) -> None:
@@ -151,7 +144,7 @@ def test_when_the_gateway_is_killed_mid_load_then_every_answered_request_has_its
         gw.stop()
     assert killed_at and KILL_AFTER <= len(answered) < LOAD, "the kill came mid-load"
     print(f"SIGKILL after {killed_at[0]} answers; {len(answered)} answered of {LOAD} sent")
-    until(lambda: not children_of_home(home), 30, "helper processes exit with the gateway")
+    until(lambda: not children_of_home(home), "helper processes exit with the gateway", 30)
     events = journal_events(home)
     missing = [rid for rid, status in answered if status not in events.get(rid, [])]
     assert missing == [], f"{len(missing)} answered requests have no event"
@@ -198,8 +191,8 @@ def test_when_elasticsearch_is_unreachable_for_a_load_then_every_event_arrives_o
                 ]
                 == 0
             ),
-            60,
             "the backlog drains once Elasticsearch is back",
+            60,
         )
     finally:
         gw.stop()
@@ -262,7 +255,7 @@ def test_when_the_journal_disk_is_full_then_requests_are_refused_clearly_and_not
                 assert body["request_id"] == refusal.headers["x-request-id"]
                 assert "records" not in body
             ballast.unlink()  # space again: the gateway recovers without a restart
-            until(lambda: client.get(path, headers=headers).status_code == 200, 30, "recovery")
+            until(lambda: client.get(path, headers=headers).status_code == 200, "recovery", 30)
     finally:
         gw.stop()
     verified = orjson.loads(cli(home, "verify", "--json").stdout)

@@ -11,7 +11,6 @@ import csv
 import random
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -19,6 +18,7 @@ import orjson
 import pytest
 
 from tests.e2e.conftest import RunningGateway
+from tests.factories import until
 
 pytestmark = pytest.mark.e2e
 
@@ -103,9 +103,8 @@ def test_a_streamed_export_verifies_with_its_detached_signature(
     body = tmp_path / "weather.csv"
     body.write_bytes(response.content)
     url = f"{running.console}/api/public/signatures/{request_id}"
-    deadline = time.monotonic() + 10
-    while httpx.get(url, timeout=10).status_code != 200 and time.monotonic() < deadline:
-        time.sleep(0.1)  # the registry records the signature as the stream's last step
+    # The registry records the signature as the stream's last step.
+    until(lambda: httpx.get(url, timeout=10).status_code == 200, "the signature registered")
     keys = f"{running.console}/api/public/response-signing-keys"
     verified = cli(running, "verify", str(body), "--signature", url, "--public-keys", keys)
     assert verified.returncode == 0, verified.stdout.decode() + verified.stderr.decode()
