@@ -3,30 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from gateway import revision
 from gateway.audit.search import AuditQuery, search
-from gateway.grants.admin import Actor, GrantNotFound
-from gateway.grants.model import GrantError, GrantSpec
+from gateway.grants.admin import GrantNotFound
+from gateway.grants.model import GrantError
 from gateway.pipeline import Pipeline, default_stages
 from gateway.service import Gateway
 from tests.factories import body_of, drive, json_response, request_flow
+from tests.grants.specs import ADMIN, NOW, SPEC
 
-ADMIN = Actor("admin", ("admin",), "10.0.0.5")
-NOW = datetime.now(UTC)
-SPEC = GrantSpec(
-    dataset="social_insurance",
-    fields=("id_number", "employer"),
-    valid_from=NOW - timedelta(minutes=1),
-    valid_until=NOW + timedelta(days=30),
-    department="统计局",
-    purposes=("statistics",),
-    masking_profile="administration",
-)
 RECORD = {
     "record_id": "S00000001",
     "id_number": "11010519491231002X",

@@ -4,29 +4,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 
 from gateway.console.app import create_app
-from gateway.grants.admin import Actor
-from gateway.grants.model import GrantError, GrantSpec
+from gateway.grants.model import GrantError
 from gateway.grants.validate import MAX_QUOTA
 from gateway.service import Gateway
+from tests.grants.specs import ADMIN, NOW, SPEC
 
-ADMIN = Actor("admin", ("admin",), "10.0.0.5")
-NOW = datetime.now(UTC)
-SPEC = GrantSpec(
-    dataset="social_insurance",
-    fields=("id_number", "employer"),
-    valid_from=NOW - timedelta(minutes=1),
-    valid_until=NOW + timedelta(days=30),
-    department="统计局",
-    purposes=("statistics",),
-    masking_profile="administration",
-)
 HUGE = 99999999999999999999999
 
 
