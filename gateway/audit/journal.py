@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import queue
@@ -69,6 +70,13 @@ DEFAULT_SEAL_SECONDS = 0.05
 # event goes through the writer thread for INLINE_PAUSE_SECONDS.
 INLINE_SLOW_SECONDS = 0.02
 INLINE_PAUSE_SECONDS = 5.0
+# The connection callers commit through never copies the WAL back into the database (a few ms,
+# on the event loop). The writer's does, as it commits; when callers have made this many commits
+# since its last copy and it has none of its own to make, it copies in its idle time, so the WAL
+# stays bounded whatever the seal and checkpoint intervals.
+INLINE_WAL_COPY_COMMITS = 500
+# The longest the writer sleeps while callers may be committing without it.
+INLINE_POLL_SECONDS = 0.25
 # The seal's kinds. Open: the writer runs, and its newest commits may follow the seal unsigned.
 # Closed: the writer stopped there, and nothing follows (every seal of an earlier release).
 OPEN_SEAL = "open-seal"
@@ -468,10 +476,9 @@ class Journal:
         if inline_commit:
             self._inline_conn = connect(path)
             self._inline_conn.execute("PRAGMA busy_timeout = 0")
-            # Copying the WAL back into the database (a few ms every thousand pages) is left to
-            # the writer thread's connection, which commits at least every `seal_seconds`.
-            self._inline_conn.execute("PRAGMA wal_autocheckpoint = 0")
+            self._inline_conn.execute("PRAGMA wal_autocheckpoint = 0")  # the writer's task
         self._inline_paused_until = 0.0
+        self._inline_at_wal_copy = 0  # `inline_commits` when the writer last copied the WAL
         self.journal_id = _init_meta(self._conn)
         self._seal_left_behind()
         checkpoint_log.ensure(self.log_path)
@@ -517,7 +524,7 @@ class Journal:
             if self._closed:
                 raise JournalError("审计日志已关闭 (audit journal is closed)")
             future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-            self._queue.put(_Pending(item.doc, item.ts, item.index, loop_future=future))
+            self._queue.put(dataclasses.replace(item, loop_future=future))
             return await future
         future = asyncio.get_running_loop().create_future()
         self._queue.put(_pending(event, future))
@@ -653,12 +660,13 @@ class Journal:
         """How long the writer may sleep when no event comes. While records wait for the seal or
         a checkpoint it wakes to write them, so neither lags behind an idle gateway; and while
         callers may commit their own events (which never pass through the queue) it looks
-        every `seal_seconds` whether they left such records."""
+        every `seal_seconds` (50 to 250 ms) for what they leave: records to seal and a WAL to
+        copy back."""
         waits = []
         if self._unsealed_since is not None:
             waits.append(max(self.seal_seconds, 0.01))
         if self._inline_conn is not None:
-            waits.append(max(self.seal_seconds, 0.05))
+            waits.append(min(max(self.seal_seconds, 0.05), INLINE_POLL_SECONDS))
         if self._since_checkpoint:
             waits.append(max(self.checkpoint_seconds, 0.05))
         return min(waits) if waits else None
@@ -671,6 +679,12 @@ class Journal:
         checkpoint = (
             self._since_checkpoint > 0 and now - self._last_checkpoint >= self.checkpoint_seconds
         )
+        if self.inline_commits - self._inline_at_wal_copy >= INLINE_WAL_COPY_COMMITS:
+            self._inline_at_wal_copy = self.inline_commits
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error as exc:
+                log.error("未能回写预写日志 (WAL not copied back): %s", exc)
         if seal is None and not checkpoint:
             return
         try:

@@ -205,14 +205,15 @@ async def test_when_many_lone_commits_follow_each_other_then_the_wal_stays_bound
     tmp_path: Path, signer: StatementSigner
 ) -> None:
     # The loop's connection never copies the WAL back (that would stall the loop for a few
-    # ms); the writer's connection does, as it seals. Without it the WAL grows with every event.
-    journal = Journal(tmp_path / "j.db", signer, checkpoint_seconds=3600, seal_seconds=0.02)
+    # ms); the writer's connection does, in its idle time, even when no seal or checkpoint
+    # falls due for an hour. Without it the WAL grows with every event.
+    journal = Journal(tmp_path / "j.db", signer, checkpoint_seconds=3600, seal_seconds=3600)
     wal = Path(f"{journal.path}-wal")
     try:
         for n in range(1, 2501):
             await journal.write(event(n, subject_hashes=(f"{n:064x}",)), alone=True)
             if n % 50 == 0:
-                await asyncio.sleep(0.025)  # give the writer its seal interval now and then
+                await asyncio.sleep(0.025)  # the writer's idle time
         assert journal.inline_commits > 2000
         # 2,500 commits of a page or two each would make 10-20 MB; SQLite copies the WAL back
         # once it holds 1,000 pages (4 MB) and then starts it again from the beginning.
