@@ -9,6 +9,7 @@ import pytest
 from mitmproxy import http
 from mitmproxy.flow import Error
 
+import gateway.audit.journal as journal_module
 from gateway.audit.journal import JournalError
 from gateway.audit.search import AuditQuery, search
 from gateway.context import InFlight, start_context
@@ -411,8 +412,13 @@ def lookup(credentials: Creds) -> http.HTTPFlow:
 
 
 async def test_when_a_request_is_alone_then_its_audit_event_is_committed_without_the_writer(
-    pipeline: Pipeline, gateway: Gateway, credentials: Creds
+    pipeline: Pipeline,
+    gateway: Gateway,
+    credentials: Creds,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # A disk that stalls once for 20 ms would send this event through the writer thread.
+    monkeypatch.setattr(journal_module, "INLINE_SLOW_SECONDS", 60.0)
     await drive(pipeline, lookup(credentials), json_response({"records": RECORDS}))
     with gateway.journal._lock:  # the writer has published the first checkpoint
         before = gateway.journal.inline_commits
