@@ -81,7 +81,7 @@ class Gateway:
             self.grants = GrantIndex.load(conn, self.scenarios, self.revision)
         self.decider = Decider(self.policy, self.taxonomy, self.grants)
         self.quota: QuotaCounter = make_counter(settings.redis_url, settings.state_database_url)
-        self.journal = journal or open_journal(settings, index_subjects=True)
+        self.journal = journal or open_journal(settings, index_subjects=True, reserve_wal=True)
         self.in_flight = InFlight()  # the proxy's requests under way (see Pipeline)
         self.shipper = _start_shipper(settings)
         self.hasher = SubjectHasher.from_home(settings.keys_dir)

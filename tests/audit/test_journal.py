@@ -10,6 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+import gateway.audit.journal as journal_module
 from gateway.audit import checkpoint_log
 from gateway.audit.integrity import verify
 from gateway.audit.journal import Journal, JournalError
@@ -275,6 +276,29 @@ def test_when_many_threads_write_at_once_then_fsyncs_are_shared_and_nothing_is_l
     assert sorted(seqs) == list(range(1, 2001))
     assert journal.batches < 2000  # group commit: many events share one transaction and fsync
     assert verify(tmp_path / "j.db", signer.verifier).ok
+
+
+def test_when_a_batch_needs_several_insert_statements_then_every_record_is_written_in_order(
+    tmp_path: Path, signer: StatementSigner
+) -> None:
+    path = tmp_path / "j.db"
+    journal = Journal(path, signer)
+    # 2 x 64 + 2 + 1 rows: three statement sizes, each cut from the right place.
+    size = 2 * journal_module.INSERT_ROWS_MOST + 3
+    batch = [journal_module._pending(event(n), waiter=False) for n in range(1, size + 1)]
+    with journal._lock:
+        written = journal_module._write_batch(
+            journal._conn, batch, signer, journal.journal_id, False, True
+        )
+    journal.close()
+    assert written.seqs == list(range(1, size + 1))
+    conn = sqlite3.connect(path)
+    stored = conn.execute("SELECT seq, request_id, doc FROM events ORDER BY seq").fetchall()
+    conn.close()
+    assert [(seq, rid) for seq, rid, _ in stored] == [(n, f"r{n}") for n in range(1, size + 1)]
+    assert [doc.encode() for _, _, doc in stored] == [item.doc for item in batch]
+    result = verify(path, signer.verifier)
+    assert result.ok and result.records == size
 
 
 def test_when_the_disk_is_full_then_writes_fail_clearly_and_nothing_is_half_written(
