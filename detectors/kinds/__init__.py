@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -53,19 +54,62 @@ class Detector:
         self.context = context
         self.params = dict(rule.params)
         self._prefix = rule.id + ":"
+        self._read: set[str] = set()
         try:
             self.configure()
-        except (TypeError, ValueError) as exc:
+        except ValueError as exc:
             raise ConfigError(
-                f"检测规则 {rule.id} 的阈值有误 (rule {rule.id}: a threshold in [params] is not "
-                f"a number of the right kind): {exc}"
+                f"检测规则 {rule.id} 的参数有误 (rule {rule.id}, [params]): {exc}"
             ) from None
+        unknown = sorted(set(self.params) - self._read)
+        if unknown:
+            # A misspelt threshold would otherwise leave its signal at the default, unnoticed.
+            raise ConfigError(
+                f"检测规则 {rule.id} 有未知参数 (rule {rule.id}: unknown [params] for kind "
+                f"{self.kind}): {', '.join(unknown)}"
+            )
 
     def configure(self) -> None:
         """Read the rule's thresholds once; kinds override this to keep them as attributes."""
 
     def param(self, name: str, default: Any) -> Any:
+        self._read.add(name)
         return self.params.get(name, default)
+
+    def number(
+        self,
+        name: str,
+        default: float,
+        *,
+        whole: bool = False,
+        least: float = 0,
+        above: bool = False,
+    ) -> Any:
+        """A threshold: a finite number at least `least` (greater than it with `above`), and a
+        whole one with `whole`. Anything else is refused naming the parameter: a threshold of
+        0, -3 or nan would switch its signal off without a word."""
+        value = self.param(name, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{name} = {value!r}: 须为数字 (must be a number)")
+        if not math.isfinite(value) or (whole and value != int(value)):
+            raise ValueError(
+                f"{name} = {value!r}: 须为{'整数' if whole else '有限数'}"
+                f" (must be {'a whole number' if whole else 'finite'})"
+            )
+        if value < least or (above and value == least):
+            relation = "大于" if above else "不小于"
+            english = "greater than" if above else "at least"
+            raise ValueError(
+                f"{name} = {value!r}: 须{relation} {least} (must be {english} {least})"
+            )
+        return int(value) if whole else float(value)
+
+    def names(self, name: str, default: list[str]) -> frozenset[str]:
+        """A list of names (sensitivity levels, types, purposes, keys)."""
+        value = self.param(name, default)
+        if not isinstance(value, list) or not all(isinstance(v, str | int) for v in value):
+            raise ValueError(f"{name} = {value!r}: 须为名称列表 (must be a list of names)")
+        return frozenset(str(v) for v in value)
 
     def key(self, *parts: str) -> str:
         return self._prefix + ":".join(parts)

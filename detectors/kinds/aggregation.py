@@ -18,10 +18,10 @@ class Aggregation(Detector):
     kind = "aggregation"
 
     def configure(self) -> None:
-        self.sensitivities = frozenset(self.param("sensitivities", ["sensitive"]))
-        self.window = float(self.param("window_seconds", DAY))
-        self.needed = int(self.param("datasets_per_subject", 3))
-        self.people = int(self.param("subjects", 50))
+        self.sensitivities = self.names("sensitivities", ["sensitive"])
+        self.window = self.number("window_seconds", DAY, above=True)
+        self.needed = self.number("datasets_per_subject", 3, whole=True, least=2)
+        self.people = self.number("subjects", 50, whole=True, least=1)
 
     def observe(self, obs: Observation) -> Finding | None:
         if obs.decision != "allow" or not obs.subjects or obs.dataset is None:

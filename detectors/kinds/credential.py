@@ -12,10 +12,10 @@ class CredentialAnomaly(Detector):
     kind = "credential_anomaly"
 
     def configure(self) -> None:
-        self.learning = float(self.param("learning_days", 3)) * DAY
-        self.window = float(self.param("concurrent_seconds", 120))
-        self.addresses = int(self.param("concurrent_addresses", 2))
-        self.quiet = float(self.param("quiet_seconds", 3600))
+        self.learning = self.number("learning_days", 3) * DAY
+        self.window = self.number("concurrent_seconds", 120, above=True)
+        self.addresses = self.number("concurrent_addresses", 2, whole=True, least=2)
+        self.quiet = self.number("quiet_seconds", 3600)
 
     def observe(self, obs: Observation) -> Finding | None:
         cred = obs.credential

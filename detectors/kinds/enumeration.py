@@ -14,15 +14,15 @@ class Enumeration(Detector):
     kind = "enumeration"
 
     def configure(self) -> None:
-        self.window = float(self.param("window_seconds", 60))
-        self.distinct_records = int(self.param("distinct_records", 120))
+        self.window = self.number("window_seconds", 60, above=True)
+        self.distinct_records = self.number("distinct_records", 120, whole=True, least=1)
         # Machine pace: more distinct records in a few seconds than anyone reads by hand
         # (off unless the rule sets it: the low-and-slow rule of this kind watches a day).
-        self.burst_seconds = float(self.param("burst_seconds", 3))
-        self.burst_records = int(self.param("burst_records", 0))
-        self.sequential = int(self.param("sequential_run", 25))
-        self.gap = int(self.param("sequential_gap", 1))
-        self.pagination = int(self.param("pagination_records", 20_000))
+        self.burst_seconds = self.number("burst_seconds", 3, above=True)
+        self.burst_records = self.number("burst_records", 0, whole=True)
+        self.sequential = self.number("sequential_run", 25, whole=True, least=2)
+        self.gap = self.number("sequential_gap", 1, whole=True, least=1)
+        self.pagination = self.number("pagination_records", 20_000, whole=True, least=1)
 
     def observe(self, obs: Observation) -> Finding | None:
         if obs.user is None or obs.dataset is None or obs.action not in ("read", "list"):

@@ -10,14 +10,14 @@ class Honeytoken(Detector):
     kind = "honeytoken"
 
     def configure(self) -> None:
-        self.keys = frozenset(str(k) for k in self.param("record_keys", []))
+        self.keys = self.names("record_keys", [])
         # Honeytoken identities are configured in clear and compared as audit hashes. The set
         # grows in place as decoys are delivered (see add_subjects).
         self.subjects: set[str] = {
-            self.context.subject_hasher(s) for s in self.param("subject_ids", [])
+            self.context.subject_hasher(s) for s in self.names("subject_ids", [])
         }
         # A decoy identity inside a bulk response is expected; one looked up on its own is not.
-        self.small = int(self.param("max_records_for_subject_match", 5))
+        self.small = self.number("max_records_for_subject_match", 5, whole=True, least=1)
 
     def add_subjects(self, hashes: set[str]) -> None:
         """Decoy records registered at run time (watermark decoys) join the honeytokens.

@@ -12,11 +12,11 @@ class OffHours(Detector):
     kind = "off_hours"
 
     def configure(self) -> None:
-        self.sensitivities = frozenset(self.param("sensitivities", ["sensitive", "secret"]))
-        self.grace = timedelta(minutes=int(self.param("grace_minutes", 45)))
-        self.window = float(self.param("window_seconds", 3600))
-        self.min_requests = int(self.param("min_requests", 5))
-        self.min_records = int(self.param("min_records", 200))
+        self.sensitivities = self.names("sensitivities", ["sensitive", "secret"])
+        self.grace = timedelta(minutes=self.number("grace_minutes", 45, whole=True))
+        self.window = self.number("window_seconds", 3600, above=True)
+        self.min_requests = self.number("min_requests", 5, whole=True, least=1)
+        self.min_records = self.number("min_records", 200, whole=True)
 
     def observe(self, obs: Observation) -> Finding | None:
         if obs.decision != "allow" or obs.user is None or obs.records <= 0:

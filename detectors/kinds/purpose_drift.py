@@ -12,11 +12,11 @@ class PurposeDrift(Detector):
     kind = "purpose_drift"
 
     def configure(self) -> None:
-        self.window = float(self.param("window_seconds", 3600))
-        self.learning_days = float(self.param("learning_days", 7))
-        self.distinct = int(self.param("distinct_purposes", 3))
-        self.aggregate = frozenset(self.param("aggregate_purposes", ["statistics"]))
-        self.reads = int(self.param("individual_reads", 20))
+        self.window = self.number("window_seconds", 3600, above=True)
+        self.learning_days = self.number("learning_days", 7)
+        self.distinct = self.number("distinct_purposes", 3, whole=True, least=2)
+        self.aggregate = self.names("aggregate_purposes", ["statistics"])
+        self.reads = self.number("individual_reads", 20, whole=True, least=1)
 
     def observe(self, obs: Observation) -> Finding | None:
         if obs.user is None or obs.purpose is None or obs.decision != "allow":

@@ -10,8 +10,8 @@ class RefusalBurst(Detector):
     kind = "refusal_burst"
 
     def configure(self) -> None:
-        self.window = float(self.param("window_seconds", 60))
-        self.refusals = int(self.param("refusals", 20))
+        self.window = self.number("window_seconds", 60, above=True)
+        self.refusals = self.number("refusals", 20, whole=True, least=1)
 
     def observe(self, obs: Observation) -> Finding | None:
         if obs.decision != "deny":

@@ -10,9 +10,9 @@ class SchemaDrift(Detector):
     kind = "schema_drift"
 
     def configure(self) -> None:
-        self.min_values = int(self.param("min_values", 1))
-        self.types = frozenset(self.param("types", ["id_number", "uscc", "mobile", "bank_card"]))
-        self.quiet = float(self.param("quiet_seconds", 3600))
+        self.min_values = self.number("min_values", 1, whole=True, least=1)
+        self.types = self.names("types", ["id_number", "uscc", "mobile", "bank_card"])
+        self.quiet = self.number("quiet_seconds", 3600)
 
     def observe(self, obs: Observation) -> Finding | None:
         counted = {k: v for k, v in obs.pii_found.items() if k in self.types}

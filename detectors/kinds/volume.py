@@ -10,12 +10,12 @@ class BulkVolume(Detector):
     kind = "bulk_volume"
 
     def configure(self) -> None:
-        self.window = float(self.param("window_seconds", 300))
-        self.cap = float(self.param("cap_records", 20_000))
-        self.factor = float(self.param("baseline_factor", 10))
-        self.floor = float(self.param("baseline_min_records", 1_000))
-        self.alpha = float(self.param("baseline_alpha", 0.1))
-        self.learning = int(self.param("learning_windows", 10))
+        self.window = self.number("window_seconds", 300, above=True)
+        self.cap = self.number("cap_records", 20_000, above=True)
+        self.factor = self.number("baseline_factor", 10, above=True)
+        self.floor = self.number("baseline_min_records", 1_000)
+        self.alpha = self.number("baseline_alpha", 0.1, above=True)
+        self.learning = self.number("learning_windows", 10, whole=True)
 
     def observe(self, obs: Observation) -> Finding | None:
         if obs.decision != "allow" or obs.records <= 0 or obs.user is None:

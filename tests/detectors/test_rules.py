@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -97,3 +98,37 @@ def test_when_a_threshold_is_not_a_number_then_the_engine_refuses_naming_the_rul
     with pytest.raises(ConfigError) as error:
         DetectionEngine([bad], CONTEXT, lambda detection: None)
     assert "enumeration" in str(error.value) and "ten" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("rule_id", "name", "value", "says"),
+    [
+        ("enumeration", "burst_seconds", 0, "greater than 0"),
+        ("enumeration", "burst_seconds", -3, "greater than 0"),
+        ("enumeration", "burst_seconds", float("nan"), "finite"),
+        ("enumeration", "burst_records", -1, "at least 0"),
+        ("enumeration", "burst_records", 2.5, "whole number"),
+        ("enumeration", "sequential_gap", 0, "at least 1"),
+        ("enumeration", "distinct_records", True, "must be a number"),
+        ("enumeration", "window_seconds", "60", "must be a number"),
+        ("off_hours", "sensitivities", "sensitive", "list of names"),
+        ("off_hours", "sensitivities", 5, "list of names"),
+        ("bulk_volume", "baseline_alpha", 0, "greater than 0"),
+    ],
+)
+def test_a_threshold_that_would_switch_its_signal_off_is_refused_naming_it(
+    rule_id: str, name: str, value: Any, says: str
+) -> None:
+    [rule] = [r for r in load_rules(kinds=KINDS) if r.id == rule_id]
+    bad = replace(rule, params={**rule.params, name: value})
+    with pytest.raises(ConfigError) as error:
+        DetectionEngine([bad], CONTEXT, lambda detection: None)
+    message = str(error.value)
+    assert rule_id in message and name in message and says in message, message
+
+
+def test_a_misspelt_parameter_is_refused_rather_than_left_at_its_default() -> None:
+    [rule] = [r for r in load_rules(kinds=KINDS) if r.id == "enumeration"]
+    bad = replace(rule, params={**rule.params, "burst_record": 10})
+    with pytest.raises(ConfigError, match=r"unknown .*burst_record"):
+        DetectionEngine([bad], CONTEXT, lambda detection: None)
