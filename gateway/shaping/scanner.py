@@ -108,9 +108,10 @@ class Scanner:
         self._priority = {r.type: i for i, r in enumerate(self.recognizers)}
         self._free_text = tuple(r for r in self.recognizers if r.free_text_only)
         self._passes: dict[frozenset[str] | None, _Pass | None] = {}
-        self._worth: dict[str, bool] = {}
-        # Short strings known not to be worth scanning: the shaper's generated functions look
-        # here before calling worth_noting_plain. Only ever emptied in place, never replaced.
+        # The answers of worth_scanning for short strings, each set at most WORTH_CACHE long.
+        # The shaper's generated functions look in `plain` before calling it, so it is only
+        # ever emptied in place, never replaced.
+        self._worth: set[str] = set()
         self.plain: set[str] = set()
 
     def _pass(self, only: frozenset[str] | None) -> _Pass | None:
@@ -225,27 +226,18 @@ class Scanner:
         return min(lengths) if lengths else 1 << 30
 
     def worth_scanning(self, text: str) -> bool:
-        if _ANY_DIGIT.search(text) is None:
-            return False
         if len(text) > WORTH_CACHED_LENGTH:
-            return _PREFILTER.search(text) is not None
-        worth = self._worth.get(text)
-        if worth is None:
-            worth = _PREFILTER.search(text) is not None
-            if len(self._worth) >= WORTH_CACHE:
-                self._worth.clear()
-            self._worth[text] = worth
-        return worth
-
-    def worth_noting_plain(self, text: str) -> bool:
-        """`worth_scanning`, and a short string that is not worth it is remembered in `plain`."""
-        if self.worth_scanning(text):
+            return _ANY_DIGIT.search(text) is not None and _PREFILTER.search(text) is not None
+        if text in self.plain:
+            return False
+        if text in self._worth:
             return True
-        if len(text) <= WORTH_CACHED_LENGTH:
-            if len(self.plain) >= WORTH_CACHE:
-                self.plain.clear()
-            self.plain.add(text)
-        return False
+        worth = _ANY_DIGIT.search(text) is not None and _PREFILTER.search(text) is not None
+        known = self._worth if worth else self.plain
+        if len(known) >= WORTH_CACHE:
+            known.clear()
+        known.add(text)
+        return worth
 
     # -- masking --------------------------------------------------------------------------
 

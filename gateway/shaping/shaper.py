@@ -50,7 +50,7 @@ class KeepStep:
     exclude: frozenset[str]  # the field's declared type: allowed in it
     free_text: bool
     only: frozenset[str] | None
-    shortest: int | None = None  # the shortest string worth scanning; None: ask the scanner
+    shortest: int  # the shortest string the scanner could find anything in
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,7 +230,7 @@ class ShaperFactory:
             names,
             len(set(names)),
             tuple(s.shortest if isinstance(s, KeepStep) else 0 for _, s in steps),
-            scanner.worth_noting_plain,
+            scanner.worth_scanning,
             scanner.plain,
             dataset.field_names,
         )
@@ -262,7 +262,7 @@ def _scanning(scanner: Scanner, step: KeepStep, scan: ScanResult) -> ValueFn:
     worth = scanner.worth_scanning
     mask_value = scanner.mask_value
     exclude, free_text, only = step.exclude, step.free_text, step.only
-    shortest = step.shortest if step.shortest is not None else scanner.min_length(only, free_text)
+    shortest = step.shortest
 
     def keep(value: Any) -> Any:
         kind = type(value)

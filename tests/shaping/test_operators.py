@@ -143,5 +143,9 @@ def test_the_registry_has_every_operator_the_issue_names() -> None:
 def test_a_list_or_object_where_a_value_belongs_is_transformed_whole_and_nothing_of_it_leaves(
     keys: Path, spec: Any, value: Any
 ) -> None:
-    out = bind(spec, tmp=keys, pii="id_number")(value)
-    assert "11010519870605123X" not in str(out) and "1987" not in str(out)
+    out = str(bind(spec, tmp=keys, pii="id_number")(value))
+    assert "11010519870605123X" not in out and "1987-06-05" not in out
+    if spec in ("year", "month", "age_band", "district") or isinstance(spec, dict):
+        # Their output is not random: not even the year may be read out of the list or object.
+        # (Pseudonyms, hashes and digits made up in place hold "1987" by chance, 1 in 60 or so.)
+        assert "1987" not in out

@@ -129,7 +129,9 @@ def test_when_a_kept_field_holds_a_mobile_as_a_float_then_it_is_masked_like_the_
     scanner: Scanner,
 ) -> None:
     result = ScanResult()
-    keep = _scanning(scanner, KeepStep(frozenset(), False, None), result)
+    keep = _scanning(
+        scanner, KeepStep(frozenset(), False, None, scanner.min_length(None, False)), result
+    )
     assert keep(13812345678.0) == keep(13812345678) == "13*********"
     assert result.found == {"mobile": 2}
     assert keep(722.0) == 722.0 and type(keep(722.0)) is float
@@ -142,12 +144,12 @@ def test_only_strings_not_worth_scanning_are_remembered_as_plain() -> None:
     texts += [f"1380013{i:04d}" for i in range(WORTH_CACHE + 10)]  # more than the cache holds
     texts += ["x" * (WORTH_CACHED_LENGTH + 1), "联系人张三"]
     for text in texts:
-        worth = scanner.worth_noting_plain(text)
-        assert scanner.worth_scanning(text) is worth
+        worth = scanner.worth_scanning(text)
+        assert scanner.worth_scanning(text) is worth  # the remembered answer is the same
         assert (text in plain) == (not worth and len(text) <= WORTH_CACHED_LENGTH)
         assert not worth or text not in plain
     # Shapers hold the set itself: a full cache is emptied in place, never replaced.
     assert scanner.plain is plain
-    assert scanner.worth_noting_plain("13812345678") and "13812345678" not in plain
-    assert not scanner.worth_noting_plain("正常参保") and "正常参保" in plain
+    assert scanner.worth_scanning("13812345678") and "13812345678" not in plain
+    assert not scanner.worth_scanning("正常参保") and "正常参保" in plain
     assert len(plain) <= WORTH_CACHE

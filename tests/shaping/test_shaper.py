@@ -20,6 +20,7 @@ from gateway.keys import KeyRing
 from gateway.policy.obligations import Obligations
 from gateway.settings import REPO_ROOT
 from gateway.shaping import Shaper, ShaperFactory, load_masking
+from gateway.shaping.shaper import KeepStep
 
 POLICIES = REPO_ROOT / "policies"
 CATALOG = load_catalog(POLICIES / "catalog.toml")
@@ -113,6 +114,8 @@ TRICKY = (
     13812345678.0,
     [ID],
     {"phone": "13812345678"},
+    # Longer than the scanner's cache of short strings, with an ID well inside.
+    "办理记录：" + "申请人已到窗口提交材料并核对信息。" * 5 + f"其身份证号为{ID}，已核验。",
 )
 
 
@@ -254,4 +257,35 @@ def test_when_a_record_lacks_a_field_or_carries_an_undeclared_one_then_the_audit
     delivered = fast.shape(record)
     assert "address" not in delivered and "smuggled" not in delivered
     assert ID not in str(delivered)
+    assert fast.dropped_fields == {"smuggled"}
+
+
+@pytest.mark.parametrize(("profile", "dataset"), COMBINATIONS)
+def test_each_kept_field_skips_only_strings_shorter_than_the_scanner_could_read(
+    profile: str, dataset: str
+) -> None:
+    # The generated function and the field-by-field path both read `shortest` from the plan, so
+    # comparing them cannot catch a wrong one: check it against the scanner itself.
+    fast, _ = shapers(profile, CATALOG[dataset])
+    scanner = fast.plan.scanner
+    for _, step in fast.plan.steps:
+        if isinstance(step, KeepStep):
+            assert step.shortest == scanner.min_length(step.only, step.free_text)
+
+
+def test_a_name_after_a_role_word_in_free_text_is_masked_however_short() -> None:
+    fast, reference = shapers("health", CATALOG["medical_visits"])
+    record = {f.name: None for f in CATALOG["medical_visits"].fields} | {"notes": "家属张三"}
+    for shape in (fast.shape, reference.shape_steps):
+        assert shape(record)["notes"] == "家属张*"
+
+
+def test_when_no_delivered_field_is_left_then_records_leave_empty_and_the_rest_is_noted() -> None:
+    population = CATALOG["population"]
+    # Fields the statistics profile drops: nothing of them may leave.
+    dropped = frozenset({"name", "mobile"})
+    fast, reference = shapers("statistics", population, dropped)
+    assert fast.plan.steps == ()
+    record = dict(store().records["population"][0]) | {"smuggled": ID}
+    assert fast.shape(record) == {} == reference.shape_steps(record)
     assert fast.dropped_fields == {"smuggled"}
