@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import RunningGateway
+from tests.factories import until
 
 pytestmark = pytest.mark.e2e
 
@@ -88,12 +89,15 @@ def test_the_security_team_triages_a_fresh_alert_in_the_console(
     page = browser.new_page()
     try:
         sign_in(page, running.console, security["username"], security["password"])
-        for _ in range(50):  # detection runs beside the proxy: give it a moment
+        row = page.locator("table.alerts tr", has_text="wj_officer")
+
+        def listed() -> bool:
             page.goto(running.console + "/alerts")
-            if page.locator("table.alerts tr", has_text="wj_officer").count():
-                break
-            page.wait_for_timeout(100)
-        page.locator("table.alerts tr", has_text="wj_officer").locator("a").first.click()
+            return row.count() > 0
+
+        # Detection runs beside the proxy: give it a moment.
+        until(listed, "the honeytoken alert listed on the alerts page", 5)
+        row.locator("a").first.click()
         assert "蜜罐" in page.locator("h1").inner_text()
         page.select_option("select[name=status]", "investigating")
         page.fill("input[name=note]", "核对调取记录")
