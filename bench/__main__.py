@@ -85,7 +85,12 @@ def _in_own_process(name: str, quick: bool) -> tuple[object, str]:
     with tempfile.TemporaryDirectory(prefix="shareguard-bench-") as tmp:
         out = Path(tmp) / "figures.json"
         command = [sys.executable, "-m", "bench", name, "--one", str(out)]
-        subprocess.run([*command, "--quick"] if quick else command, check=True)
+        # From the repository, whatever the caller's directory: `bench` is not an installed package.
+        subprocess.run(
+            [*command, "--quick"] if quick else command,
+            check=True,
+            cwd=Path(__file__).parent.parent,
+        )
         result = json.loads(out.read_text(encoding="utf-8"))
     return result["data"], str(result["markdown"])
 
