@@ -44,9 +44,10 @@ class DetectionEngine:
     ) -> None:
         kinds = registry()
         self.windows = windows or MemoryWindows()
-        self.detectors: list[Detector] = [
-            kinds[rule.kind](rule, self.windows, context) for rule in rules if rule.enabled
-        ]
+        # Every rule's detector is built, so a disabled rule's parameters are checked too: one
+        # switched back on must not start with a threshold nobody was told was wrong.
+        built = [(rule, kinds[rule.kind](rule, self.windows, context)) for rule in rules]
+        self.detectors: list[Detector] = [detector for rule, detector in built if rule.enabled]
         self.rules = {d.rule.id: d.rule for d in self.detectors}
         self.sink = sink
         self._queue: queue.Queue[Observation | None] = queue.Queue(maxsize=queue_size)

@@ -132,3 +132,13 @@ def test_a_misspelt_parameter_is_refused_rather_than_left_at_its_default() -> No
     bad = replace(rule, params={**rule.params, "burst_record": 10})
     with pytest.raises(ConfigError, match=r"unknown .*burst_record"):
         DetectionEngine([bad], CONTEXT, lambda detection: None)
+
+
+def test_a_disabled_rule_with_a_bad_parameter_is_refused_too() -> None:
+    # Switching the rule back on later must not start it with a threshold nobody was told about.
+    [rule] = [r for r in load_rules(kinds=KINDS) if r.id == "enumeration"]
+    bad = replace(rule, enabled=False, params={**rule.params, "burst_seconds": 0})
+    with pytest.raises(ConfigError, match=r"enumeration.*burst_seconds"):
+        DetectionEngine([bad], CONTEXT, lambda detection: None)
+    engine = DetectionEngine([replace(rule, enabled=False)], CONTEXT, lambda detection: None)
+    assert engine.detectors == [] and engine.rules == {}
