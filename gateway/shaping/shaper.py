@@ -145,7 +145,7 @@ class ShaperFactory:
         self.policy = policy
         self.keyring = keyring
         self._plans: OrderedDict[tuple[Any, ...], ShapingPlan] = OrderedDict()
-        self._keys: dict[tuple[str, str, int], PseudonymKey] = {}
+        self._keys: OrderedDict[tuple[str, str, int], PseudonymKey] = OrderedDict()
         self._lock = threading.Lock()
         self._scanners = {
             deidentified: Scanner(
@@ -186,10 +186,19 @@ class ShaperFactory:
         return Shaper(plan)
 
     def pseudonym_key(self, recipient: str, dataset: str, version: int) -> PseudonymKey:
+        """The recipient's key for a dataset, derived once while plans using it are compiled;
+        as many are kept as plans (recipients come and go, so does the key version)."""
         key = (recipient, dataset, version)
-        found = self._keys.get(key)
-        if found is None:
-            found = self._keys[key] = pseudonym_key(self.keyring, recipient, dataset, version)
+        with self._lock:
+            found = self._keys.get(key)
+            if found is not None:
+                self._keys.move_to_end(key)
+                return found
+        found = pseudonym_key(self.keyring, recipient, dataset, version)
+        with self._lock:
+            self._keys[key] = found
+            if len(self._keys) > PLAN_CACHE_SIZE:
+                self._keys.popitem(last=False)
         return found
 
     def _compile(

@@ -289,3 +289,17 @@ def test_when_no_delivered_field_is_left_then_records_leave_empty_and_the_rest_i
     record = dict(store().records["population"][0]) | {"smuggled": ID}
     assert fast.shape(record) == {} == reference.shape_steps(record)
     assert fast.dropped_fields == {"smuggled"}
+
+
+def test_the_recipients_keys_are_kept_no_longer_than_the_plans_that_use_them() -> None:
+    import gateway.shaping.shaper as shaper_module
+
+    made = factory()
+    first = made.pseudonym_key("recipient-0", "population", 1)
+    assert made.pseudonym_key("recipient-0", "population", 1) is first  # derived once
+    for n in range(1, shaper_module.PLAN_CACHE_SIZE + 100):
+        made.pseudonym_key(f"recipient-{n}", "population", 1)
+    assert len(made._keys) == shaper_module.PLAN_CACHE_SIZE
+    again = made.pseudonym_key("recipient-0", "population", 1)
+    assert again is not first  # derived again, and the same key
+    assert again.token("11010519491231002X") == first.token("11010519491231002X")
