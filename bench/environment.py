@@ -6,7 +6,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.demo.seed import seed_demo
-from gateway.server import wait_for_port
+from gateway.server import free_ports, wait_for_port
 from gateway.service import Gateway
 from gateway.settings import load_settings
 
@@ -24,9 +23,7 @@ BIN = Path(sys.executable).parent
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
 
 
 @contextlib.contextmanager

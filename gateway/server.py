@@ -38,6 +38,17 @@ def configure_logging(verbose: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """n different ports free on `host` now: each socket stays bound until all are chosen, so the
+    kernel cannot hand the same port out twice (two chosen one after the other sometimes matched).
+    Another process may still take one before it is used."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in sockets:
+            s.bind((host, 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+
+
 def wait_for_port(host: str, port: int, timeout: float = 20.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

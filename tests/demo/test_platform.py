@@ -8,7 +8,6 @@ import http.client
 import io
 import os
 import select
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from starlette.applications import Starlette
 
 from gateway.demo.data import DemoStore, Record, generate, population_record
 from gateway.demo.platform import EXPORT_BATCH, MAX_LIMIT, create_app, running_platform
+from gateway.server import free_ports
 
 DATASETS = (
     "population",
@@ -448,13 +448,6 @@ async def test_a_huge_export_starts_streaming_without_building_the_body(app: Sta
 # --- real HTTP --------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _read_line(proc: subprocess.Popen[str], timeout: float) -> str:
     assert proc.stdout is not None
     ready, _, _ = select.select([proc.stdout], [], [], timeout)
@@ -464,7 +457,7 @@ def _read_line(proc: subprocess.Popen[str], timeout: float) -> str:
 
 
 def test_the_platform_serves_over_real_http_and_stops_cleanly_on_sigterm() -> None:
-    port = _free_port()
+    [port] = free_ports(1)
     proc = subprocess.Popen(
         [sys.executable, "-m", "gateway.demo.platform", "--port", str(port), "--scale", "0.05"],
         stdout=subprocess.PIPE,

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,23 +15,13 @@ from typing import IO, Any
 
 import pytest
 
-from gateway.server import wait_for_port
+from gateway.server import free_ports, wait_for_port
 from tests.conftest import read_credentials
 from tests.e2e.browser import CHROMIUM, FLAGS, ensure_chromium
 
 
 def free_port() -> int:
     return free_ports(1)[0]
-
-
-def free_ports(n: int) -> list[int]:
-    """n different free ports: each socket stays bound until all are chosen, so the kernel cannot
-    hand the same port out twice (two ports chosen one after the other sometimes matched)."""
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(n)]
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in sockets]
 
 
 def wait_until_listening(proc: subprocess.Popen[bytes], port: int, timeout: float = 60) -> bool:
