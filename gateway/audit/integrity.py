@@ -221,7 +221,12 @@ class _LogFeed:
             yield number, statement
 
     def rest(self) -> Iterator[tuple[int, Statement]]:
-        return self.take(_NOTHING_AHEAD)
+        """Every statement not handed out yet, to the log's end (whatever record it names)."""
+        self._fill()
+        while self._ahead:
+            _, number, statement = heapq.heappop(self._ahead)
+            self._fill()
+            yield number, statement
 
     def close(self) -> None:
         self._reading.close()

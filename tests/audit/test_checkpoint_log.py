@@ -182,6 +182,25 @@ def test_when_a_genuine_line_read_after_its_record_disagrees_then_verify_fails(
     assert f"checkpoint log line {number})" in (result.problem or "")
 
 
+@pytest.mark.parametrize("window", [1, 1024])
+def test_when_a_line_names_a_record_past_any_integer_then_the_lines_after_it_are_read_too(
+    journal_path: Path, signer: StatementSigner, monkeypatch: pytest.MonkeyPatch, window: int
+) -> None:
+    monkeypatch.setattr(integrity, "LOG_WINDOW", window)
+    journal_id = orjson.loads(log_lines(journal_path)[0])["journal_id"]
+    huge = signer.sign("checkpoint", journal_id, 2**64 - 1, bytes(32), "now")
+    forged = orjson.loads(log_lines(journal_path)[2])
+    forged["hash"] = "00" * 32
+    with log_of(journal_path).open("ab") as f:
+        f.write(statement_line(huge) + orjson.dumps(forged) + b"\n")
+    result = verify(journal_path, signer.verifier)
+    assert not result.ok and "signature invalid" in (result.problem or "")
+    lines = log_lines(journal_path)
+    log_of(journal_path).write_bytes(b"".join(lines[:-1]))
+    result = verify(journal_path, signer.verifier)
+    assert not result.ok and result.first_bad_seq == 11 and "cut off" in (result.problem or "")
+
+
 def test_when_a_line_vouches_for_a_record_before_the_first_then_verify_fails(
     journal_path: Path, signer: StatementSigner
 ) -> None:
