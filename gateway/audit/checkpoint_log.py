@@ -5,17 +5,31 @@ its newest records together with the checkpoints that cover them, or put an olde
 file in its place. The log lives in a separate file that is only ever appended to (on Linux it
 can be made append-only with `chattr +a`), so a journal that ends before the log's newest
 checkpoint, or disagrees with it, is caught by `shareguard audit verify`.
+
+The gateway adds a line about every second and nothing ever removes one, so the log is read
+line by line, never whole: `open_log` fixes the log's length when it is opened (lines appended
+later are not part of that reading, however often it is read again), `stream` goes through its
+lines in file order, and `last` reads the newest statement from the file's end.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO, Self
 
 import orjson
 
 from gateway.audit.signing import Statement
+
+# A statement's line is about 400 bytes; a longer line than this is not one, and is not read
+# into memory whole.
+MAX_LINE = 64 * 1024
+# How much `last` reads from the end of the file at a time.
+_BACK_CHUNK = 8 * 1024
 
 
 def log_path(journal_path: Path) -> Path:
@@ -38,32 +52,136 @@ def append(path: Path, statement: Statement) -> None:
         os.close(fd)
 
 
-@dataclass
-class LogContents:
-    statements: list[Statement] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    exists: bool = False
-    partial_tail: bool = False
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One complete, non-blank line of the log: its statement, or why it is not one."""
+
+    number: int  # counted from 1, blank lines included
+    statement: Statement | None
+    problem: str | None = None
 
 
-def read(path: Path) -> LogContents:
-    out = LogContents()
+class LogReading:
+    """The log as long as it was when opened: its complete lines, read as often as needed, one
+    at a time. A last line without its newline is a write a crash interrupted (or one still
+    under way): not a statement yet; `partial_tail` says whether one was met."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self._file = file
+        self.size = os.fstat(file.fileno()).st_size
+        self.partial_tail = False
+
+    def lines(self) -> Iterator[Line]:
+        f = self._file
+        f.seek(0)
+        self.partial_tail = False
+        left = self.size
+        number = 0
+        while left > 0:
+            raw = f.readline(min(left, MAX_LINE + 1))
+            left -= len(raw)
+            # Longer than any statement: read on to the line's end without keeping it.
+            overlong = len(raw) > MAX_LINE
+            end = raw
+            while overlong and end and not end.endswith(b"\n") and left > 0:
+                end = f.readline(min(left, MAX_LINE))
+                left -= len(end)
+            if not end.endswith(b"\n"):
+                if left > 0 or not end:
+                    # An append-only log never gets shorter: fail rather than read less.
+                    yield Line(
+                        number + 1,
+                        None,
+                        _problem(number + 1, "日志在读取时变短 (the log got shorter while read)"),
+                    )
+                else:
+                    self.partial_tail = overlong or bool(raw.strip())
+                return
+            number += 1
+            if overlong:
+                why = f"行长超过 {MAX_LINE} 字节 (longer than {MAX_LINE} bytes)"
+                yield Line(number, None, _problem(number, why))
+            elif raw.strip():
+                yield _line(number, raw[:-1])  # parsed without its newline, as errors name places
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def open_log(path: Path) -> LogReading:
+    """The log as it is now (FileNotFoundError if there is none)."""
+    return LogReading(path.open("rb"))
+
+
+def stream(path: Path) -> Iterator[Line]:
+    """Every complete line of the log as it is now, in file order."""
+    with open_log(path) as log:
+        yield from log.lines()
+
+
+def last(path: Path) -> Statement | None:
+    """The newest statement in the log (the last complete line that is one), read from the
+    file's end; None if there is none, or no log."""
     try:
-        data = path.read_bytes()
+        f = path.open("rb")
     except FileNotFoundError:
-        return out
-    out.exists = True
-    lines = data.split(b"\n")
-    # A last line without its newline is a write a crash interrupted: not a statement yet.
-    complete, tail = lines[:-1], lines[-1]
-    for number, line in enumerate(complete, start=1):
-        if not line.strip():
-            continue
-        try:
-            out.statements.append(Statement.from_json(orjson.loads(line)))
-        except (ValueError, KeyError, TypeError) as exc:
-            out.problems.append(
-                f"检查点日志第 {number} 行无法解析 (checkpoint log line {number}): {exc}"
-            )
-    out.partial_tail = bool(tail.strip())
-    return out
+        return None
+    with f:
+        pos = f.seek(0, os.SEEK_END)
+        # The bytes after the last newline seen so far: the start of a line not read whole yet.
+        carry = b""
+        # The rightmost piece of the next chunk is no complete line: the file's partial last
+        # line (or the empty one after its final newline), or the rest of an overlong line.
+        drop_right = True
+        while pos > 0:
+            step = min(_BACK_CHUNK, pos)
+            pos -= step
+            f.seek(pos)
+            pieces = (f.read(step) + carry).split(b"\n")
+            carry = pieces[0]
+            for piece in reversed(pieces[1:]):
+                if drop_right:
+                    drop_right = False
+                elif statement := _statement_or_none(piece):
+                    return statement
+            if len(carry) > MAX_LINE:
+                carry, drop_right = b"", True
+        return None if drop_right else _statement_or_none(carry)
+
+
+def _line(number: int, raw: bytes) -> Line:
+    try:
+        return Line(number, _parse(raw))
+    except ValueError as exc:
+        return Line(number, None, _problem(number, str(exc)))
+
+
+def _parse(raw: bytes) -> Statement:
+    try:
+        return Statement.from_json(orjson.loads(raw))
+    except (KeyError, TypeError, AttributeError) as exc:  # valid JSON, but not a statement
+        raise ValueError(str(exc) or type(exc).__name__) from exc
+
+
+def _statement_or_none(raw: bytes) -> Statement | None:
+    if not raw.strip():
+        return None
+    try:
+        return _parse(raw)
+    except ValueError:
+        return None
+
+
+def _problem(number: int, why: str) -> str:
+    return f"检查点日志第 {number} 行无法解析 (checkpoint log line {number}): {why}"

@@ -15,12 +15,37 @@ What each check catches:
 
 The result names the first bad record: exactly where the chain breaks, or the first record not
 vouched for by a signature when the chain was recomputed.
+
+Memory does not grow with the history. Records and the journal's own checkpoints are read in
+order from SQLite as the walk goes; the checkpoint log (a line a second, never trimmed) is read
+twice, line by line: once only to parse it, so an unparseable line is reported before any record
+is walked, wherever it is; then merged with the walk, each statement met when the walk reaches
+its record. Its length is fixed when verify opens it, before the live journal's snapshot: a line
+appended later may be for a record that snapshot does not hold.
+
+The order of the checkpoint log's lines. Each writer appends its checkpoints in record order: a
+`Journal` commits and appends them under its own lock, one after the other (a checkpoint already
+at the head is appended again, so one record may have several lines). But several processes
+append to one log (the gateway, and a command that writes an event), and each appends after its
+commit, outside SQLite's write lock: a writer that committed the checkpoint at record 100 may
+append it after another one appended 105. And `audit archive` appends its statement for the
+archive's last record once the archive is done, often far behind the head. So the log is only
+nearly in order. Verify reads up to LOG_WINDOW lines ahead of the record it has reached, and
+meets them lowest record first: a line displaced by less than that is met at its record, as if
+the log were sorted. A line read after the walk passed its record is checked all the same,
+against that record's hash looked up again where the walk found it (the live journal's snapshot,
+or the segment, opened again): a statement that disagrees, is not genuine, or is for a record
+no part of the journal holds fails verify. The order decides only which record a failure names
+(a late line names its own record, or the first one not vouched for when it was read, where a
+sorted log might have named an earlier one), never whether verify passes.
 """
 
 from __future__ import annotations
 
+import heapq
 import sqlite3
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +58,12 @@ from gateway.audit.signing import Statement, StatementVerifier
 from gateway.audit.subjects import COLUMNS, index_path, subject_key
 
 SEGMENT_GLOB = "journal-*.db"
+# How many lines of the checkpoint log verify reads ahead of the record it has reached (about
+# 0.6 KB each): lines this close to their place are met at their record (see the notes above).
+LOG_WINDOW = 1024
+# Unparseable lines of the checkpoint log named one by one; any more are counted.
+PROBLEMS_NAMED = 20
+_NOTHING_AHEAD = sys.maxsize
 
 
 def archive_dir(journal_path: Path) -> Path:
@@ -120,24 +151,164 @@ class _Walk:
     signatures: int = 0
     vouched_upto: int = 0  # the newest record a genuine signature was found to match
     unsealed_from: int | None = None
-    expectations: dict[int, list[_Expectation]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     subjects: _SubjectTally = field(default_factory=lambda: _SubjectTally())
+    log: _LogFeed | None = None
+    beyond: _Beyond = field(default_factory=lambda: _Beyond())
+    # The sources walked so far, as (first record walked there, last, file); and the one being
+    # walked, as (first record walked there, its snapshot): where a late log line's record is.
+    walked: list[tuple[int, int, Path]] = field(default_factory=list)
+    current: tuple[int, sqlite3.Connection] | None = None
+    _looked_up: tuple[Path, sqlite3.Connection] | None = None
 
-    def expect(self, seq: int, expectation: _Expectation) -> None:
-        self.expectations.setdefault(seq, []).append(expectation)
-
-    def statement(self, statement: Statement, origin: str) -> None:
+    def expectation(self, statement: Statement, origin: str) -> _Expectation:
         error = self.verifier.check(statement)
         if statement.journal_id != self.journal_id:
             error = (
                 f"属于另一份日志 {statement.journal_id}，日志文件可能被整体替换"
                 f" (belongs to journal {statement.journal_id}: the journal file was replaced)"
             )
-        self.expect(statement.seq, _Expectation(statement.hash, origin, error))
+        return _Expectation(statement.hash, origin, error)
 
     def unvouched_from(self) -> int:
         return self.vouched_upto + 1
+
+    def stored_hash(self, seq: int) -> bytes | None:
+        """The hash of a record the walk has passed, read again where the walk found it."""
+        if self.current is not None and self.current[0] <= seq < self.next_seq:
+            conn = self.current[1]
+        else:
+            path = next((p for first, last, p in self.walked if first <= seq <= last), None)
+            if path is None:
+                return None
+            if self._looked_up is None or self._looked_up[0] != path:
+                self._close_looked_up()
+                self._looked_up = (path, connect(path, readonly=True))
+            conn = self._looked_up[1]
+        row = conn.execute("SELECT hash FROM events WHERE seq = ?", (seq,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def close(self) -> None:
+        self._close_looked_up()
+        if self.log is not None:
+            self.log.close()
+
+    def _close_looked_up(self) -> None:
+        if self._looked_up is not None:
+            self._looked_up[1].close()
+            self._looked_up = None
+
+
+class _LogFeed:
+    """The checkpoint log's statements as the walk reaches their records: up to `window` lines
+    read ahead, handed out lowest record first (the lines for one record in file order)."""
+
+    def __init__(self, reading: checkpoint_log.LogReading, window: int) -> None:
+        self._reading = reading
+        self._lines = reading.lines()
+        self._window = window
+        self._ahead: list[tuple[int, int, Statement]] = []
+        self._more = True
+        # The lowest record a statement read ahead is for; 0 until the first lines are read.
+        self.lowest = 0
+
+    def take(self, seq: int) -> Iterator[tuple[int, Statement]]:
+        """(line number, statement) for records up to `seq`, including lines read meanwhile."""
+        self._fill()
+        while self._ahead and self._ahead[0][0] <= seq:
+            _, number, statement = heapq.heappop(self._ahead)
+            self._fill()
+            yield number, statement
+
+    def rest(self) -> Iterator[tuple[int, Statement]]:
+        """Every statement not handed out yet, to the log's end (whatever record it names)."""
+        self._fill()
+        while self._ahead:
+            _, number, statement = heapq.heappop(self._ahead)
+            self._fill()
+            yield number, statement
+
+    def close(self) -> None:
+        self._reading.close()
+
+    def _fill(self) -> None:
+        while self._more and len(self._ahead) < self._window:
+            line = next(self._lines, None)
+            if line is None:
+                self._more = False
+            elif line.statement is None:
+                # Every line parsed when the log was first read: the file changed since.
+                raise _Bad(None, line.problem or "")
+            else:
+                heapq.heappush(self._ahead, (line.statement.seq, line.number, line.statement))
+        self.lowest = self._ahead[0][0] if self._ahead else _NOTHING_AHEAD
+
+
+class _OwnCheckpoints:
+    """The checkpoints a journal file or segment holds itself, read in record order as the walk
+    reaches them."""
+
+    def __init__(self, rows: sqlite3.Cursor, journal_id: str, origin: str) -> None:
+        self._rows = rows
+        self._journal_id = journal_id
+        self.origin = origin
+        self._next: Statement | None = None
+        self.lowest = _NOTHING_AHEAD
+        self._advance()
+
+    def take(self, seq: int) -> Iterator[Statement]:
+        while self._next is not None and self._next.seq <= seq:
+            statement = self._next
+            self._advance()
+            yield statement
+
+    def rest(self) -> Iterator[Statement]:
+        while self._next is not None:
+            statement = self._next
+            self._advance()
+            yield statement
+
+    def _advance(self) -> None:
+        row = self._rows.fetchone()
+        if row is None:
+            self._next, self.lowest = None, _NOTHING_AHEAD
+            return
+        self._next = Statement(
+            "checkpoint", self._journal_id, row[0], bytes(row[1]), row[2], row[3], bytes(row[4])
+        )
+        self.lowest = row[0]
+
+
+# Where a statement stands among those for one record, as the walk meets them: the checkpoint
+# log's lines (in file order) first, then the journal's own checkpoint.
+_FROM_LOG = 0
+_FROM_JOURNAL = 1
+
+
+@dataclass
+class _Beyond:
+    """Statements for records after the journal's end, kept in bounded memory: the first that is
+    not genuine and the newest (the first met for the newest record), each with its order key
+    (record, where from, line number)."""
+
+    first_error: tuple[tuple[int, int, int], _Expectation] | None = None
+    newest: tuple[tuple[int, int, int], _Expectation] | None = None
+
+    def add(self, key: tuple[int, int, int], expectation: _Expectation) -> None:
+        if expectation.error is not None and (
+            self.first_error is None or key < self.first_error[0]
+        ):
+            self.first_error = (key, expectation)
+        if (
+            self.newest is None
+            or key[0] > self.newest[0][0]
+            or (key[0] == self.newest[0][0] and key < self.newest[0])
+        ):
+            self.newest = (key, expectation)
+
+
+def _line_origin(number: int) -> str:
+    return f"检查点日志第 {number} 行 (checkpoint log line {number})"
 
 
 def verify(
@@ -161,7 +332,7 @@ def verify(
             live_conn.close()
         if walk.journal_id is None:
             raise _Bad(1, "日志缺少标识，无法核验 (journal has no id: not a ShareGuard journal)")
-        _load_log(walk, log_path)
+        walk.log = _LogFeed(_read_log(walk, log_path), LOG_WINDOW)
         for segment in sources:
             _walk_source(walk, segment, live=False)
         _walk_source(walk, journal_path, live=True)
@@ -177,6 +348,8 @@ def verify(
             walk.next_seq - 1,
             tuple(walk.notes),
         )
+    finally:
+        walk.close()
     return VerifyResult(
         True,
         walk.records,
@@ -208,24 +381,44 @@ def verify_segment(path: Path, verifier: StatementVerifier) -> VerifyResult:
         return VerifyResult(
             False, walk.records, bad.seq, bad.problem, 1, walk.signatures, walk.next_seq - 1
         )
+    finally:
+        walk.close()
     return VerifyResult(
         True, walk.records, segments=1, signatures=walk.signatures, last_seq=walk.next_seq - 1
     )
 
 
-def _load_log(walk: _Walk, path: Path) -> None:
-    contents = checkpoint_log.read(path)
-    if not contents.exists:
+def _read_log(walk: _Walk, path: Path) -> checkpoint_log.LogReading:
+    """Open the checkpoint log and parse it through once, keeping nothing but what is wrong."""
+    try:
+        reading = checkpoint_log.open_log(path)
+    except FileNotFoundError:
         raise _Bad(
             None,
             f"检查点日志不存在，无法确认末尾记录未被截去 (checkpoint log missing: {path})",
-        )
-    if contents.problems:
-        raise _Bad(None, "; ".join(contents.problems))
-    if contents.partial_tail:
+        ) from None
+    try:
+        problems: list[str] = []
+        unnamed = 0
+        for line in reading.lines():
+            if line.problem is None:
+                continue
+            if len(problems) < PROBLEMS_NAMED:
+                problems.append(line.problem)
+            else:
+                unnamed += 1
+        if unnamed:
+            problems.append(
+                f"另有 {unnamed} 行无法解析 ({unnamed} more lines of the checkpoint log cannot be parsed)"
+            )
+        if problems:
+            raise _Bad(None, "; ".join(problems))
+    except BaseException:
+        reading.close()
+        raise
+    if reading.partial_tail:
         walk.notes.append("检查点日志末行不完整，已忽略 (partial last line ignored)")
-    for number, statement in enumerate(contents.statements, start=1):
-        walk.statement(statement, f"检查点日志第 {number} 行 (checkpoint log line {number})")
+    return reading
 
 
 def _walk_source(walk: _Walk, path: Path, *, live: bool) -> None:
@@ -268,39 +461,44 @@ def _walk_source(walk: _Walk, path: Path, *, live: bool) -> None:
                 f"记录 {base_seq + 1}–{skip_upto} 已归档但仍在当前日志中，可再次运行 audit archive 清理"
                 f" (records already archived are still in the live journal)"
             )
-        for row in conn.execute(
-            "SELECT seq, hash, signed_at, key_id, signature FROM checkpoints ORDER BY seq"
-        ):
-            statement = Statement(
-                "checkpoint",
-                walk.journal_id or "",
-                row[0],
-                bytes(row[1]),
-                row[2],
-                row[3],
-                bytes(row[4]),
-            )
-            origin = f"{name} 中的检查点 (checkpoint in {name})"
-            if statement.seq < skip_upto:
-                continue  # vouched for by the archived segment that holds the record
-            if statement.seq == skip_upto:
-                # The checkpoint an archival leaves where the live journal takes over.
-                error = walk.verifier.check(statement)
-                _meet(walk, statement.seq, walk.prev, _Expectation(statement.hash, origin, error))
-                continue
-            walk.statement(statement, origin)
+        # Those before `skip_upto` are vouched for by the archived segment that holds the record.
+        own = _OwnCheckpoints(
+            conn.execute(
+                "SELECT seq, hash, signed_at, key_id, signature FROM checkpoints"
+                " WHERE seq >= ? ORDER BY seq",
+                (skip_upto,),
+            ),
+            walk.journal_id or "",
+            f"{name} 中的检查点 (checkpoint in {name})",
+        )
+        for statement in own.take(skip_upto):
+            # The checkpoint an archival leaves where the live journal takes over.
+            error = walk.verifier.check(statement)
+            _meet(walk, statement.seq, walk.prev, _Expectation(statement.hash, own.origin, error))
         if indexed:
             walk.subjects.after = skip_upto
-        _walk_records(walk, conn, skip_upto)
+        walk.current = (skip_upto + 1, conn)
+        _walk_records(walk, conn, skip_upto, own)
         if live:
+            _finish_log(walk, own)
             _check_seal(walk, conn, base_seq, base_hash)
             if indexed:
                 _check_index(walk, conn, index_path(path))
         else:
             _check_segment_end(walk, meta, name)
+            stray = next(own.rest(), None)
+            if stray is not None:
+                raise _Bad(
+                    None,
+                    f"{name} 含有超出其末尾的检查点（记录 {stray.seq}），不是归档写出的分段"
+                    f" (the segment holds a checkpoint for record {stray.seq}, beyond its"
+                    " end: not as archiving writes it)",
+                )
+        walk.walked.append((skip_upto + 1, walk.next_seq - 1, path))
     except sqlite3.DatabaseError as exc:
         raise _Bad(walk.next_seq, f"无法读取 {path} (cannot read): {exc}") from exc
     finally:
+        walk.current = None
         conn.close()
 
 
@@ -354,7 +552,10 @@ def _check_index(walk: _Walk, conn: sqlite3.Connection, index: Path) -> None:
         )
 
 
-def _walk_records(walk: _Walk, conn: sqlite3.Connection, skip_upto: int) -> None:
+def _walk_records(
+    walk: _Walk, conn: sqlite3.Connection, skip_upto: int, own: _OwnCheckpoints
+) -> None:
+    log = walk.log
     cur = conn.execute(
         f"SELECT seq, doc, hash, {', '.join(COLUMNS)} FROM events WHERE seq > ? ORDER BY seq",
         (skip_upto,),
@@ -372,11 +573,70 @@ def _walk_records(walk: _Walk, conn: sqlite3.Connection, skip_upto: int) -> None
         if mismatch:
             raise _Bad(seq, f"记录 {seq} 的索引列被改动 (index column {mismatch} altered)")
         walk.subjects.add(seq, subjects)
-        for expectation in walk.expectations.pop(seq, ()):
-            _meet(walk, seq, stored, expectation)
+        if log is not None and seq >= log.lowest:
+            for number, statement in log.take(seq):
+                _meet_at(walk, seq, stored, statement, _line_origin(number))
+        if seq >= own.lowest:
+            for statement in own.take(seq):
+                _meet_at(walk, seq, stored, statement, own.origin)
         walk.prev = stored
         walk.next_seq += 1
         walk.records += 1
+
+
+def _meet_at(walk: _Walk, seq: int, stored: bytes, statement: Statement, origin: str) -> None:
+    """Meet a statement when the walk is at record `seq` (whose hash is `stored`): one for this
+    record, or one read only now for a record passed already."""
+    expectation = walk.expectation(statement, origin)
+    if statement.seq == seq:
+        _meet(walk, seq, stored, expectation)
+    else:
+        _meet_late(walk, statement.seq, expectation)
+
+
+def _meet_late(walk: _Walk, seq: int, expectation: _Expectation) -> None:
+    """A statement for a record the walk passed before reading it (see the module's notes)."""
+    walk.signatures += 1
+    if expectation.error is not None:
+        raise _Bad(
+            seq,
+            f"{expectation.origin} 为记录 {seq} 所作的签名声明不可信：{expectation.error}"
+            f" (the statement for record {seq} is not genuine)",
+        )
+    stored = walk.stored_hash(seq)
+    if stored is None:
+        raise _Bad(
+            seq,
+            f"{expectation.origin} 为记录 {seq} 作了签名声明，日志中却没有这条记录"
+            f" ({expectation.origin} vouches for record {seq}, which no part of the journal"
+            " holds)",
+        )
+    if stored != expectation.hash:
+        first = min(seq, walk.unvouched_from())
+        raise _Bad(
+            first,
+            f"记录 {first}–{seq} 与签名检查点不符：哈希链被改写"
+            f" (records differ from the checkpoint signed for record {seq}: the chain was"
+            f" rewritten; source {expectation.origin})",
+        )
+    walk.vouched_upto = max(walk.vouched_upto, seq)
+
+
+def _finish_log(walk: _Walk, own: _OwnCheckpoints) -> None:
+    """At the live journal's end, still in its snapshot: the log's lines not met yet are late
+    ones, checked now, or for records after the end, summed up for `_check_beyond_end` with the
+    journal's own checkpoints there."""
+    last = walk.next_seq - 1
+    if walk.log is not None:
+        for number, statement in walk.log.rest():
+            if statement.seq <= last:
+                _meet_late(walk, statement.seq, walk.expectation(statement, _line_origin(number)))
+            else:
+                key = (statement.seq, _FROM_LOG, number)
+                walk.beyond.add(key, walk.expectation(statement, _line_origin(number)))
+    for statement in own.rest():
+        key = (statement.seq, _FROM_JOURNAL, 0)
+        walk.beyond.add(key, walk.expectation(statement, own.origin))
 
 
 def _meet(walk: _Walk, seq: int, stored: bytes, expectation: _Expectation) -> None:
@@ -489,14 +749,12 @@ def _check_segment_end(walk: _Walk, meta: dict[str, str], name: str) -> None:
 
 def _check_beyond_end(walk: _Walk) -> None:
     last = walk.next_seq - 1
-    beyond = sorted(seq for seq in walk.expectations if seq > last)
-    for seq in beyond:
-        for expectation in walk.expectations[seq]:
-            if expectation.error is not None:
-                raise _Bad(None, f"{expectation.origin}: {expectation.error}")
-    if beyond:
-        newest = beyond[-1]
-        origin = walk.expectations[newest][0].origin
+    if walk.beyond.first_error is not None:
+        _, expectation = walk.beyond.first_error
+        raise _Bad(None, f"{expectation.origin}: {expectation.error}")
+    if walk.beyond.newest is not None:
+        (newest, _, _), expectation = walk.beyond.newest
+        origin = expectation.origin
         raise _Bad(
             last + 1,
             f"记录 {last + 1}–{newest} 被从末尾截去或日志被替换为旧副本（{origin} 记有记录 {newest}）"
