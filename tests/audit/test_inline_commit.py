@@ -228,3 +228,74 @@ async def test_when_many_lone_commits_follow_each_other_then_the_wal_stays_bound
         assert wal.stat().st_size < 6 * 1024 * 1024
     finally:
         journal.close()
+
+
+def counted_head_reads(monkeypatch: pytest.MonkeyPatch) -> list[sqlite3.Connection]:
+    """The connection of each read of the head from the journal file."""
+    reads: list[sqlite3.Connection] = []
+    original = journal_module.head
+
+    def recorded(conn: sqlite3.Connection) -> tuple[int, bytes]:
+        reads.append(conn)
+        return original(conn)
+
+    monkeypatch.setattr(journal_module, "head", recorded)
+    return reads
+
+
+async def test_lone_commits_in_a_row_do_not_read_the_head_again(
+    journal: Journal, signer: StatementSigner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await journal.write(event(1), alone=True)
+    await settled(journal)
+    reads = counted_head_reads(monkeypatch)
+    seqs = [await journal.write(event(n), alone=True) for n in range(2, 12)]
+    assert seqs == list(range(2, 12)) and journal.inline_commits == 10
+    # The loop's connection read the head once, at its first commit, and kept it after.
+    assert reads.count(journal._inline_conn) == 1
+    assert verified_records(journal, signer) == 11
+
+
+async def test_a_commit_made_elsewhere_between_lone_commits_is_followed_not_overwritten(
+    journal: Journal, signer: StatementSigner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads = counted_head_reads(monkeypatch)
+    assert await journal.write(event(1), alone=True) == 1  # the writer: the first checkpoint
+    await settled(journal)
+    assert await journal.write(event(2), alone=True) == 2
+    assert await journal.write(event(3)) == 3  # not alone: the writer thread's connection
+    assert await journal.write(event(4), alone=True) == 4
+    # Another process (a CLI command) appends to the same file, and closes its seal there.
+    other = Journal(journal.path, signer, checkpoint_seconds=3600, seal_seconds=3600)
+    assert other.append(event(5)) == 5
+    other.close()
+    assert await journal.write(event(6), alone=True) == 6
+    assert await journal.write(event(7), alone=True) == 7
+    assert journal.inline_commits == 4
+    # The loop's connection read the head at its first commit and after each made elsewhere.
+    assert reads.count(journal._inline_conn) == 3
+    # Event 6 followed a closed seal: the loop's commit opened a new one, as verify requires.
+    assert verified_records(journal, signer) == 7
+
+
+async def test_when_a_lone_commit_fails_then_the_next_one_reads_the_head_again(
+    journal: Journal, signer: StatementSigner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await journal.write(event(1), alone=True)
+    await settled(journal)
+    await journal.write(event(2), alone=True)
+    assert journal._inline_conn is not None
+    reads = counted_head_reads(monkeypatch)
+    failing = journal_module._insert
+
+    def full(conn: sqlite3.Connection, values: list[Any], rows: int) -> None:
+        failing(conn, values, rows)
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(journal_module, "_insert", full)
+    with pytest.raises(JournalError):
+        await journal.write(event(3), alone=True)
+    monkeypatch.setattr(journal_module, "_insert", failing)
+    assert await journal.write(event(4), alone=True) == 3  # nothing of the failed one stayed
+    assert reads.count(journal._inline_conn) == 1  # read again after the failure
+    assert verified_records(journal, signer) == 3
