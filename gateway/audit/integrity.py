@@ -596,13 +596,7 @@ def _meet_at(walk: _Walk, seq: int, stored: bytes, statement: Statement, origin:
 
 def _meet_late(walk: _Walk, seq: int, expectation: _Expectation) -> None:
     """A statement for a record the walk passed before reading it (see the module's notes)."""
-    walk.signatures += 1
-    if expectation.error is not None:
-        raise _Bad(
-            seq,
-            f"{expectation.origin} 为记录 {seq} 所作的签名声明不可信：{expectation.error}"
-            f" (the statement for record {seq} is not genuine)",
-        )
+    _count_genuine(walk, seq, expectation)
     stored = walk.stored_hash(seq)
     if stored is None:
         raise _Bad(
@@ -639,7 +633,8 @@ def _finish_log(walk: _Walk, own: _OwnCheckpoints) -> None:
         walk.beyond.add(key, walk.expectation(statement, own.origin))
 
 
-def _meet(walk: _Walk, seq: int, stored: bytes, expectation: _Expectation) -> None:
+def _count_genuine(walk: _Walk, seq: int, expectation: _Expectation) -> None:
+    """Count a statement's signature as checked; fail if it is not genuine."""
     walk.signatures += 1
     if expectation.error is not None:
         raise _Bad(
@@ -647,6 +642,10 @@ def _meet(walk: _Walk, seq: int, stored: bytes, expectation: _Expectation) -> No
             f"{expectation.origin} 为记录 {seq} 所作的签名声明不可信：{expectation.error}"
             f" (the statement for record {seq} is not genuine)",
         )
+
+
+def _meet(walk: _Walk, seq: int, stored: bytes, expectation: _Expectation) -> None:
+    _count_genuine(walk, seq, expectation)
     if expectation.hash != stored:
         raise _Bad(
             walk.unvouched_from(),
