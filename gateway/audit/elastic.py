@@ -21,6 +21,7 @@ from gateway.settings import REPO_ROOT, Settings
 RESOURCES = REPO_ROOT / "policies" / "elasticsearch"
 ILM_POLICY = "shareguard-audit"
 SCAN_PAGE = 1_000
+GROUP_PAGE = 1_000  # report groups per request
 # The fields free text is looked for in: the one-line summary (analysed text) and the
 # identifiers an auditor is likely to type (exact keywords).
 TEXT_FIELDS = (
@@ -39,7 +40,6 @@ TEXT_FIELDS = (
     "shareguard.case_id",
     "shareguard.target",
 )
-_NONE_KEY = "__none__"
 
 
 def make_client(
@@ -255,27 +255,40 @@ class ElasticStore:
             filters.append({"terms": {"shareguard.dataset": list(part.datasets)}})
         if part.decision is not None:
             filters.append({"term": {"shareguard.decision": part.decision}})
-        try:
-            resp = self.client.search(
-                index=self.data_stream,
-                query={"bool": {"filter": filters}},
-                size=0,
-                aggs={
-                    "groups": {
-                        "terms": {"field": GROUP_FIELDS[by], "size": 1000, "missing": _NONE_KEY},
-                        "aggs": {"records": {"sum": {"field": "shareguard.records"}}},
-                    }
-                },
-            )
-        except NotFoundError:
-            return []
-        buckets = resp["aggregations"]["groups"]["buckets"]
-        groups = [
-            Group(
-                None if b["key"] == _NONE_KEY else str(b["key"]),
-                int(b["doc_count"]),
-                int(b["records"]["value"] or 0),
-            )
-            for b in buckets
-        ]
+        # A composite aggregation, paged: every group, with exact counts (a terms aggregation
+        # lists only its `size` largest, and a report must not drop any).
+        source = {"key": {"terms": {"field": GROUP_FIELDS[by], "missing_bucket": True}}}
+        groups: list[Group] = []
+        after: dict[str, Any] | None = None
+        while True:
+            composite: dict[str, Any] = {"size": GROUP_PAGE, "sources": [source]}
+            if after is not None:
+                composite["after"] = after
+            try:
+                resp = self.client.search(
+                    index=self.data_stream,
+                    query={"bool": {"filter": filters}},
+                    size=0,
+                    aggs={
+                        "groups": {
+                            "composite": composite,
+                            "aggs": {"records": {"sum": {"field": "shareguard.records"}}},
+                        }
+                    },
+                )
+            except NotFoundError:
+                return []
+            page = resp["aggregations"]["groups"]
+            for b in page["buckets"]:
+                key = b["key"]["key"]
+                groups.append(
+                    Group(
+                        None if key is None else str(key),
+                        int(b["doc_count"]),
+                        int(b["records"]["value"] or 0),
+                    )
+                )
+            after = page.get("after_key")
+            if len(page["buckets"]) < GROUP_PAGE or after is None:
+                break
         return sorted(groups, key=lambda g: (-g.requests, g.key or ""))

@@ -13,7 +13,14 @@ from typing import Any
 
 from elasticsearch import Elasticsearch, NotFoundError
 
-from gateway.audit.elastic import ILM_POLICY, ElasticStore, ensure_resources, make_client, mappings
+from gateway.audit.elastic import (
+    GROUP_PAGE,
+    ILM_POLICY,
+    ElasticStore,
+    ensure_resources,
+    make_client,
+    mappings,
+)
 from gateway.audit.journal import Journal, journal_id
 from gateway.audit.search import AuditQuery
 from gateway.audit.shipper import Shipper, ShipperState, state_path, target_of
@@ -235,11 +242,33 @@ def check_exports_and_report_counts_agree(target: EsTarget, tmp_path: Path) -> N
                 assert elastic.groups(part, by) == journal.groups(part, by), (part, by)
 
 
+def check_a_report_lists_every_group_beyond_one_page(target: EsTarget, tmp_path: Path) -> None:
+    # More purposes than one page of groups holds, and events without a purpose: the report
+    # lists them all, with the journal's exact counts.
+    path = tmp_path / "journal.db"
+    many = GROUP_PAGE + 150
+    events = [
+        access_event(n, timestamp=T0 + timedelta(seconds=n), purpose=f"p{n % many:05d}", records=n)
+        for n in range(many + 40)
+    ] + [access_event(-n, timestamp=T0, purpose=None) for n in range(1, 4)]
+    write_journal(path, events)
+    shipper = shipper_for(target, path)
+    shipper.drain(never_stop)
+    shipper.close()
+    target.refresh()
+    part = Slice(T0, T0 + timedelta(hours=1))
+    expected = JournalStore(path, HASHER).groups(part, "purpose")
+    assert len(expected) == many + 1  # and the group of no purpose
+    with target.client() as es:
+        assert ElasticStore(es, target.data_stream, HASHER).groups(part, "purpose") == expected
+
+
 CHECKS: list[Callable[[EsTarget, Path], None]] = [
     check_resources_are_created_as_declared,
     check_every_event_arrives_once_even_when_resent,
     check_search_answers_as_the_journal_does,
     check_exports_and_report_counts_agree,
+    check_a_report_lists_every_group_beyond_one_page,
 ]
 
 

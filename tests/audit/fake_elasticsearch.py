@@ -5,7 +5,7 @@ Elasticsearch`), and implements what the shipper and the search use: `GET /`, li
 policies, composable index templates, data streams, `_bulk` with per-item results (op_type
 rules, version conflicts, mapping checks against the template's explicit mappings),
 `_search` (bool / term / terms / range / exists / simple_query_string, sort, from/size,
-search_after, terms and sum aggregations), `_count` and `_refresh`.
+search_after, terms, composite and sum aggregations), `_count` and `_refresh`.
 
 Faults, for the tests: unreachable (`stop()` then `start()` on the same port), whole requests
 answered 429 or 5xx, chosen documents answered 429 / 5xx / 400 inside a bulk response, an
@@ -801,6 +801,8 @@ def _aggregate(
                 "sum_other_doc_count": sum(len(m) for _, m in ordered[size:]),
                 "buckets": buckets,
             }
+        elif "composite" in spec:
+            out[name] = _composite(name, spec["composite"], sub, docs, mapping)
         elif "sum" in spec:
             total = sum(
                 _as_number(v) or 0.0 for d in docs for v in _values(d, spec["sum"]["field"])
@@ -811,6 +813,42 @@ def _aggregate(
         else:
             raise EsError(400, "parsing_exception", f"unknown aggregation in [{name}]")
     return out
+
+
+def _composite(
+    name: str,
+    spec: dict[str, Any],
+    sub: dict[str, Any],
+    docs: list[dict[str, Any]],
+    mapping: dict[str, Any],
+) -> dict[str, Any]:
+    """A composite aggregation over one `terms` source, as Elasticsearch pages it: buckets in key
+    order (a missing value, with `missing_bucket`, first), `size` at a time, after `after`."""
+    sources = spec.get("sources") or []
+    if len(sources) != 1 or len(sources[0]) != 1:
+        raise EsError(400, "parsing_exception", f"[{name}]: one source only in this test server")
+    [(source, kind)] = sources[0].items()
+    if "terms" not in kind:
+        raise EsError(400, "parsing_exception", f"[{name}]: terms sources only")
+    field_name = kind["terms"]["field"]
+    missing = bool(kind["terms"].get("missing_bucket", False))
+    groups: dict[str | None, list[dict[str, Any]]] = {}
+    for doc in docs:
+        values = _values(doc, field_name)
+        if not values and missing:
+            groups.setdefault(None, []).append(doc)
+        for value in set(map(str, values)):
+            groups.setdefault(value, []).append(doc)
+    keys = sorted(groups, key=lambda k: (k is not None, k or ""))
+    if "after" in spec:
+        last = spec["after"][source]
+        keys = [k for k in keys if (k is not None, k or "") > (last is not None, last or "")]
+    page = keys[: int(spec.get("size", 10))]
+    buckets = [
+        {"key": {source: k}, "doc_count": len(groups[k]), **_aggregate(sub, groups[k], mapping)}
+        for k in page
+    ]
+    return {"after_key": {source: page[-1]}, "buckets": buckets} if page else {"buckets": []}
 
 
 def main() -> None:
