@@ -174,6 +174,22 @@ def _sort(newest_first: bool) -> list[dict[str, Any]]:
     ]
 
 
+class DataStreamMissing(NotFoundError):
+    """The audit data stream is gone although events were shipped to it."""
+
+    def __init__(self, data_stream: str, shipped: int, cause: NotFoundError) -> None:
+        super().__init__(cause.message, cause.meta, cause.body)
+        self.data_stream = data_stream
+        self.shipped = shipped
+
+    def __str__(self) -> str:
+        return (
+            f"Elasticsearch 中没有审计数据流 {self.data_stream}，但已有 {self.shipped} 条事件发送到它："
+            f"数据流可能被删除或改名 (the data stream {self.data_stream} is missing although"
+            f" events up to {self.shipped} were shipped to it: it was deleted or renamed)"
+        )
+
+
 class ElasticStore:
     """Search, exports and report counts over the data stream."""
 
@@ -185,11 +201,23 @@ class ElasticStore:
         data_stream: str,
         hasher: Hasher,
         pending: Callable[[], int] = lambda: 0,
+        shipped: Callable[[], int] = lambda: 0,
     ) -> None:
+        """`pending`: events durable in the journal that the data stream does not hold yet;
+        `shipped`: the newest journal record shipped to this data stream (0: none yet)."""
         self.client = client
         self.data_stream = data_stream
         self.hasher = hasher
         self.pending = pending
+        self.shipped = shipped
+
+    def _no_stream(self, exc: NotFoundError) -> None:
+        """The data stream does not exist. Before anything was shipped to it, that is an empty
+        store (its backlog says what is on the way); after, it was deleted or renamed, and
+        answering "no events" would hide the whole history from the auditor."""
+        shipped = self.shipped()
+        if shipped > 0:
+            raise DataStreamMissing(self.data_stream, shipped, exc) from exc
 
     @classmethod
     def from_settings(cls, settings: Settings, hasher: Hasher) -> ElasticStore:
@@ -200,6 +228,7 @@ class ElasticStore:
             settings.elasticsearch_data_stream,
             hasher,
             pending=lambda: backlog(settings).backlog,
+            shipped=lambda: backlog(settings).position,
         )
 
     def search(self, query: AuditQuery) -> SearchResult:
@@ -212,7 +241,8 @@ class ElasticStore:
                 size=query.limit,
                 track_total_hits=True,
             )
-        except NotFoundError:
+        except NotFoundError as exc:
+            self._no_stream(exc)
             return SearchResult(0, [], self.name, self.pending())
         hits = resp["hits"]
         events = [hit["_source"] for hit in hits["hits"]]
@@ -232,7 +262,8 @@ class ElasticStore:
                     track_total_hits=False,
                     **extra,
                 )
-            except NotFoundError:
+            except NotFoundError as exc:
+                self._no_stream(exc)
                 return
             hits = resp["hits"]["hits"]
             for hit in hits:
@@ -276,7 +307,8 @@ class ElasticStore:
                         }
                     },
                 )
-            except NotFoundError:
+            except NotFoundError as exc:
+                self._no_stream(exc)
                 return []
             page = resp["aggregations"]["groups"]
             for b in page["buckets"]:

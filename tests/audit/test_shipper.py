@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -270,3 +271,41 @@ def test_when_the_cli_cannot_reach_the_cluster_then_audit_status_shows_why(
 
 def backlog_of(shipper: Shipper) -> str | None:
     return shipper.state.last_error
+
+
+def test_a_data_stream_deleted_after_shipping_is_reported_not_read_as_no_events(
+    fake_es: FakeElasticsearch, target: EsTarget, tmp_path: Path
+) -> None:
+    from elasticsearch import Elasticsearch
+
+    from gateway.audit.elastic import DataStreamMissing, ElasticStore
+    from gateway.audit.search import AuditQuery
+    from gateway.audit.stores import Slice
+    from gateway.keys import SubjectHasher
+
+    settings = settings_for(tmp_path / "home", fake_es.url, target.data_stream)
+    hasher = SubjectHasher(b"h" * 32)
+    journal = Journal(settings.journal_path, StatementSigner.generate())
+    for n in range(1, 21):
+        journal.append(access_event(n))
+    journal.close()
+    # Nothing shipped yet, no data stream yet: an empty store, with what is on the way.
+    before = ElasticStore.from_settings(settings, hasher).search(AuditQuery())
+    assert (before.total, before.pending) == (0, 20)
+    shipper = Shipper.from_settings(settings)
+    shipper.drain(never_stop)
+    shipper.close()
+    target.refresh()
+    store = ElasticStore.from_settings(settings, hasher)
+    assert store.search(AuditQuery()).total == 20
+    with Elasticsearch(fake_es.url) as es:
+        es.indices.delete_data_stream(name=target.data_stream)  # an operator, or a lifecycle
+    span = Slice(access_event(1).timestamp, access_event(1).timestamp + timedelta(days=1))
+    for call in (
+        lambda: store.search(AuditQuery()),
+        lambda: list(store.scan(AuditQuery())),
+        lambda: store.groups(span, "dataset"),
+    ):
+        with pytest.raises(DataStreamMissing) as missing:
+            call()
+        assert target.data_stream in str(missing.value) and "20" in str(missing.value)
