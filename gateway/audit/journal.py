@@ -476,9 +476,15 @@ def _pending(
     )
 
 
+def _write_failed(exc: BaseException) -> JournalError:
+    return JournalError(f"审计日志写入失败 (audit journal write failed): {exc}")
+
+
 def _busy(exc: sqlite3.Error) -> bool:
-    """Another connection holds the journal's write lock (nothing was written)."""
-    return getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    """Another connection holds the journal's write lock (nothing was written). Python reports
+    SQLite's extended codes (SQLITE_BUSY_SNAPSHOT is 517): their low byte is the primary one."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def _settle(outcomes: list[tuple[asyncio.Future[int], int | BaseException]]) -> None:
@@ -623,14 +629,17 @@ class Journal:
                     False,
                     self._inline_head,
                 )
-            except sqlite3.Error as exc:
-                if _busy(exc):
+            except Exception as exc:  # disk full, I/O error, a seal that could not be signed...
+                if isinstance(exc, sqlite3.Error) and _busy(exc):
                     return None  # rolled back, nothing written: the writer waits its turn
                 self._failed(1, exc)
-                raise JournalError(f"审计日志写入失败 (audit journal write failed): {exc}") from exc
-            if time.monotonic() - now > INLINE_SLOW_SECONDS:
-                self._inline_paused_until = now + INLINE_PAUSE_SECONDS
-                self.inline_pauses += 1
+                raise _write_failed(exc) from exc
+            finally:
+                # A disk that stalled, whether the commit then failed or not, keeps the next
+                # events off the loop for a while.
+                if time.monotonic() - now > INLINE_SLOW_SECONDS:
+                    self._inline_paused_until = now + INLINE_PAUSE_SECONDS
+                    self.inline_pauses += 1
             self.inline_commits += 1
             self._committed(1, written, now)  # the writer seals it and checkpoints in time
             return written.seqs[0]
@@ -641,6 +650,10 @@ class Journal:
         """A checkpoint or the seal is due with the next commit."""
         if now - self._last_checkpoint >= self.checkpoint_seconds:
             return True
+        return self._seal_due(now)
+
+    def _seal_due(self, now: float) -> bool:
+        """The oldest record after the seal is `seal_seconds` old (always, with 0)."""
         return self.seal_seconds <= 0 or (
             self._unsealed_since is not None and now - self._unsealed_since >= self.seal_seconds
         )
@@ -713,6 +726,9 @@ class Journal:
         except (sqlite3.Error, OSError) as exc:
             log.warning("未能预留预写日志空间 (WAL space not reserved): %s", exc)
         finally:
+            if conn.in_transaction:
+                # Left open, the writer's every commit would fail: the journal must not open so.
+                conn.execute("ROLLBACK")
             conn.execute(f"PRAGMA cache_size = {int(cache_size)}")
 
     def _run(self) -> None:
@@ -746,15 +762,12 @@ class Journal:
         due = now - self._last_checkpoint >= self.checkpoint_seconds
         # Sign a seal in this commit only once the oldest record after the seal is old enough:
         # most commits make their records durable without waiting for a signature.
-        seal = self.seal_seconds <= 0 or (
-            self._unsealed_since is not None and now - self._unsealed_since >= self.seal_seconds
-        )
+        seal = self._seal_due(now)
         try:
             written = _write_batch(self._conn, batch, self.signer, self.journal_id, due, seal)
         except Exception as exc:  # disk full, I/O error, locked database...
             self._failed(len(batch), exc)
-            error = JournalError(f"审计日志写入失败 (audit journal write failed): {exc}")
-            _release(batch, [error] * len(batch))
+            _release(batch, [_write_failed(exc)] * len(batch))
             return
         self._committed(len(batch), written, now)
         _release(batch, written.seqs)

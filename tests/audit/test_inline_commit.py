@@ -302,3 +302,64 @@ async def test_when_a_lone_commit_fails_then_the_next_one_reads_the_head_again(
     assert await journal.write(event(4), alone=True) == 3  # nothing of the failed one stayed
     assert reads.count(journal._inline_conn) == 1  # read again after the failure
     assert verified_records(journal, signer) == 3
+
+
+@pytest.mark.parametrize("code", [5, 6, 261, 517, 262])  # BUSY, LOCKED and extended variants
+async def test_a_busy_journal_in_any_form_sends_the_lone_event_to_the_writer(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    await journal.write(event(1), alone=True)
+    await settled(journal)
+    original = journal_module._write_batch
+
+    def busy(conn: sqlite3.Connection, *args: Any) -> Any:
+        if conn is journal._inline_conn:
+            error = sqlite3.OperationalError("database is locked")
+            error.sqlite_errorcode = code  # type: ignore[attr-defined]
+            raise error
+        return original(conn, *args)
+
+    monkeypatch.setattr(journal_module, "_write_batch", busy)
+    assert await journal.write(event(2), alone=True) == 2  # the writer waited its turn
+    assert journal.failed == 0 and journal.inline_commits == 0
+
+
+async def test_when_a_lone_commit_stalls_and_then_fails_the_next_events_stay_off_the_loop(
+    journal: Journal, signer: StatementSigner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await journal.write(event(1), alone=True)
+    await settled(journal)
+    monkeypatch.setattr(journal_module, "INLINE_SLOW_SECONDS", 0.01)
+    original = journal_module._insert
+
+    def stalled(conn: sqlite3.Connection, values: list[Any], rows: int) -> None:
+        time.sleep(0.03)
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(journal_module, "_insert", stalled)
+    with pytest.raises(JournalError, match="disk I/O error"):
+        await journal.write(event(2), alone=True)
+    assert journal.inline_pauses == 1 and journal.failed == 1
+    monkeypatch.setattr(journal_module, "_insert", original)
+    assert await journal.write(event(3), alone=True) == 2
+    assert journal.inline_commits == 0  # paused: through the writer
+    assert verified_records(journal, signer) == 2
+
+
+async def test_when_a_lone_commit_fails_other_than_in_sqlite_the_request_hears_a_journal_error(
+    journal: Journal, signer: StatementSigner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await journal.write(event(1), alone=True)
+    await settled(journal)
+    original = journal_module._insert
+
+    def broken(conn: sqlite3.Connection, values: list[Any], rows: int) -> None:
+        raise RuntimeError("signing key unavailable")
+
+    monkeypatch.setattr(journal_module, "_insert", broken)
+    with pytest.raises(JournalError, match="signing key unavailable"):
+        await journal.write(event(2), alone=True)
+    assert journal.failed == 1 and "signing key" in (journal.last_error or "")
+    monkeypatch.setattr(journal_module, "_insert", original)
+    assert await journal.write(event(3), alone=True) == 2  # nothing half-written
+    assert verified_records(journal, signer) == 2
