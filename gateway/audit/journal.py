@@ -647,8 +647,13 @@ class Journal:
             self._lock.release()
 
     def _marks_due(self, now: float) -> bool:
-        """A checkpoint or the seal is due with the next commit."""
-        if now - self._last_checkpoint >= self.checkpoint_seconds:
+        """The writer has signing to do with the next commit: the journal's first checkpoint, a
+        checkpoint over records that have waited `checkpoint_seconds` for one, or the seal. A
+        checkpoint interval that passed with nothing written does not count: requests further
+        apart than it would otherwise never be committed on the loop."""
+        if self._last_checkpoint == float("-inf"):
+            return True
+        if self._since_checkpoint and now - self._last_checkpoint >= self.checkpoint_seconds:
             return True
         return self._seal_due(now)
 
@@ -831,7 +836,8 @@ class Journal:
             self._last_checkpoint = time.monotonic()
             log.error("未能写入封印或检查点 (seal or checkpoint not written): %s", exc)
             return
-        self._unsealed_since = None
+        if seal is not None:
+            self._unsealed_since = None  # a checkpoint alone leaves the seal where it was
         if statement is not None:
             self._publish(statement)
 

@@ -363,3 +363,49 @@ async def test_when_a_lone_commit_fails_other_than_in_sqlite_the_request_hears_a
     monkeypatch.setattr(journal_module, "_insert", original)
     assert await journal.write(event(3), alone=True) == 2  # nothing half-written
     assert verified_records(journal, signer) == 2
+
+
+async def test_lone_requests_further_apart_than_the_checkpoint_interval_commit_on_the_loop(
+    tmp_path: Path, signer: StatementSigner
+) -> None:
+    # An interval that passed with nothing written is no checkpoint due: the writer checkpoints
+    # what lone commits leave in its idle time, and each request still commits its own event.
+    journal = Journal(tmp_path / "j.db", signer, checkpoint_seconds=0.2, seal_seconds=0.05)
+    try:
+        await journal.write(event(1), alone=True)  # the journal's first checkpoint: the writer
+        for n in range(2, 7):
+            await asyncio.sleep(0.35)
+            assert await journal.write(event(n), alone=True) == n
+        assert journal.inline_commits >= 4  # one may meet the writer at work
+        log = checkpoint_log.log_path(journal.path)
+        until(
+            lambda: getattr(checkpoint_log.last(log), "seq", None) == 6,
+            "the writer checkpoints the last lone commit",
+        )
+    finally:
+        journal.close()
+    assert verify(journal.path, signer.verifier).ok
+
+
+async def test_a_checkpoint_written_alone_in_idle_time_leaves_the_seal_still_to_come(
+    tmp_path: Path, signer: StatementSigner
+) -> None:
+    # The checkpoint falls due before the seal: the writer writes it, and seals the head still
+    # when the seal's time comes (it once took the checkpoint for the seal and stopped).
+    journal = Journal(tmp_path / "j.db", signer, checkpoint_seconds=0.3, seal_seconds=0.6)
+    try:
+        await journal.write(event(1), alone=True)  # the writer: first checkpoint and seal
+        await settled(journal)
+        await asyncio.sleep(0.1)
+        await journal.write(event(2), alone=True)  # on the loop, unsealed
+        assert journal.inline_commits == 1
+        conn = sqlite3.connect(journal.path)
+
+        def sealed_at_head() -> bool:
+            seal = read_seal(conn, journal.journal_id)
+            return seal is not None and seal.seq == 2
+
+        until(sealed_at_head, "the seal reaches the lone commit", 5)
+        conn.close()
+    finally:
+        journal.close()
