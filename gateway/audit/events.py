@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import orjson
@@ -29,9 +29,10 @@ def _as_object(value: Any) -> Any:
 
 def _iso(ts: datetime) -> str:
     """ISO 8601 with microseconds, UTC as "Z": the journal's `ts` column, compared as text, so
-    every event's must have the same shape. orjson writes the same string in a third of the
-    time (0.35 µs against 1.1, once per event), except that it leaves out a zero fraction."""
-    if ts.microsecond:
+    every event's must have the same shape. For a UTC time (every event the gateway stamps)
+    orjson writes the same string in a third of the time (0.35 µs against 1.1, once per event),
+    except that it leaves out a zero fraction; it rounds offsets with seconds to the minute."""
+    if ts.microsecond and ts.tzinfo is UTC:
         return orjson.dumps(ts, option=orjson.OPT_UTC_Z)[1:-1].decode()
     return ts.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
@@ -154,7 +155,7 @@ class AccessEvent:
                 "category": _WEB,
                 "type": _ACCESS if allowed else _DENIED,
                 "action": "data-access",
-                "outcome": "success" if allowed and self.status_code < 400 else "failure",
+                "outcome": self.outcome,
                 "duration": self.duration_ns,
             },
             "user": {"id": self.user_id, "name": self.user_name, "roles": self.roles},

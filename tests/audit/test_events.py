@@ -14,7 +14,16 @@ from hypothesis import strategies as st
 from gateway.audit.events import _iso
 from tests.factories import access_event
 
-ZONES = st.sampled_from([UTC, None, timezone(timedelta(hours=8)), timezone(timedelta(hours=-3.5))])
+ZONES = st.sampled_from(
+    [
+        UTC,
+        None,
+        timezone(timedelta(hours=8)),
+        timezone(timedelta(hours=-3.5)),
+        timezone(timedelta(seconds=30)),  # orjson would write +00:01
+        timezone(timedelta(microseconds=1)),  # and Z
+    ]
+)
 
 
 @given(st.datetimes(timezones=ZONES))
