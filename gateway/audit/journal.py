@@ -84,8 +84,9 @@ INLINE_POLL_SECONDS = 0.25
 # space the file already has. SQLite starts the WAL again from its beginning after each full
 # copy back, keeping the file's size, so a journal that has run a while writes in place. The
 # gateway reserves that space when it opens the journal, so that its first minutes do as well:
-# what the WAL holds between copies (SQLite copies it back after 1,000 pages, 4 MiB) and a
-# largest batch besides. Only where the disk has WAL_RESERVE_ROOM times as much free: the
+# what the WAL holds between copies (the writer's connection copies it back after 1,000 pages,
+# 4 MiB, and after 500 commits made on the loop) and room for a large batch besides (one event
+# with 50,000 data subjects is larger still: the file then grows as before). Only where the disk has WAL_RESERVE_ROOM times as much free: the
 # reserve must never take a nearly full disk's last space.
 WAL_RESERVE_BYTES = 6 * 1024 * 1024
 WAL_RESERVE_ROOM = 16

@@ -226,8 +226,8 @@ async def test_when_many_lone_commits_follow_each_other_then_the_wal_stays_bound
             if n % 50 == 0:
                 await asyncio.sleep(0.025)  # the writer's idle time
         assert journal.inline_commits > 2000
-        # 2,500 commits of a page or two each would make 10-20 MB; SQLite copies the WAL back
-        # once it holds 1,000 pages (4 MB) and then starts it again from the beginning.
+        # 2,500 commits of a page or two each would make 10-20 MB; the writer copies the WAL
+        # back in its idle time every 500 of them, and SQLite then starts it from the beginning.
         assert wal.stat().st_size < 6 * 1024 * 1024
     finally:
         journal.close()
