@@ -175,7 +175,7 @@ def _sort(newest_first: bool) -> list[dict[str, Any]]:
 
 
 class DataStreamMissing(NotFoundError):
-    """The audit data stream is gone although events were shipped to it."""
+    """The audit data stream is gone although events were shipped to it, or while it was read."""
 
     def __init__(self, data_stream: str, shipped: int, cause: NotFoundError) -> None:
         super().__init__(cause.message, cause.meta, cause.body)
@@ -183,10 +183,16 @@ class DataStreamMissing(NotFoundError):
         self.shipped = shipped
 
     def __str__(self) -> str:
+        if self.shipped <= 0:
+            return (
+                f"读取期间 Elasticsearch 审计数据流 {self.data_stream} 消失：数据流被删除或改名"
+                f" (the data stream {self.data_stream} disappeared while it was read: it was"
+                " deleted or renamed)"
+            )
         return (
-            f"Elasticsearch 中没有审计数据流 {self.data_stream}，但已有 {self.shipped} 条事件发送到它："
-            f"数据流可能被删除或改名 (the data stream {self.data_stream} is missing although"
-            f" events up to {self.shipped} were shipped to it: it was deleted or renamed)"
+            f"Elasticsearch 中没有审计数据流 {self.data_stream}，但日志已发送至第 {self.shipped}"
+            f" 条记录：数据流被删除或改名 (the data stream {self.data_stream} is missing although"
+            f" events up to record {self.shipped} were shipped to it: it was deleted or renamed)"
         )
 
 
@@ -211,12 +217,16 @@ class ElasticStore:
         self.pending = pending
         self.shipped = shipped
 
-    def _no_stream(self, exc: NotFoundError) -> None:
-        """The data stream does not exist. Before anything was shipped to it, that is an empty
-        store (its backlog says what is on the way); after, it was deleted or renamed, and
-        answering "no events" would hide the whole history from the auditor."""
+    def _no_stream(self, exc: NotFoundError, *, reading: bool = False) -> None:
+        """The data stream does not exist (any other 404 is raised as it is). Before anything
+        was shipped to it, that is an empty store (its backlog says what is on the way); after,
+        it was deleted or renamed, and answering "no events" would hide the whole history from
+        the auditor. `reading`: an earlier page of the same answer came from it, so it went
+        away meanwhile, and a shortened answer must not pass for a whole one."""
+        if exc.error != "index_not_found_exception":
+            raise exc
         shipped = self.shipped()
-        if shipped > 0:
+        if shipped > 0 or reading:
             raise DataStreamMissing(self.data_stream, shipped, exc) from exc
 
     @classmethod
@@ -263,7 +273,7 @@ class ElasticStore:
                     **extra,
                 )
             except NotFoundError as exc:
-                self._no_stream(exc)
+                self._no_stream(exc, reading=after is not None)
                 return
             hits = resp["hits"]["hits"]
             for hit in hits:
@@ -308,7 +318,7 @@ class ElasticStore:
                     },
                 )
             except NotFoundError as exc:
-                self._no_stream(exc)
+                self._no_stream(exc, reading=after is not None)
                 return []
             page = resp["aggregations"]["groups"]
             for b in page["buckets"]:
@@ -320,7 +330,9 @@ class ElasticStore:
                         int(b["records"]["value"] or 0),
                     )
                 )
+            # Elasticsearch documents the end as a page without buckets (a short page need not
+            # be the last when sub-aggregations drop buckets): one request more, not a guess.
             after = page.get("after_key")
-            if len(page["buckets"]) < GROUP_PAGE or after is None:
+            if not page["buckets"] or after is None:
                 break
         return sorted(groups, key=lambda g: (-g.requests, g.key or ""))

@@ -290,8 +290,12 @@ def test_a_data_stream_deleted_after_shipping_is_reported_not_read_as_no_events(
         journal.append(access_event(n))
     journal.close()
     # Nothing shipped yet, no data stream yet: an empty store, with what is on the way.
-    before = ElasticStore.from_settings(settings, hasher).search(AuditQuery())
+    empty = ElasticStore.from_settings(settings, hasher)
+    before = empty.search(AuditQuery())
     assert (before.total, before.pending) == (0, 20)
+    assert list(empty.scan(AuditQuery())) == []
+    day = access_event(1).timestamp
+    assert empty.groups(Slice(day, day + timedelta(days=1)), "dataset") == []
     shipper = Shipper.from_settings(settings)
     shipper.drain(never_stop)
     shipper.close()
@@ -308,4 +312,4 @@ def test_a_data_stream_deleted_after_shipping_is_reported_not_read_as_no_events(
     ):
         with pytest.raises(DataStreamMissing) as missing:
             call()
-        assert target.data_stream in str(missing.value) and "20" in str(missing.value)
+        assert target.data_stream in str(missing.value) and "record 20" in str(missing.value)
