@@ -26,8 +26,8 @@ import orjson
 from gateway.audit.signing import Statement
 
 # A statement's line is about 400 bytes; a longer line than this is not one, and is not read
-# into memory whole.
-MAX_LINE = 64 * 1024
+# into memory whole (verify holds up to 1,024 lines ahead: this bounds them too).
+MAX_LINE = 4 * 1024
 # How much `last` reads from the end of the file at a time.
 _BACK_CHUNK = 8 * 1024
 
@@ -94,8 +94,13 @@ class LogReading:
                         None,
                         _problem(number + 1, "日志在读取时变短 (the log got shorter while read)"),
                     )
+                elif overlong:
+                    # Not a ~400-byte append a crash cut short: something else wrote there, and
+                    # the next append would be glued onto it.
+                    why = f"末行不完整且超过 {MAX_LINE} 字节 (an unfinished last line longer than {MAX_LINE} bytes)"
+                    yield Line(number + 1, None, _problem(number + 1, why))
                 else:
-                    self.partial_tail = overlong or bool(raw.strip())
+                    self.partial_tail = bool(raw.strip())
                 return
             number += 1
             if overlong:

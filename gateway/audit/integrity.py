@@ -600,19 +600,13 @@ def _meet_late(walk: _Walk, seq: int, expectation: _Expectation) -> None:
     stored = walk.stored_hash(seq)
     if stored is None:
         raise _Bad(
-            seq,
+            _record(seq),
             f"{expectation.origin} 为记录 {seq} 作了签名声明，日志中却没有这条记录"
             f" ({expectation.origin} vouches for record {seq}, which no part of the journal"
             " holds)",
         )
     if stored != expectation.hash:
-        first = min(seq, walk.unvouched_from())
-        raise _Bad(
-            first,
-            f"记录 {first}–{seq} 与签名检查点不符：哈希链被改写"
-            f" (records differ from the checkpoint signed for record {seq}: the chain was"
-            f" rewritten; source {expectation.origin})",
-        )
+        raise _rewritten(min(seq, walk.unvouched_from()), seq, expectation)
     walk.vouched_upto = max(walk.vouched_upto, seq)
 
 
@@ -638,7 +632,7 @@ def _count_genuine(walk: _Walk, seq: int, expectation: _Expectation) -> None:
     walk.signatures += 1
     if expectation.error is not None:
         raise _Bad(
-            seq,
+            _record(seq),
             f"{expectation.origin} 为记录 {seq} 所作的签名声明不可信：{expectation.error}"
             f" (the statement for record {seq} is not genuine)",
         )
@@ -647,13 +641,22 @@ def _count_genuine(walk: _Walk, seq: int, expectation: _Expectation) -> None:
 def _meet(walk: _Walk, seq: int, stored: bytes, expectation: _Expectation) -> None:
     _count_genuine(walk, seq, expectation)
     if expectation.hash != stored:
-        raise _Bad(
-            walk.unvouched_from(),
-            f"记录 {walk.unvouched_from()}–{seq} 与签名检查点不符：哈希链被改写"
-            f" (records differ from the checkpoint signed for record {seq}: the chain was"
-            f" rewritten; source {expectation.origin})",
-        )
+        raise _rewritten(walk.unvouched_from(), seq, expectation)
     walk.vouched_upto = seq
+
+
+def _rewritten(first: int, seq: int, expectation: _Expectation) -> _Bad:
+    return _Bad(
+        first,
+        f"记录 {first}–{seq} 与签名检查点不符：哈希链被改写"
+        f" (records differ from the checkpoint signed for record {seq}: the chain was"
+        f" rewritten; source {expectation.origin})",
+    )
+
+
+def _record(seq: int) -> int | None:
+    """A statement's record number as the first bad record: none for one that cannot exist."""
+    return seq if seq >= 1 else None
 
 
 def _check_seal(walk: _Walk, conn: sqlite3.Connection, base_seq: int, base_hash: bytes) -> None:

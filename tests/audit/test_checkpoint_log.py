@@ -209,6 +209,7 @@ def test_when_a_line_vouches_for_a_record_before_the_first_then_verify_fails(
         f.write(statement_line(signer.sign("checkpoint", journal_id, 0, bytes(32), "now")))
     result = verify(journal_path, signer.verifier)
     assert not result.ok and "no part of the journal holds" in (result.problem or "")
+    assert result.first_bad_seq is None  # no record 0 to name as the first bad one
 
 
 def test_when_archive_statements_come_long_after_their_records_then_the_history_verifies(
@@ -293,3 +294,63 @@ def test_when_the_log_gets_shorter_while_it_is_read_then_that_is_a_problem(
             f.truncate(log.stat().st_size // 2)
         read = list(reading.lines())
     assert read[-1].statement is None and "got shorter" in (read[-1].problem or "")
+
+
+def test_when_a_forged_line_names_a_record_before_the_first_then_no_record_is_named(
+    journal_path: Path, signer: StatementSigner
+) -> None:
+    forged = replace(signer.sign("checkpoint", "x" * 32, -3, bytes(32), "now"), signature=bytes(64))
+    with log_of(journal_path).open("ab") as f:
+        f.write(statement_line(forged))
+    result = verify(journal_path, signer.verifier)
+    assert not result.ok and "not genuine" in (result.problem or "")
+    assert result.first_bad_seq is None
+
+
+def test_an_unfinished_last_line_longer_than_any_statement_is_a_problem_not_a_crash(
+    journal_path: Path, signer: StatementSigner
+) -> None:
+    # A crash cuts a ~400-byte append short; kilobytes without a newline are something else,
+    # and the next append would be glued onto them.
+    with log_of(journal_path).open("ab") as f:
+        f.write(b"x" * (checkpoint_log.MAX_LINE + 10))
+    result = verify(journal_path, signer.verifier)
+    assert not result.ok and "unfinished last line longer than" in (result.problem or "")
+
+
+def test_a_line_of_megabytes_is_read_past_without_being_held(
+    journal_path: Path, signer: StatementSigner
+) -> None:
+    import tracemalloc
+
+    lines = log_lines(journal_path)
+    log_of(journal_path).write_bytes(
+        b"".join(lines[:3]) + b"x" * (10 << 20) + b"\n" + b"".join(lines[3:])
+    )
+    tracemalloc.start()
+    try:
+        result = verify(journal_path, signer.verifier)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert not result.ok and "checkpoint log line 4" in (result.problem or "")
+    assert peak < 1 << 20, peak  # the line is 10 MiB
+
+
+def test_when_the_log_gets_shorter_between_verifys_two_readings_then_verify_fails(
+    journal_path: Path, signer: StatementSigner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Verify parses the log once, then reads it again beside the records: a log cut in between
+    # must fail it, not end the second reading early.
+    log = log_of(journal_path)
+    first_reading = integrity._read_log
+
+    def then_cut(walk: object, path: Path) -> checkpoint_log.LogReading:
+        reading = first_reading(walk, path)  # type: ignore[arg-type]
+        with log.open("r+b") as f:
+            f.truncate(log.stat().st_size // 2)
+        return reading
+
+    monkeypatch.setattr(integrity, "_read_log", then_cut)
+    result = verify(journal_path, signer.verifier)
+    assert not result.ok and "got shorter" in (result.problem or "")
