@@ -108,10 +108,10 @@ class Scanner:
         self._priority = {r.type: i for i, r in enumerate(self.recognizers)}
         self._free_text = tuple(r for r in self.recognizers if r.free_text_only)
         self._passes: dict[frozenset[str] | None, _Pass | None] = {}
-        # The answers of worth_scanning for short strings, each set at most WORTH_CACHE long.
-        # The shaper's generated functions look in `plain` before calling it, so it is only
-        # ever emptied in place, never replaced.
-        self._worth: set[str] = set()
+        # Short strings worth_scanning found nothing to read in, at most WORTH_CACHE of them.
+        # Only those: a string that may hold an identifier is not kept after its response (the
+        # prefilter runs once per value anyway). The shaper's generated functions look here
+        # before calling it, so it is only ever emptied in place, never replaced.
         self.plain: set[str] = set()
 
     def _pass(self, only: frozenset[str] | None) -> _Pass | None:
@@ -230,14 +230,12 @@ class Scanner:
             return _ANY_DIGIT.search(text) is not None and _PREFILTER.search(text) is not None
         if text in self.plain:
             return False
-        if text in self._worth:
+        if _ANY_DIGIT.search(text) is not None and _PREFILTER.search(text) is not None:
             return True
-        worth = _ANY_DIGIT.search(text) is not None and _PREFILTER.search(text) is not None
-        known = self._worth if worth else self.plain
-        if len(known) >= WORTH_CACHE:
-            known.clear()
-        known.add(text)
-        return worth
+        if len(self.plain) >= WORTH_CACHE:
+            self.plain.clear()
+        self.plain.add(text)
+        return False
 
     # -- masking --------------------------------------------------------------------------
 

@@ -86,6 +86,14 @@ class Shaper:
             (name, _scanning(plan.scanner, step, self.scan) if isinstance(step, KeepStep) else step)
             for name, step in plan.steps
         )
+        # The generated function decides itself which kept strings are worth reading; it hands
+        # them to a function that does not ask again.
+        checked = tuple(
+            _scanning(plan.scanner, step, self.scan, checked=True)
+            if isinstance(step, KeepStep)
+            else step
+            for _, step in plan.steps
+        )
         # The record shaped field by field: what the generated function does, and what it
         # falls back to for a record that lacks a delivered field. Neither refers back to the
         # shaper, so a request's shaper is freed as soon as it is done with.
@@ -93,9 +101,7 @@ class Shaper:
             _shape_steps, steps, plan.catalog_fields, self.dropped_fields
         )
         # One call per record instead of one per field: the plan's generated function.
-        self.shape: RecordFn = plan.build(
-            tuple(fn for _, fn in steps), self.dropped_fields, self.shape_steps
-        )
+        self.shape: RecordFn = plan.build(checked, self.dropped_fields, self.shape_steps)
 
     @property
     def found(self) -> Counter[str]:
@@ -265,20 +271,23 @@ def _masker(op: Operator) -> Callable[[str], str]:
     return lambda _value: text
 
 
-def _scanning(scanner: Scanner, step: KeepStep, scan: ScanResult) -> ValueFn:
-    # Kept values are read for undeclared personal data; the field's own declared type is
-    # left alone (a kept 身份证号 field is allowed to hold a 身份证号).
+def _scanning(
+    scanner: Scanner, step: KeepStep, scan: ScanResult, *, checked: bool = False
+) -> ValueFn:
+    """A kept field's value read for undeclared personal data; the field's own declared type is
+    left alone (a kept 身份证号 field is allowed to hold a 身份证号). `checked`: for the
+    generated function, whose guard has already found a string worth reading."""
     worth = scanner.worth_scanning
-    mask_value = scanner.mask_value
+    mask_value, mask_text = scanner.mask_value, scanner.mask_text
     exclude, free_text, only = step.exclude, step.free_text, step.only
     shortest = step.shortest
 
     def keep(value: Any) -> Any:
         kind = type(value)
         if kind is str:
-            if len(value) < shortest or (not free_text and not worth(value)):
+            if not checked and (len(value) < shortest or (not free_text and not worth(value))):
                 return value
-            return mask_value(value, scan, exclude=exclude, free_text=free_text, only=only)
+            return mask_text(value, scan, exclude=exclude, free_text=free_text, only=only)
         if kind is int or kind is dict or kind is list or (kind is float and value.is_integer()):
             # A float is scanned only when it is a whole number: 13800138000.0 is a mobile.
             return mask_value(value, scan, exclude=exclude, free_text=free_text, only=only)

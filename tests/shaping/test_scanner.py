@@ -153,3 +153,17 @@ def test_only_strings_not_worth_scanning_are_remembered_as_plain() -> None:
     assert scanner.worth_scanning("13812345678") and "13812345678" not in plain
     assert not scanner.worth_scanning("正常参保") and "正常参保" in plain
     assert len(plain) <= WORTH_CACHE
+
+
+def test_the_plain_values_remembered_stay_bounded_and_no_value_worth_reading_is_kept() -> None:
+    # A value that may hold an identifier (a 身份证号, a mobile) is not kept after its response.
+    scanner = Scanner(MASKERS)
+    plain = scanner.plain
+    for i in range(3 * WORTH_CACHE):
+        assert not scanner.worth_scanning(f"正常参保第{chr(0x4E00 + i)}类")
+        assert len(plain) <= WORTH_CACHE
+    assert scanner.plain is plain and len(plain) > 0
+    worth = [f"1380013{i:04d}" for i in range(100)]
+    assert all(scanner.worth_scanning(text) for text in worth)
+    remembered = [v for v in vars(scanner).values() if isinstance(v, set | dict)]
+    assert not any(text in held for text in worth for held in remembered)

@@ -303,3 +303,33 @@ def test_the_recipients_keys_are_kept_no_longer_than_the_plans_that_use_them() -
     again = made.pseudonym_key("recipient-0", "population", 1)
     assert again is not first  # derived again, and the same key
     assert again.token("11010519491231002X") == first.token("11010519491231002X")
+
+
+def test_a_kept_string_worth_reading_is_prefiltered_once_on_either_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gateway.shaping.scanner as scanner_module
+
+    dataset = CATALOG["population"]
+    fast, reference = shapers("administration", dataset)
+    kept = [
+        name
+        for name, step in fast.plan.steps
+        if isinstance(step, KeepStep) and not step.free_text and step.only is None
+    ]
+    assert kept, "the administration profile keeps a scanned text field of population"
+    calls: list[str] = []
+    prefilter = scanner_module._PREFILTER
+
+    class Counting:
+        def search(self, text: str) -> object:
+            calls.append(text)
+            return prefilter.search(text)
+
+    monkeypatch.setattr(scanner_module, "_PREFILTER", Counting())
+    value = "请联系家属，电话 13812345678，工作日九点后拨打"  # longer than any remembered value
+    record = {f.name: None for f in dataset.fields} | {kept[0]: value}
+    for shape in (fast.shape, reference.shape_steps):
+        calls.clear()
+        assert "13812345678" not in str(shape(record)[kept[0]])
+        assert calls.count(value) == 1, calls
