@@ -151,7 +151,11 @@ class ShaperFactory:
         self.policy = policy
         self.keyring = keyring
         self._plans: OrderedDict[tuple[Any, ...], ShapingPlan] = OrderedDict()
-        self._keys: OrderedDict[tuple[str, str, int], PseudonymKey] = OrderedDict()
+        # A recipient's key for a dataset, derived once while plans using it are compiled; as
+        # many are kept as plans (recipients come and go, and so do key versions).
+        self.pseudonym_key: Callable[[str, str, int], PseudonymKey] = functools.lru_cache(
+            maxsize=PLAN_CACHE_SIZE
+        )(functools.partial(pseudonym_key, keyring))
         self._lock = threading.Lock()
         self._scanners = {
             deidentified: Scanner(
@@ -190,22 +194,6 @@ class ShaperFactory:
                 if len(self._plans) > PLAN_CACHE_SIZE:
                     self._plans.popitem(last=False)
         return Shaper(plan)
-
-    def pseudonym_key(self, recipient: str, dataset: str, version: int) -> PseudonymKey:
-        """The recipient's key for a dataset, derived once while plans using it are compiled;
-        as many are kept as plans (recipients come and go, so does the key version)."""
-        key = (recipient, dataset, version)
-        with self._lock:
-            found = self._keys.get(key)
-            if found is not None:
-                self._keys.move_to_end(key)
-                return found
-        found = pseudonym_key(self.keyring, recipient, dataset, version)
-        with self._lock:
-            self._keys[key] = found
-            if len(self._keys) > PLAN_CACHE_SIZE:
-                self._keys.popitem(last=False)
-        return found
 
     def _compile(
         self,
