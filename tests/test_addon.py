@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import weakref
 
 from gateway.proxy.addon import ShareGuard
 from gateway.service import Gateway
@@ -22,3 +23,22 @@ def test_once_the_proxy_runs_the_loaded_objects_are_left_out_of_full_collections
         assert not any(o is policy for o in gc.get_objects())
     finally:
         gc.unfreeze()
+
+
+def test_garbage_left_at_start_is_collected_before_the_rest_is_frozen(gateway: Gateway) -> None:
+    # Frozen garbage would never be freed: a cycle left over from loading must go first.
+    class Loaded:
+        pass
+
+    addon = ShareGuard(gateway)
+    gc.disable()  # no collection of its own may come between: only the one `running` makes
+    try:
+        cycle = Loaded()
+        cycle.self = cycle  # type: ignore[attr-defined]
+        gone = weakref.ref(cycle)
+        del cycle
+        addon.running()
+        assert gone() is None
+    finally:
+        gc.unfreeze()
+        gc.enable()
