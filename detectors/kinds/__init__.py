@@ -45,6 +45,11 @@ class DetectionContext:
     subject_hasher: Callable[[str], str]
 
 
+# No threshold, window or count of a rule is larger: beyond it a number is a mistake (and a
+# window that long would overflow the window store's expiry).
+PARAM_MOST = 1e9
+
+
 class Detector:
     kind: ClassVar[str]
 
@@ -84,14 +89,18 @@ class Detector:
         whole: bool = False,
         least: float = 0,
         above: bool = False,
+        most: float = PARAM_MOST,
     ) -> Any:
-        """A threshold: a finite number at least `least` (greater than it with `above`), and a
-        whole one with `whole`. Anything else is refused naming the parameter: a threshold of
-        0, -3 or nan would switch its signal off without a word."""
+        """A threshold: a finite number from `least` (greater than it with `above`) to `most`,
+        and a whole one with `whole`. Anything else is refused naming the parameter: a
+        threshold of 0, -3 or nan would switch its signal off without a word, and one of 10**400
+        could not even be compared with a float."""
         value = self.param(name, default)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"{name} = {value!r}: 须为数字 (must be a number)")
-        if not math.isfinite(value) or (whole and value != int(value)):
+        if (isinstance(value, float) and not math.isfinite(value)) or (
+            whole and value != int(value)
+        ):
             raise ValueError(
                 f"{name} = {value!r}: 须为{'整数' if whole else '有限数'}"
                 f" (must be {'a whole number' if whole else 'finite'})"
@@ -102,6 +111,8 @@ class Detector:
             raise ValueError(
                 f"{name} = {value!r}: 须{relation} {least} (must be {english} {least})"
             )
+        if value > most:
+            raise ValueError(f"{name} = {value!r}: 须不大于 {most:g} (must be at most {most:g})")
         return int(value) if whole else float(value)
 
     def names(self, name: str, default: list[str]) -> frozenset[str]:

@@ -14,7 +14,8 @@ class BulkVolume(Detector):
         self.cap = self.number("cap_records", 20_000, above=True)
         self.factor = self.number("baseline_factor", 10, above=True)
         self.floor = self.number("baseline_min_records", 1_000)
-        self.alpha = self.number("baseline_alpha", 0.1, above=True)
+        # The weight of the newest day in the moving baseline: above 1 it swings negative.
+        self.alpha = self.number("baseline_alpha", 0.1, above=True, most=1)
         self.learning = self.number("learning_windows", 10, whole=True)
 
     def observe(self, obs: Observation) -> Finding | None:

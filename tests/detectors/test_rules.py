@@ -114,6 +114,9 @@ def test_when_a_threshold_is_not_a_number_then_the_engine_refuses_naming_the_rul
         ("off_hours", "sensitivities", "sensitive", "list of names"),
         ("off_hours", "sensitivities", 5, "list of names"),
         ("bulk_volume", "baseline_alpha", 0, "greater than 0"),
+        ("bulk_volume", "baseline_alpha", 5.0, "at most 1"),
+        ("enumeration", "burst_records", 10**400, "at most 1e+09"),
+        ("enumeration", "window_seconds", 1e300, "at most 1e+09"),
     ],
 )
 def test_a_threshold_that_would_switch_its_signal_off_is_refused_naming_it(
