@@ -96,7 +96,7 @@ def test_the_security_team_triages_a_fresh_alert_in_the_console(
             return row.count() > 0
 
         # Detection runs beside the proxy: give it a moment.
-        until(listed, "the honeytoken alert listed on the alerts page", 5)
+        until(listed, "the honeytoken alert listed on the alerts page", 15)
         row.locator("a").first.click()
         assert "蜜罐" in page.locator("h1").inner_text()
         page.select_option("select[name=status]", "investigating")
