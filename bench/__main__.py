@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {time.perf_counter() - started:.0f} s", flush=True)
     meta = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "code": code_version(),
         "python": sys.version.split()[0],
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
         "quick": args.quick,
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     header = (
         "# ShareGuard benchmark results\n\n"
-        f"Run {meta['when']} on Python {meta['python']} ({meta['machine']}), "
+        f"Run {meta['when']} of {meta['code']} on Python {meta['python']} ({meta['machine']}), "
         f"{'quick' if args.quick else 'full'} run. Ratios compare figures taken in the same run.\n"
     )
     (RESULTS / "latest.md").write_text(header + "\n" + "\n".join(sections), encoding="utf-8")
@@ -93,6 +94,25 @@ def _in_own_process(name: str, quick: bool) -> tuple[object, str]:
         )
         result = json.loads(out.read_text(encoding="utf-8"))
     return result["data"], str(result["markdown"])
+
+
+def code_version() -> str:
+    """The commit measured, and whether the working tree differed from it: results are only
+    comparable with the code they came from."""
+    repo = Path(__file__).resolve().parent.parent
+
+    def git(*argv: str) -> str:
+        done = subprocess.run(
+            ["git", *argv], cwd=repo, capture_output=True, text=True, check=True, timeout=10
+        )
+        return done.stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results")
+    except (OSError, subprocess.SubprocessError):
+        return "an unknown commit (no git here)"
+    return f"commit {commit}" + (" with uncommitted changes" if changed else "")
 
 
 if __name__ == "__main__":

@@ -111,3 +111,12 @@ def test_the_journal_section_says_what_was_measured(rounds: int) -> None:
     assert "| 64 | coroutines | 31807 | 27939–34632 | 497 | 64.0 | 0 | yes |" in markdown
     assert "| 1 | 3000 | 0.274 | 0.263–0.284 | 0.774 | 2913 | 1.048 |" in markdown
     assert "0.274 ms — met" in markdown
+
+
+def test_the_results_name_the_commit_they_measured() -> None:
+    import subprocess
+
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert runner.code_version().startswith(f"commit {head}")
