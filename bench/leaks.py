@@ -28,7 +28,7 @@ from gateway.demo.data import DemoStore, generate
 from gateway.grants.admin import Actor
 from gateway.grants.model import GrantSpec
 from gateway.identity import load_principal
-from gateway.pipeline import Pipeline, default_stages
+from gateway.pipeline import Pipeline
 from gateway.service import Gateway
 from gateway.watermark.carriers import strip_text_marks
 from gateway.watermark.leakfile import LeakTable, read_leak
@@ -111,7 +111,7 @@ def serve(
     """Every scenario's response, through the real pipeline (in process)."""
     grant(gateway)
     data = data or store()
-    pipeline = Pipeline(default_stages(gateway))
+    pipeline = Pipeline.of(gateway)
     return asyncio.run(_serve(pipeline, credentials, data, offset))
 
 

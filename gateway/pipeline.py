@@ -117,6 +117,12 @@ class _ReplaceBody:
 
 
 class Pipeline:
+    @classmethod
+    def of(cls, gateway: Gateway) -> Pipeline:
+        """The gateway's pipeline: its stages, and its count of requests in flight, which the
+        audit stage reads (a pipeline without it never counts a request as alone)."""
+        return cls(default_stages(gateway), gateway.in_flight)
+
     def __init__(self, stages: Sequence[Any], in_flight: InFlight | None = None) -> None:
         self.stages = list(stages)
         # Which requests are under way (the audit stage commits a lone request's event itself).

@@ -13,7 +13,7 @@ import gateway.audit.journal as journal_module
 from gateway.audit.journal import JournalError
 from gateway.audit.search import AuditQuery, search
 from gateway.context import InFlight, start_context
-from gateway.pipeline import Pipeline, default_stages
+from gateway.pipeline import Pipeline
 from gateway.service import Gateway
 from tests.factories import body_of, drive, json_response, request_flow
 
@@ -26,7 +26,7 @@ Creds = dict[str, dict[str, Any]]
 
 @pytest.fixture
 def pipeline(gateway: Gateway, credentials: Creds) -> Pipeline:
-    return Pipeline(default_stages(gateway), gateway.in_flight)
+    return Pipeline.of(gateway)
 
 
 def key(credentials: Creds, name: str) -> str:
@@ -471,3 +471,9 @@ def test_when_a_flow_is_dropped_without_an_end_then_it_is_not_counted_for_ever()
     del ctx
     gc.collect()
     assert len(in_flight) == 0
+
+
+def test_the_gateways_pipeline_counts_its_requests_in_flight(gateway: Gateway) -> None:
+    # A pipeline built without the count never sees a request as alone: every event would go
+    # through the writer thread, silently.
+    assert Pipeline.of(gateway).in_flight is gateway.in_flight

@@ -15,7 +15,7 @@ from gateway.audit.search import AuditQuery, search
 from gateway.demo.seed import seed_demo
 from gateway.grants.admin import Actor
 from gateway.grants.model import GrantSpec
-from gateway.pipeline import Pipeline, default_stages
+from gateway.pipeline import Pipeline
 from gateway.service import Gateway
 from gateway.settings import load_settings
 from tests.conftest import read_credentials
@@ -42,13 +42,13 @@ def gateway_on(home: Path, database_url: str, redis_url: str | None = None) -> G
 
 async def weather(gateway: Gateway, key: str) -> Any:
     flow = request_flow("/api/v1/datasets/weather/records", key=key, purpose="statistics")
-    await drive(Pipeline(default_stages(gateway)), flow, json_response({"records": []}))
+    await drive(Pipeline.of(gateway), flow, json_response({"records": []}))
     return flow
 
 
 async def social_insurance(gateway: Gateway, key: str) -> int:
     flow = request_flow("/api/v1/datasets/social_insurance/records", key=key, purpose="statistics")
-    await drive(Pipeline(default_stages(gateway)), flow, json_response({"records": []}))
+    await drive(Pipeline.of(gateway), flow, json_response({"records": []}))
     assert flow.response is not None
     return flow.response.status_code
 

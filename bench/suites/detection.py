@@ -28,7 +28,7 @@ from gateway.alerts.store import AlertError
 from gateway.demo.data import DemoStore, generate
 from gateway.demo.seed import seed_demo
 from gateway.grants.admin import Actor
-from gateway.pipeline import Pipeline, default_stages
+from gateway.pipeline import Pipeline
 from gateway.service import Gateway
 from gateway.settings import load_settings
 from gateway.watermark.tracing import run_trace
@@ -260,7 +260,7 @@ async def _run(quick: bool) -> tuple[dict[str, Any], str]:
 
         engine.submit = synchronous  # type: ignore[method-assign]
         store = generate()
-        sim = Simulation(Pipeline(default_stages(gateway)), FakePlatform(store), keys)
+        sim = Simulation(Pipeline.of(gateway), FakePlatform(store), keys)
         rng = random.Random(SEED)
         first_day = QUICK_START if quick else START
         days = (max(s.day for s in SCENARIOS) - first_day).days + 2

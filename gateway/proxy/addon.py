@@ -18,7 +18,7 @@ from mitmproxy import exceptions, http
 
 from gateway.context import METADATA_KEY, start_context
 from gateway.errors import ConfigError
-from gateway.pipeline import Pipeline, default_stages
+from gateway.pipeline import Pipeline
 from gateway.service import Gateway
 from gateway.settings import load_settings
 
@@ -31,7 +31,7 @@ class ShareGuard:
         self._owns_gateway = gateway is None
         self.pipeline: Pipeline | None = None
         if gateway is not None:
-            self.pipeline = Pipeline(default_stages(gateway), gateway.in_flight)
+            self.pipeline = Pipeline.of(gateway)
 
     def load(self, loader: Any) -> None:
         loader.add_option(
@@ -64,7 +64,7 @@ class ShareGuard:
         except ConfigError as exc:
             raise exceptions.OptionsError(str(exc)) from None
         self.gateway.start_background()
-        self.pipeline = Pipeline(default_stages(self.gateway), self.gateway.in_flight)
+        self.pipeline = Pipeline.of(self.gateway)
 
     def running(self) -> None:
         """The proxy is up with everything loaded: policies, grant index, catalog, mitmproxy.

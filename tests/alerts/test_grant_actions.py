@@ -13,7 +13,7 @@ from detectors.observation import Observation
 from detectors.rules import load_rules
 from detectors.samples import BASE
 from gateway.grants.admin import Actor
-from gateway.pipeline import Pipeline, default_stages
+from gateway.pipeline import Pipeline
 from gateway.service import Gateway
 from tests.factories import body_of, drive, json_response, request_flow
 
@@ -65,7 +65,7 @@ async def read(gateway: Gateway, credentials: dict[str, Any]) -> Any:
         purpose="social_assistance_review",
         case_id="MZ-2026-1",
     )
-    await drive(Pipeline(default_stages(gateway)), flow, json_response({"records": [RECORD]}))
+    await drive(Pipeline.of(gateway), flow, json_response({"records": [RECORD]}))
     return flow
 
 

@@ -14,7 +14,7 @@ from gateway.alerts.incident import build_report, render_csv, render_html, resol
 from gateway.alerts.store import NewFinding
 from gateway.demo.data import generate
 from gateway.demo.platform import running_platform
-from gateway.pipeline import Pipeline, default_stages
+from gateway.pipeline import Pipeline
 from gateway.service import Gateway
 from tests.factories import drive, json_response, request_flow
 
@@ -23,7 +23,7 @@ PEOPLE = STORE.records["population"][:30]
 
 
 async def deliver(gateway: Gateway, key: str, records: list[dict[str, Any]]) -> str:
-    pipeline = Pipeline(default_stages(gateway))
+    pipeline = Pipeline.of(gateway)
     flow = request_flow(
         "/api/v1/datasets/population/records?limit=30", key=key, purpose="statistics"
     )

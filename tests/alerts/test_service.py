@@ -8,7 +8,7 @@ import pytest
 
 from gateway.alerts.store import AlertError
 from gateway.audit.search import AuditQuery, search
-from gateway.pipeline import Pipeline, default_stages
+from gateway.pipeline import Pipeline
 from gateway.service import Gateway
 from tests.factories import drive, json_response, request_flow
 
@@ -27,7 +27,7 @@ async def read(pipeline: Pipeline, key: str, record_key: str) -> int:
 async def test_when_a_honeytoken_is_read_then_an_alert_opens_and_the_key_stops_working(
     gateway: Gateway, credentials: dict[str, Any]
 ) -> None:
-    pipeline = Pipeline(default_stages(gateway))
+    pipeline = Pipeline.of(gateway)
     key = credentials["tj_analyst"]["api_key"]
     assert await read(pipeline, key, "P00000001") == 200
     assert await read(pipeline, key, "P00004242") == 200  # the canary itself is served
@@ -50,7 +50,7 @@ async def test_when_a_honeytoken_is_read_then_an_alert_opens_and_the_key_stops_w
 async def test_refusals_are_fed_to_the_detectors_too(
     gateway: Gateway, credentials: dict[str, Any]
 ) -> None:
-    pipeline = Pipeline(default_stages(gateway))
+    pipeline = Pipeline.of(gateway)
     key = credentials["public_dev"]["api_key"]
     for _ in range(25):
         flow = request_flow("/api/v1/datasets/population/records", key=key, purpose="open_data_use")

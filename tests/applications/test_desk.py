@@ -274,10 +274,10 @@ def test_when_a_grant_nears_its_end_then_one_warning_is_raised_ahead_of_time(
 async def test_when_an_open_application_is_approved_then_the_public_reads_what_was_approved_only(
     gateway: Gateway, credentials: dict[str, dict[str, Any]]
 ) -> None:
-    from gateway.pipeline import Pipeline, default_stages
+    from gateway.pipeline import Pipeline
     from tests.factories import body_of, drive, json_response, request_flow
 
-    pipeline = Pipeline(default_stages(gateway))
+    pipeline = Pipeline.of(gateway)
     record = {
         "record_id": "C00000001",
         "subject_name": "某某公司",

@@ -14,7 +14,7 @@ from bench.leaks import write
 from gateway.audit.search import AuditQuery, search
 from gateway.cli import main
 from gateway.demo.data import generate
-from gateway.pipeline import Pipeline, default_stages
+from gateway.pipeline import Pipeline
 from gateway.service import Gateway
 from gateway.settings import Settings
 from tests.factories import drive, json_response, request_flow
@@ -39,9 +39,7 @@ def serve(
         case_id="MZ-2026-000123",
     )
     try:
-        ctx = asyncio.run(
-            drive(Pipeline(default_stages(gateway)), flow, json_response({"records": raw}))
-        )
+        ctx = asyncio.run(drive(Pipeline.of(gateway), flow, json_response({"records": raw})))
     finally:
         gateway.close()
     assert flow.response is not None

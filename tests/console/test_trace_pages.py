@@ -13,7 +13,7 @@ import pytest
 from bench.leaks import write
 from gateway.console.app import create_app
 from gateway.demo.data import generate
-from gateway.pipeline import Pipeline, default_stages
+from gateway.pipeline import Pipeline
 from gateway.service import Gateway
 from gateway.watermark.signing import ResponseVerifier
 from tests.factories import body_of, drive, json_response, request_flow
@@ -39,7 +39,7 @@ async def served(gateway: Gateway, credentials: Creds) -> tuple[str, list[dict[s
         key=credentials["sw_officer"]["api_key"],
         purpose="tax_administration",
     )
-    ctx = await drive(Pipeline(default_stages(gateway)), flow, json_response({"records": raw}))
+    ctx = await drive(Pipeline.of(gateway), flow, json_response({"records": raw}))
     return ctx.request_id, body_of(flow)["records"], flow
 
 

@@ -12,7 +12,7 @@ from gateway import revision
 from gateway.audit.search import AuditQuery, search
 from gateway.grants.admin import GrantNotFound
 from gateway.grants.model import GrantError
-from gateway.pipeline import Pipeline, default_stages
+from gateway.pipeline import Pipeline
 from gateway.service import Gateway
 from tests.factories import body_of, drive, json_response, request_flow
 from tests.grants.specs import ADMIN, NOW, SPEC
@@ -48,7 +48,7 @@ async def read_social_insurance(pipeline: Pipeline, creds: Creds) -> Any:
 async def test_when_a_grant_is_created_suspended_resumed_and_revoked_then_each_next_request_follows(
     gateway: Gateway, credentials: Creds
 ) -> None:
-    pipeline = Pipeline(default_stages(gateway))
+    pipeline = Pipeline.of(gateway)
     denied = await read_social_insurance(pipeline, credentials)
     assert body_of(denied)["error"] == "forbidden"
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from gateway.pipeline import Pipeline, default_stages
+from gateway.pipeline import Pipeline
 from gateway.policy.explain import Question, explain
 from gateway.service import Gateway
 from tests.factories import body_of, drive, request_flow
@@ -29,7 +29,7 @@ async def stage_reason(gateway: Gateway, key: str, case_id: str) -> str | None:
     flow = request_flow(
         PATH, key=key, purpose="social_assistance_review", headers={"x-case-id": case_id}
     )
-    await drive(Pipeline(default_stages(gateway)), flow)
+    await drive(Pipeline.of(gateway), flow)
     assert flow.response is not None
     if flow.response.status_code == 200:
         return None

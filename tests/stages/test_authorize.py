@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from gateway.audit.search import AuditQuery, search
-from gateway.pipeline import Pipeline, default_stages
+from gateway.pipeline import Pipeline
 from gateway.service import Gateway
 from tests.factories import body_of, drive, json_response, request_flow
 
@@ -35,7 +35,7 @@ async def test_when_the_decider_raises_then_the_request_is_refused_403_policy_er
         purpose="statistics",
     )
     ctx = await drive(
-        Pipeline(default_stages(gateway)),
+        Pipeline.of(gateway),
         flow,
         json_response({"dataset": "population", "records": [RECORD]}),
     )

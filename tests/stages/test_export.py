@@ -14,7 +14,7 @@ from mitmproxy.flow import Error
 from gateway.audit.search import AuditQuery, search
 from gateway.context import start_context
 from gateway.formats import RecordWriter
-from gateway.pipeline import Pipeline, default_stages
+from gateway.pipeline import Pipeline
 from gateway.service import Gateway
 from tests.factories import real_rows, request_flow
 
@@ -33,7 +33,7 @@ def upstream_body(fmt: str) -> bytes:
 async def stream_through(
     gateway: Gateway, key: str, fmt: str, body: bytes, chunk: int = 997
 ) -> tuple[http.HTTPFlow, bytes]:
-    pipeline = Pipeline(default_stages(gateway))
+    pipeline = Pipeline.of(gateway)
     flow = request_flow(
         f"/api/v1/datasets/population/export?format={fmt}", key=key, purpose="statistics"
     )
@@ -107,7 +107,7 @@ async def test_when_the_export_breaks_midway_then_the_connection_is_cut_and_the_
 async def test_when_the_export_content_type_is_wrong_then_no_upstream_byte_is_released(
     gateway: Gateway, credentials: dict[str, Any]
 ) -> None:
-    pipeline = Pipeline(default_stages(gateway))
+    pipeline = Pipeline.of(gateway)
     flow = request_flow(
         "/api/v1/datasets/population/export?format=csv",
         key=credentials["tj_analyst"]["api_key"],
@@ -132,7 +132,7 @@ async def test_when_the_connection_breaks_midway_then_what_was_sent_is_audited_a
     gateway: Gateway, credentials: dict[str, Any]
 ) -> None:
     # mitmproxy calls `error`, not `response`, when a connection drops mid-body.
-    pipeline = Pipeline(default_stages(gateway))
+    pipeline = Pipeline.of(gateway)
     flow = request_flow(
         "/api/v1/datasets/population/export?format=ndjson",
         key=credentials["tj_analyst"]["api_key"],

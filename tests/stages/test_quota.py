@@ -72,7 +72,7 @@ async def test_when_a_request_asks_for_more_than_the_per_request_quota_then_429_
     gateway: Gateway, credentials: Creds
 ) -> None:
     gateway.admin.create(ADMIN, replace(GRANT, max_per_request=2))
-    pipeline = Pipeline(default_stages(gateway))
+    pipeline = Pipeline.of(gateway)
     refused = await ask(pipeline, credentials, limit=3, returned=3)
     assert status_and_reason(refused) == (429, "quota_exceeded")
     assert "2" in body_of(refused)["message"]
@@ -83,7 +83,7 @@ async def test_when_the_platform_returns_more_than_the_per_request_quota_then_no
     gateway: Gateway, credentials: Creds
 ) -> None:
     gateway.admin.create(ADMIN, replace(GRANT, max_per_request=2))
-    pipeline = Pipeline(default_stages(gateway))
+    pipeline = Pipeline.of(gateway)
     flow = await ask(pipeline, credentials, returned=3)  # no limit: the platform's default page
     assert status_and_reason(flow) == (429, "quota_exceeded")
     assert b"11010519491231002X" not in flow.response.content
@@ -93,7 +93,7 @@ async def test_when_the_daily_quota_would_be_passed_then_the_response_is_withhel
     gateway: Gateway, credentials: Creds
 ) -> None:
     created = gateway.admin.create(ADMIN, replace(GRANT, max_per_day=3)).grant
-    pipeline = Pipeline(default_stages(gateway))
+    pipeline = Pipeline.of(gateway)
     assert status_and_reason(await ask(pipeline, credentials, returned=2))[0] == 200
     over = await ask(pipeline, credentials, returned=2)
     assert status_and_reason(over) == (429, "quota_exceeded")
@@ -109,7 +109,7 @@ async def test_when_a_grant_caps_records_then_a_bulk_export_is_refused_up_front(
     gateway: Gateway, credentials: Creds
 ) -> None:
     gateway.admin.create(ADMIN, replace(GRANT, max_per_day=1000))
-    pipeline = Pipeline(default_stages(gateway))
+    pipeline = Pipeline.of(gateway)
     flow = await ask(pipeline, credentials, path="export")
     assert status_and_reason(flow) == (429, "quota_exceeded")
 
@@ -117,7 +117,7 @@ async def test_when_a_grant_caps_records_then_a_bulk_export_is_refused_up_front(
 async def test_when_no_grant_applies_then_no_quota_is_counted(
     gateway: Gateway, credentials: Creds
 ) -> None:
-    pipeline = Pipeline(default_stages(gateway))
+    pipeline = Pipeline.of(gateway)
     assert status_and_reason(await ask(pipeline, credentials, returned=5))[0] == 200
 
 
@@ -221,13 +221,8 @@ async def test_when_two_gateways_share_redis_then_they_share_the_daily_quota(
     try:
         created = first.admin.create(ADMIN, replace(GRANT, max_per_day=3)).grant
         second.refresh()
-        assert (
-            status_and_reason(await ask(Pipeline(default_stages(first)), credentials, returned=2))[
-                0
-            ]
-            == 200
-        )
-        refused = await ask(Pipeline(default_stages(second)), credentials, returned=2)
+        assert status_and_reason(await ask(Pipeline.of(first), credentials, returned=2))[0] == 200
+        refused = await ask(Pipeline.of(second), credentials, returned=2)
         assert status_and_reason(refused) == (429, "quota_exceeded")
     finally:
         client = redis.Redis.from_url(REDIS_URL)
@@ -243,7 +238,7 @@ async def test_when_the_quota_store_is_unreachable_then_the_gateway_refuses_with
     gateway = Gateway(_redis_settings(settings, "redis://127.0.0.1:1/0"))
     try:
         gateway.admin.create(ADMIN, replace(GRANT, max_per_day=3))
-        flow = await ask(Pipeline(default_stages(gateway)), credentials)
+        flow = await ask(Pipeline.of(gateway), credentials)
         assert status_and_reason(flow) == (503, "quota_unavailable")
     finally:
         gateway.close()

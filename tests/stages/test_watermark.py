@@ -16,7 +16,7 @@ import pytest
 from bench.leaks import table_of
 from gateway.demo.data import DemoStore, generate
 from gateway.identifiers import is_valid_id_number, is_valid_uscc
-from gateway.pipeline import Pipeline, default_stages
+from gateway.pipeline import Pipeline
 from gateway.service import Gateway
 from gateway.settings import Settings
 from gateway.stages import watermark as watermark_stage
@@ -56,7 +56,7 @@ async def fetch(
         case_id=case,
         headers=headers,
     )
-    ctx = await drive(Pipeline(default_stages(gateway)), flow, json_response({"records": raw}))
+    ctx = await drive(Pipeline.of(gateway), flow, json_response({"records": raw}))
     return ctx, flow
 
 
@@ -129,7 +129,7 @@ async def test_when_a_decoy_identity_is_looked_up_then_the_honeytoken_alert_fire
         key=credentials["sw_officer"]["api_key"],
         purpose="tax_administration",
     )
-    await drive(Pipeline(default_stages(gateway)), lookup, json_response({"records": []}))
+    await drive(Pipeline.of(gateway), lookup, json_response({"records": []}))
     gateway.detection.drain()
     alerts = gateway.alerts.store.search(limit=50)
     assert any(a.rule == "honeytoken" and a.user_id == "sw_officer" for a in alerts)
@@ -191,7 +191,7 @@ async def export_ndjson(
         purpose="statistics",
     )
     ctx, out = await drive_stream(
-        Pipeline(default_stages(gateway)), flow, body, {"content-type": "application/x-ndjson"}
+        Pipeline.of(gateway), flow, body, {"content-type": "application/x-ndjson"}
     )
     return ctx, flow, raw, out
 
@@ -313,9 +313,7 @@ async def test_a_refused_response_names_no_watermark_in_the_audit_log(
         key=credentials["sw_officer"]["api_key"],
         purpose="tax_administration",
     )
-    ctx = await drive(
-        Pipeline(default_stages(gateway)), flow, json_response({"error": "not found"}, status=404)
-    )
+    ctx = await drive(Pipeline.of(gateway), flow, json_response({"error": "not found"}, status=404))
     assert flow.response is not None and flow.response.status_code == 404
     assert ctx.audit_event is not None and ctx.audit_event.watermark_id is None
     assert gateway.registry.by_request(ctx.request_id) is None
