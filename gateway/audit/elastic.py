@@ -175,24 +175,18 @@ def _sort(newest_first: bool) -> list[dict[str, Any]]:
 
 
 class DataStreamMissing(NotFoundError):
-    """The audit data stream is gone although events were shipped to it, or while it was read."""
+    """The audit data stream is gone: events were shipped to it, its index template (which the
+    shipper puts up with it) is still there, or it went away while it was read."""
 
-    def __init__(self, data_stream: str, shipped: int, cause: NotFoundError) -> None:
+    def __init__(self, data_stream: str, why: str, cause: NotFoundError) -> None:
         super().__init__(cause.message, cause.meta, cause.body)
         self.data_stream = data_stream
-        self.shipped = shipped
+        self.why = why
 
     def __str__(self) -> str:
-        if self.shipped <= 0:
-            return (
-                f"读取期间 Elasticsearch 审计数据流 {self.data_stream} 消失：数据流被删除或改名"
-                f" (the data stream {self.data_stream} disappeared while it was read: it was"
-                " deleted or renamed)"
-            )
         return (
-            f"Elasticsearch 中没有审计数据流 {self.data_stream}，但日志已发送至第 {self.shipped}"
-            f" 条记录：数据流被删除或改名 (the data stream {self.data_stream} is missing although"
-            f" events up to record {self.shipped} were shipped to it: it was deleted or renamed)"
+            f"Elasticsearch 审计数据流 {self.data_stream} 不存在，可能被删除或改名：{self.why}"
+            f" (the audit data stream {self.data_stream} is missing: deleted or renamed)"
         )
 
 
@@ -225,9 +219,17 @@ class ElasticStore:
         away meanwhile, and a shortened answer must not pass for a whole one."""
         if exc.error != "index_not_found_exception":
             raise exc
-        shipped = self.shipped()
-        if shipped > 0 or reading:
-            raise DataStreamMissing(self.data_stream, shipped, exc) from exc
+        if reading:
+            why = "读取期间消失 (it disappeared while it was read)"
+        elif (shipped := self.shipped()) > 0:
+            why = f"日志已发送至第 {shipped} 条记录 (events up to record {shipped} were shipped to it)"
+        elif self.client.indices.exists_index_template(name=self.data_stream):
+            # The shipper creates the template and the stream together (ensure_resources): this
+            # holds whichever machine shipped, which the local shipping state cannot know.
+            why = "其索引模板仍在 (its index template, created with it, is still there)"
+        else:
+            return
+        raise DataStreamMissing(self.data_stream, why, exc) from exc
 
     @classmethod
     def from_settings(cls, settings: Settings, hasher: Hasher) -> ElasticStore:

@@ -313,3 +313,11 @@ def test_a_data_stream_deleted_after_shipping_is_reported_not_read_as_no_events(
         with pytest.raises(DataStreamMissing) as missing:
             call()
         assert target.data_stream in str(missing.value) and "record 20" in str(missing.value)
+    # Another machine (no shipping state of its own here) knows it by the template the shipper
+    # put up with the stream.
+    with Elasticsearch(fake_es.url) as es:
+        elsewhere = ElasticStore(es, target.data_stream, hasher)
+        with pytest.raises(DataStreamMissing, match="index template"):
+            elsewhere.search(AuditQuery())
+        es.indices.delete_index_template(name=target.data_stream)  # taken down on purpose
+        assert elsewhere.search(AuditQuery()).total == 0
