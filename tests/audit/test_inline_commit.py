@@ -409,3 +409,33 @@ async def test_a_checkpoint_written_alone_in_idle_time_leaves_the_seal_still_to_
         conn.close()
     finally:
         journal.close()
+
+
+async def test_with_a_seal_in_every_commit_nothing_is_committed_on_the_loop(
+    tmp_path: Path, signer: StatementSigner
+) -> None:
+    # seal_seconds 0: every commit signs a seal, which is the writer's to sign, off the loop.
+    journal = Journal(tmp_path / "j.db", signer, checkpoint_seconds=3600, seal_seconds=0)
+    try:
+        for n in range(1, 6):
+            assert await journal.write(event(n), alone=True) == n
+        assert journal.inline_commits == 0
+    finally:
+        journal.close()
+    assert verify(journal.path, signer.verifier).ok
+
+
+async def test_a_pause_after_a_stalled_commit_ends(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await journal.write(event(1), alone=True)
+    await settled(journal)
+    monkeypatch.setattr(journal_module, "INLINE_PAUSE_SECONDS", 0.2)
+    monkeypatch.setattr(journal_module, "INLINE_SLOW_SECONDS", 0.0)
+    await journal.write(event(2), alone=True)  # "stalled": pauses lone commits
+    monkeypatch.setattr(journal_module, "INLINE_SLOW_SECONDS", 60.0)
+    await journal.write(event(3), alone=True)
+    assert journal.inline_commits == 1 and journal.inline_pauses == 1
+    await asyncio.sleep(0.25)
+    await journal.write(event(4), alone=True)
+    assert journal.inline_commits == 2  # the pause is over
