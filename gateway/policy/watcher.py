@@ -20,6 +20,9 @@ from redis_watcher import WatcherOptions, new_publish_watcher, new_watcher
 log = logging.getLogger(__name__)
 
 
+CLOSE_WAIT_SECONDS = 2.0
+
+
 def channel_for(database_url: str) -> str:
     """One channel per policy store: gateways on another database never hear these notices."""
     digest = hashlib.sha256(database_url.encode()).hexdigest()[:16]
@@ -70,13 +73,28 @@ class PolicyWatcher:
             log.exception("策略变更通知发送失败 (policy change notice not sent)")
 
     def close(self) -> None:
+        """Unsubscribe and let the watcher's own thread close its connection: closing it from
+        here while that thread closes it too races inside redis-py (`PubSub.reset` found the
+        connection gone between its check and its use, and the thread died with an error)."""
         watcher = self._watcher
-        for client in (watcher.sub_client, watcher.pub_client):
-            if client is None:
-                continue
+        sub, thread = watcher.sub_client, getattr(watcher, "subscribe_thread", None)
+        if sub is not None:
             try:
-                if hasattr(client, "unsubscribe"):
-                    client.unsubscribe()
-                client.close()
-            except Exception:  # closing a broken connection is best effort
-                log.debug("Redis watcher close failed", exc_info=True)
+                sub.unsubscribe()  # ends its listen(); its thread then closes the connection
+            except Exception:  # a broken connection: that thread is ending anyway
+                log.debug("Redis watcher unsubscribe failed", exc_info=True)
+            if thread is not None and thread.is_alive():
+                thread.join(CLOSE_WAIT_SECONDS)
+            if thread is None or not thread.is_alive():
+                _close(sub)
+            else:
+                log.warning("策略变更订阅线程未能及时结束 (policy watcher thread did not stop)")
+        if watcher.pub_client is not None:
+            _close(watcher.pub_client)
+
+
+def _close(client: Any) -> None:
+    try:
+        client.close()
+    except Exception:  # closing a broken connection is best effort
+        log.debug("Redis watcher close failed", exc_info=True)
