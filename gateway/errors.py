@@ -45,3 +45,21 @@ def forbidden(message: str, reason: str) -> Refusal:
 
 def route_not_allowed(message: str, reason: str = "route_not_allowed") -> Refusal:
     return Refusal("route_not_allowed", 403, message, reason=reason)
+
+
+def payload_too_large() -> Refusal:
+    """A request body over the gateway's body limit (mitmproxy refuses it before reading it)."""
+    return Refusal(
+        "payload_too_large", 413, "请求体过大 (request body too large)", reason="request_too_large"
+    )
+
+
+def unreadable_request(detail: str) -> Refusal:
+    """A request mitmproxy could not read through (malformed, or the caller went away)."""
+    return Refusal(
+        "bad_request",
+        400,
+        "请求无法读取，已拒绝 (the request could not be read: refused)",
+        reason="request_unreadable",
+        detail=detail,
+    )

@@ -25,11 +25,15 @@ from mitmproxy import http
 from gateway.context import InFlight, RequestContext
 from gateway.errors import Refusal
 from gateway.service import Gateway
+from gateway.stages.decode import unreadable
 from gateway.stages.forward import upstream_unavailable
 
 log = logging.getLogger(__name__)
 
 HOOKS = ("request", "responseheaders", "response")
+# How mitmproxy's error reads when a body exceeds its `body_size_limit` (the gateway's
+# `max_body_bytes`); tests/e2e/test_gateway.py sees the answer change if it stops matching.
+BODY_LIMIT_ERROR = "body_size_limit"
 
 
 def default_stages(gateway: Gateway) -> list[Any]:
@@ -96,6 +100,11 @@ def refusal_headers(ctx: RequestContext, length: int) -> dict[str, str]:
         "X-Content-Type-Options": "nosniff",
         "X-Request-Id": ctx.request_id,
     }
+
+
+def refusal_response(ctx: RequestContext, refusal: Refusal) -> http.Response:
+    body = refusal_body(ctx, refusal)
+    return http.Response.make(refusal.status, body, refusal_headers(ctx, len(body)))
 
 
 class _ReplaceBody:
@@ -176,10 +185,7 @@ class Pipeline:
                 await self._run(name, run, ctx, flow)
             already_sent = ctx.replacement is not None and ctx.replacement.sent
             if ctx.refusal is not None and not ctx.streaming and not already_sent:
-                body = refusal_body(ctx, ctx.refusal)
-                flow.response = http.Response.make(
-                    ctx.refusal.status, body, refusal_headers(ctx, len(body))
-                )
+                flow.response = refusal_response(ctx, ctx.refusal)
             self._settled(ctx, flow)
         if flow.response is not None:
             flow.response.headers["X-Request-Id"] = ctx.request_id
@@ -199,7 +205,10 @@ class Pipeline:
         if ctx.streaming:
             ctx.stream_failed = ctx.stream_failed or message
         elif ctx.refusal is None:
-            ctx.refusal = upstream_unavailable(message)
+            if BODY_LIMIT_ERROR in message and flow.response is not None:
+                ctx.refusal = unreadable("上游响应过大 (upstream body too large)", "body_too_large")
+            else:
+                ctx.refusal = upstream_unavailable(message)
             if flow.response is None and flow.server_conn.timestamp_tcp_setup is None:
                 self.upstream_failed()
         for name, run, sees_refusals in self._hooks["response"]:
@@ -210,6 +219,13 @@ class Pipeline:
         self._settled(ctx, flow)
         if self.in_flight is not None:
             self.in_flight.leave(ctx)
+
+    @staticmethod
+    def failure_answer(ctx: RequestContext, flow: http.HTTPFlow) -> http.Response:
+        """What to tell the caller of a flow that broke (`error`) before any answer left: its
+        refusal, or for an export that broke before its first byte, the broken platform's."""
+        refusal = ctx.refusal or upstream_unavailable(flow.error.msg if flow.error else "unknown")
+        return refusal_response(ctx, refusal)
 
     def upstream_failed(self) -> None:
         """Tell the forward stage's breaker that the platform could not be reached."""
@@ -265,4 +281,4 @@ class Pipeline:
             ctx.streaming = False
             ctx.export = None
             return
-        flow.response = http.Response.make(refusal.status, body, refusal_headers(ctx, len(body)))
+        flow.response = refusal_response(ctx, refusal)

@@ -1,9 +1,9 @@
 """Upstream health: a circuit breaker so an unreachable platform is answered in the contract's shape.
 
-mitmproxy answers a failed upstream connection itself (an HTML 502 without X-Request-Id) and
-offers no hook to replace it. After such a failure the breaker opens: requests are refused at
-once with the gateway's own `upstream_unavailable` (502) instead of each waiting for the same
-failure, and after a short cool-down one request is let through to try again.
+After a failed connection to the platform (answered through proxy/layers.py) the breaker opens:
+requests are refused at once with the gateway's own `upstream_unavailable` (502) instead of each
+waiting for the same failure, and after a short cool-down one request is let through to try
+again.
 """
 
 from __future__ import annotations

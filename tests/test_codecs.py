@@ -42,6 +42,16 @@ def test_when_a_small_body_expands_past_the_limit_then_decoding_stops(encoding: 
         decoder_for(encoding, 4 << 20).feed(bomb)
 
 
+def test_when_plain_bytes_stream_in_chunks_larger_than_the_limit_then_they_pass_whole() -> None:
+    # The limit per piece is against expansion; a plain chunk is as large as it was read.
+    assert decoder_for("identity", 1000).feed(DATA[:5000]) == DATA[:5000]
+
+
+def test_when_a_plain_buffered_body_is_over_the_limit_then_it_is_refused() -> None:
+    with pytest.raises(CodecError, match="limit"):
+        decode_all(DATA[:5000], "identity", 1000)
+
+
 @pytest.mark.parametrize("encoding", ENCODINGS)
 def test_when_a_compressed_stream_is_cut_short_then_closing_it_fails(encoding: str) -> None:
     body = compress(DATA, encoding)

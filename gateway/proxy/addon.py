@@ -5,6 +5,9 @@ into plain mitmdump:
 
     mitmdump --mode reverse:http://127.0.0.1:8090 -p 8080 -s gateway/proxy/addon.py \
         --set shareguard_home=.shareguard
+
+Loaded so, it sets the mitmproxy options `shareguard run` sets (`proxy_options`), and puts in the
+gateway's HTTP layer (`GatewayLayers`, proxy/layers.py) as `shareguard run` does.
 """
 
 from __future__ import annotations
@@ -17,12 +20,29 @@ from mitmproxy import ctx as mitm_ctx
 from mitmproxy import exceptions, http
 
 from gateway.context import METADATA_KEY, start_context
-from gateway.errors import ConfigError
-from gateway.pipeline import Pipeline
+from gateway.errors import ConfigError, payload_too_large, unreadable_request
+from gateway.pipeline import BODY_LIMIT_ERROR, Pipeline
+from gateway.proxy.layers import GatewayLayers, keep_answer
 from gateway.service import Gateway
-from gateway.settings import load_settings
+from gateway.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
+
+
+def proxy_options(settings: Settings) -> dict[str, Any]:
+    """The mitmproxy options the gateway relies on (also set by the addon loaded as a script)."""
+    return {
+        # Buffered bodies are bounded; bulk exports stream (see stages/export.py).
+        "body_size_limit": str(settings.max_body_bytes),
+        # Reverse proxies should not rewrite the Host header into the caller's view.
+        "keep_host_header": False,
+        "http3": False,
+        # Connect upstream only once a request has been read and authorised: eagerly, mitmproxy
+        # would dial the platform for every client connection, and drop the client silently if
+        # the platform is down, before any request could be answered or audited.
+        "connection_strategy": "lazy",
+        "ssl_insecure": False,
+    }
 
 
 class ShareGuard:
@@ -65,6 +85,8 @@ class ShareGuard:
             raise exceptions.OptionsError(str(exc)) from None
         self.gateway.start_background()
         self.pipeline = Pipeline.of(self.gateway)
+        # What `shareguard run` sets (a lazy connection to the platform, the body limit...).
+        mitm_ctx.options.update(**proxy_options(self.gateway.settings))
 
     def running(self) -> None:
         """The proxy is up with everything loaded: policies, grant index, catalog, mitmproxy.
@@ -90,13 +112,23 @@ class ShareGuard:
             await self.pipeline.response(ctx, flow)
 
     async def error(self, flow: http.HTTPFlow) -> None:
+        if self.pipeline is None:
+            return
         ctx = flow.metadata.get(METADATA_KEY)
-        if ctx is not None and self.pipeline is not None:
-            await self.pipeline.error(ctx, flow)
+        if ctx is None:
+            # mitmproxy gave up on the request before any hook of the gateway saw it (a body over
+            # the limit, a caller gone mid-request): audited all the same, as a refusal.
+            ctx = start_context(flow)
+            message = flow.error.msg if flow.error is not None else "unknown"
+            too_large = BODY_LIMIT_ERROR in message
+            ctx.refusal = payload_too_large() if too_large else unreadable_request(message)
+        await self.pipeline.error(ctx, flow)
+        # What mitmproxy answers next, if it has not answered yet (proxy/layers.py).
+        keep_answer(flow.request, self.pipeline.failure_answer(ctx, flow))
 
     def done(self) -> None:
         if self._owns_gateway and self.gateway is not None:
             self.gateway.close()
 
 
-addons = [ShareGuard()]
+addons = [ShareGuard(), GatewayLayers()]

@@ -8,7 +8,8 @@ import logging
 from mitmproxy import options
 from mitmproxy.tools.dump import DumpMaster
 
-from gateway.proxy.addon import ShareGuard
+from gateway.proxy.addon import ShareGuard, proxy_options
+from gateway.proxy.layers import GatewayLayers
 from gateway.service import Gateway
 
 log = logging.getLogger(__name__)
@@ -23,19 +24,8 @@ def make_master(gateway: Gateway) -> DumpMaster:
         mode=[f"reverse:{settings.upstream}"],
     )
     master = DumpMaster(opts, with_termlog=False, with_dumper=False)
-    opts.update(
-        # Buffered bodies are bounded; bulk exports stream (see stages/export.py).
-        body_size_limit=str(settings.max_body_bytes),
-        # Reverse proxies should not rewrite the Host header into the caller's view.
-        keep_host_header=False,
-        http3=False,
-        # Connect upstream only once a request has been read and authorised: eagerly, mitmproxy
-        # would dial the platform for every client connection, and drop the client silently if
-        # the platform is down, before any request could be answered or audited.
-        connection_strategy="lazy",
-        ssl_insecure=False,
-    )
-    master.addons.add(ShareGuard(gateway))
+    opts.update(**proxy_options(settings))
+    master.addons.add(ShareGuard(gateway), GatewayLayers())
     return master
 
 

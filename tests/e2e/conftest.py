@@ -81,9 +81,11 @@ class RunningGateway:
         return str(self.credentials[name]["api_key"])
 
 
-def start_gateway(home: Path, upstream: str, *extra: str) -> RunningGateway:
+def start_gateway(
+    home: Path, upstream: str, *extra: str, env: dict[str, str] | None = None
+) -> RunningGateway:
     proxy_port, console_port = free_ports(2)
-    env = {**os.environ, "SHAREGUARD_HOME": str(home)}
+    env = {**os.environ, "SHAREGUARD_HOME": str(home), **(env or {})}
     log = (home / "gateway.log").open("ab")
     proc = subprocess.Popen(
         [

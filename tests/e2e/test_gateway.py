@@ -219,8 +219,12 @@ def test_when_the_platform_is_down_the_gateway_answers_in_the_contract_shape_and
     dead = f"http://127.0.0.1:{free_port()}"
     gw = start_gateway(home, dead)
     try:
+        # The first is answered after mitmproxy's failed connection, the second by the breaker.
         first = call(gw, "/api/v1/datasets/weather/records", "tj_analyst", "statistics")
-        assert first.status_code == 502  # mitmproxy's own answer to the failed connection
+        assert_refusal(first, 502, "upstream_unavailable")
+        assert first.json()["detail"]  # what mitmproxy reported of the connection
+        [event] = events_for(gw, first.headers["x-request-id"])
+        assert event["shareguard"]["error_code"] == "upstream_unavailable"  # type: ignore[index]
         second = call(gw, "/api/v1/datasets/weather/records", "tj_analyst", "statistics")
         assert_refusal(second, 502, "upstream_unavailable")
         logged = audit(gw, "--decision", "deny")["events"]

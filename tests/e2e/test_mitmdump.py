@@ -17,19 +17,13 @@ from tests.e2e.conftest import free_port, stop, wait_until_listening
 pytestmark = pytest.mark.e2e
 
 
-def test_plain_mitmdump_with_the_addon_script_enforces_the_policy(
-    tmp_path: Path, seeded_home: Path, platform_url: str
-) -> None:
-    home = tmp_path / "home"
-    shutil.copytree(seeded_home, home)
-    port = free_port()
-    mitmdump = Path(sys.executable).parent / "mitmdump"
-    proc = subprocess.Popen(
+def mitmdump(home: Path, upstream: str, port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
         [
-            str(mitmdump),
+            str(Path(sys.executable).parent / "mitmdump"),
             "-q",
             "--mode",
-            f"reverse:{platform_url}",
+            f"reverse:{upstream}",
             "--listen-host",
             "127.0.0.1",
             "-p",
@@ -42,6 +36,15 @@ def test_plain_mitmdump_with_the_addon_script_enforces_the_policy(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+
+
+def test_plain_mitmdump_with_the_addon_script_enforces_the_policy(
+    tmp_path: Path, seeded_home: Path, platform_url: str
+) -> None:
+    home = tmp_path / "home"
+    shutil.copytree(seeded_home, home)
+    port = free_port()
+    proc = mitmdump(home, platform_url, port)
     try:
         assert wait_until_listening(proc, port), proc.stderr.read() if proc.stderr else ""
         key = read_credentials(home / "demo-credentials.json")["tj_analyst"]["api_key"]
@@ -58,5 +61,28 @@ def test_plain_mitmdump_with_the_addon_script_enforces_the_policy(
             headers={"Authorization": f"Bearer {key}", "X-Purpose": "statistics"},
         )
         assert refused.status_code == 403
+    finally:
+        stop(proc)
+
+
+def test_plain_mitmdump_with_the_addon_script_answers_an_unreachable_platform_in_json(
+    tmp_path: Path, seeded_home: Path
+) -> None:
+    # The script's addons run before mitmproxy's own layer choice; the gateway's HTTP layer is
+    # put in all the same, so mitmproxy's failed connection is answered in the contract's shape.
+    home = tmp_path / "home"
+    shutil.copytree(seeded_home, home)
+    port, dead = free_port(), free_port()
+    proc = mitmdump(home, f"http://127.0.0.1:{dead}", port)
+    try:
+        assert wait_until_listening(proc, port), proc.stderr.read() if proc.stderr else ""
+        key = read_credentials(home / "demo-credentials.json")["tj_analyst"]["api_key"]
+        r = httpx.get(
+            f"http://127.0.0.1:{port}/api/v1/datasets/weather/records",
+            headers={"Authorization": f"Bearer {key}", "X-Purpose": "statistics"},
+        )
+        assert r.status_code == 502
+        assert r.json()["error"] == "upstream_unavailable"
+        assert r.json()["request_id"] == r.headers["x-request-id"]
     finally:
         stop(proc)
