@@ -35,8 +35,9 @@ class Observation:
     pii_found: dict[str, int] = field(default_factory=dict)  # undeclared personal data, by type
     dropped_fields: tuple[str, ...] = ()  # fields the platform sent that the catalog does not know
     grant_id: str | None = None  # the grant the access was allowed under
-    # Identifiers the caller looked up by (?id_number=, ?uscc=): a decoy identity that leaked
-    # and is looked up is found here even though the platform has no such record.
+    # Keyed hashes of the identifiers the caller looked up by (?id_number=, ?uscc=), as the
+    # audit event keeps them: a decoy identity that leaked and is looked up is found here even
+    # though the platform has no such record.
     queried: tuple[str, ...] = ()
 
     @property
@@ -70,7 +71,7 @@ class Observation:
             pii_found=dict(event.undeclared),
             dropped_fields=tuple(event.extra.get("dropped_fields") or ()),
             grant_id=event.grant_id,
-            queried=_queried(query),
+            queried=_queried(event.extra.get("query_hashes")),
         )
 
     @classmethod
@@ -101,14 +102,14 @@ class Observation:
             pii_found=dict((sg.get("undeclared_personal_data") or {}).get("by_type") or {}),
             dropped_fields=tuple(sg.get("dropped_fields") or ()),
             grant_id=sg.get("grant_id"),
-            queried=_queried(query),
+            queried=_queried(sg.get("query_hashes")),
         )
 
 
 LOOKUP_PARAMETERS = ("id_number", "uscc")
 
 
-def _queried(query: Any) -> tuple[str, ...]:
-    if not isinstance(query, dict):
+def _queried(hashes: Any) -> tuple[str, ...]:
+    if not isinstance(hashes, dict):
         return ()
-    return tuple(str(query[p]) for p in LOOKUP_PARAMETERS if query.get(p))
+    return tuple(str(hashes[p]) for p in LOOKUP_PARAMETERS if hashes.get(p))

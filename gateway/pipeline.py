@@ -70,7 +70,7 @@ def default_stages(gateway: Gateway) -> list[Any]:
         StreamWatermarkStage(gateway),
         SignStage(gateway),
         RegisterStage(gateway),
-        AuditStage(gateway.journal, gateway.in_flight),
+        AuditStage(gateway.journal, gateway.hasher, gateway.in_flight),
         DetectStage(gateway.detection, gateway.catalog),
     ]
 

@@ -37,9 +37,9 @@ class Honeytoken(Detector):
             hit_subjects = len(self.subjects.intersection(obs.subjects))
         if self.subjects and obs.queried:
             # A look-up by a decoy's identifier finds nothing at the platform, but asking is
-            # the signal: only someone holding a leaked file knows that identity.
-            hashed = {self.context.subject_hasher(q) for q in obs.queried}
-            hit_subjects = max(hit_subjects, len(self.subjects & hashed))
+            # the signal: only someone holding a leaked file knows that identity. The event
+            # holds the identifier's keyed hash, as the honeytokens are held.
+            hit_subjects = max(hit_subjects, len(self.subjects.intersection(obs.queried)))
         if not hit_key and not hit_subjects:
             return None
         what = f"蜜罐记录 {obs.record_key}" if hit_key else f"{hit_subjects} 条诱饵记录"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 
 from mitmproxy import http
 
@@ -24,7 +25,9 @@ def audit_unavailable() -> Refusal:
     )
 
 
-def access_event(ctx: RequestContext, flow: http.HTTPFlow, phase: str) -> AccessEvent:
+def access_event(
+    ctx: RequestContext, flow: http.HTTPFlow, phase: str, hasher: Callable[[str], str]
+) -> AccessEvent:
     subject = ctx.subject
     match = ctx.match
     refusal = ctx.refusal
@@ -83,7 +86,7 @@ def access_event(ctx: RequestContext, flow: http.HTTPFlow, phase: str) -> Access
         bytes_out=delivered.bytes_out,
         duration_ns=lifetime_ns,
         phase=phase,
-        extra=_extra(ctx),
+        extra=_extra(ctx, hasher),
         masking_profile=delivered.masking_profile,
         key_version=delivered.key_version,
         upstream_ns=_upstream_ns(flow, lifetime_ns),
@@ -108,17 +111,20 @@ class AuditStage:
     name = "audit"
     sees_refusals = True
 
-    def __init__(self, journal: Journal, in_flight: InFlight | None = None) -> None:
+    def __init__(
+        self, journal: Journal, hasher: Callable[[str], str], in_flight: InFlight | None = None
+    ) -> None:
         self.journal = journal
+        self.hasher = hasher  # the data subjects' keyed hash, for identifiers looked up by
         self.in_flight = in_flight
 
     async def responseheaders(self, ctx: RequestContext, flow: http.HTTPFlow) -> None:
         if not ctx.streaming:
             return
-        await self._write(ctx, access_event(ctx, flow, "started"))
+        await self._write(ctx, access_event(ctx, flow, "started", self.hasher))
 
     async def response(self, ctx: RequestContext, flow: http.HTTPFlow) -> None:
-        event = access_event(ctx, flow, "complete")
+        event = access_event(ctx, flow, "complete", self.hasher)
         await self._write(ctx, event)
         ctx.audit_event = event
         if ctx.stream_failed and flow.killable:
@@ -137,11 +143,26 @@ class AuditStage:
             raise audit_unavailable() from None
 
 
-def _extra(ctx: RequestContext) -> dict[str, object]:
-    """Fields the detectors read beyond the contract's: paging, and what the shaper removed."""
+def _extra(ctx: RequestContext, hasher: Callable[[str], str]) -> dict[str, object]:
+    """Fields the detectors read beyond the contract's: the query (paging, formats, and the
+    keyed hash of any identifier looked up by) and what the shaper removed."""
     extra: dict[str, object] = {}
     if ctx.match is not None and ctx.match.query:
-        extra["query"] = dict(ctx.match.query)
+        kinds = ctx.match.route.query
+        plain: dict[str, str] = {}
+        hashed: dict[str, str] = {}
+        for name, value in ctx.match.query.items():
+            # A token may be a person's or a company's identifier (?id_number=, ?uscc=): the log
+            # keeps its keyed hash, as it does for the data subjects delivered, never the value.
+            # Digits and listed values (paging, formats) are kept as given.
+            if kinds.get(name) == "token":
+                hashed[name] = hasher(value)
+            else:
+                plain[name] = value
+        if plain:
+            extra["query"] = plain
+        if hashed:
+            extra["query_hashes"] = hashed
     if ctx.shaper is not None and ctx.shaper.dropped_fields:
         extra["dropped_fields"] = sorted(ctx.shaper.dropped_fields)
     if ctx.stream_failed:

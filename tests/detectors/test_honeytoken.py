@@ -40,9 +40,13 @@ def test_decoys_grow_the_honeytoken_set_in_place_and_a_looked_up_decoy_fires() -
         case_id=None,
         decision="allow",
         status=200,
-        queried=(decoy,),
+        queried=(CONTEXT.subject_hasher(decoy),),
     )
     engine.process(obs)
     assert [d.finding.evidence["decoys"] for d in found] == [1]
-    engine.process(dataclasses.replace(obs, request_id="r2", queried=("110105199001019999",)))
+    engine.process(
+        dataclasses.replace(
+            obs, request_id="r2", queried=(CONTEXT.subject_hasher("110105199001019999"),)
+        )
+    )
     assert len(found) == 1

@@ -75,6 +75,25 @@ async def test_an_allowed_request_is_recorded_with_its_rule_fields_digest_and_ke
     assert ALICE not in text and BOB not in text and "张三" not in text
 
 
+async def test_an_identifier_looked_up_by_is_recorded_as_its_keyed_hash_never_in_clear(
+    gateway: Gateway, credentials: Creds
+) -> None:
+    flow = request_flow(
+        f"/api/v1/datasets/population/records?id_number={ALICE}&limit=1",
+        key=credentials["sw_officer"]["api_key"],
+        purpose="tax_administration",
+    )
+    await drive(pipeline_with(gateway), flow, json_response({"records": []}))
+    assert flow.response is not None and flow.response.status_code == 200
+    sg = only_event(gateway)["shareguard"]
+    assert sg["query"] == {"limit": "1"}
+    assert sg["query_hashes"] == {"id_number": gateway.hasher(ALICE)}
+    # Nowhere in the journal's stored record, in any case of the check letter.
+    with connect(gateway.settings.journal_path, readonly=True) as conn:
+        (doc,) = conn.execute("SELECT doc FROM events").fetchone()
+    assert ALICE not in doc.upper() and ALICE[:-1] not in doc
+
+
 async def test_counts_of_undeclared_personal_data_left_in_the_delivery_reach_the_event(
     gateway: Gateway, credentials: Creds
 ) -> None:
