@@ -10,7 +10,6 @@ Pages and endpoints live in route modules, one per area, listed in ROUTE_MODULES
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 from pathlib import Path
 from typing import Any
@@ -23,9 +22,8 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from gateway.console.auth import Staff, current_staff
-from gateway.console.common import Console
-from gateway.identity import verify_staff_password
+from gateway.console.auth import Refused
+from gateway.console.common import Console, refusal_headers
 from gateway.keys import load_or_create_secret
 from gateway.service import Gateway
 from gateway.settings import REPO_ROOT
@@ -50,26 +48,21 @@ def create_app(gateway: Gateway, *, dashboards: Path = DASHBOARDS) -> Starlette:
         form = await request.form()
         username = str(form.get("username", "")).strip()
         password = str(form.get("password", ""))
-        principal = await asyncio.to_thread(
-            verify_staff_password, gateway.engine, username, password
-        )
-        if principal is None:
-            await console.record(
-                request, None, "login", outcome="failure", actor=username or "anonymous"
-            )
+        staff = await console.sign_in(request, username, password, method="form")
+        if isinstance(staff, Refused):
             return templates.TemplateResponse(
                 request,
                 "login.html",
-                {"error": "用户名或密码错误 (wrong username or password)"},
-                status_code=401,
+                {"error": staff.message},
+                status_code=staff.status,
+                headers=refusal_headers(staff),
             )
-        staff = Staff(principal.id, principal.name, principal.roles)
         request.session["staff"] = {"id": staff.id, "name": staff.name, "roles": list(staff.roles)}
         await console.record(request, staff, "login")
         return RedirectResponse("/", status_code=303)
 
     async def logout(request: Request) -> Response:
-        staff = current_staff(request, gateway)
+        staff = await console.session_staff(request)
         request.session.clear()
         if staff is not None:
             await console.record(request, staff, "logout")
