@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from gateway.console.auth import Refused
+from gateway.console.auth import FormRefused, Refused, small_form
 from gateway.console.common import Console, refusal_headers
 from gateway.keys import load_or_create_secret
 from gateway.service import Gateway
@@ -45,9 +45,14 @@ def create_app(gateway: Gateway, *, dashboards: Path = DASHBOARDS) -> Starlette:
         return templates.TemplateResponse(request, "login.html", {"error": None})
 
     async def login(request: Request) -> Response:
-        form = await request.form()
-        username = str(form.get("username", "")).strip()
-        password = str(form.get("password", ""))
+        try:
+            form = await small_form(request)
+        except FormRefused as refused:
+            return templates.TemplateResponse(
+                request, "login.html", {"error": refused.message}, status_code=refused.status
+            )
+        username = form.get("username", "").strip()
+        password = form.get("password", "")
         staff = await console.sign_in(request, username, password, method="form")
         if isinstance(staff, Refused):
             return templates.TemplateResponse(

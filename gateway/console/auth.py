@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from urllib.parse import parse_qsl
 
 from sqlalchemy import Engine
 from starlette.requests import Request
@@ -34,9 +35,10 @@ MAX_BASIC_CREDENTIALS = 1024  # characters of base64; longer is no account of ou
 FAILURES_ALLOWED = 10  # failed sign-ins from one address within FAILURE_WINDOW ...
 FAILURE_WINDOW = 300.0  # ... seconds, after which that address is refused until one ages out
 TRACKED_ADDRESSES = 10_000  # addresses whose failures are remembered, at most
-ACTOR_LIMIT = 64  # characters of a failed username recorded, at most
+LOGIN_FORM_LIMIT = 8 * 1024  # bytes of a sign-in form, at most
+LOGIN_FORM_FIELDS = 8
 INVALID_ACTOR = "<invalid>"
-_ACCOUNT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+_ACCOUNT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")  # at most 64 characters
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +165,50 @@ def basic_credentials(request: Request) -> tuple[str, str] | None:
     except (binascii.Error, UnicodeDecodeError):
         return "", ""
     return (username, password) if sep else ("", "")
+
+
+class FormRefused(Exception):
+    """A sign-in form turned away before it was parsed: the status and a message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+async def small_form(request: Request) -> dict[str, str]:
+    """The fields of a sign-in form: URL-encoded only (a multipart part would be spooled to disk
+    before anyone signed in), at most LOGIN_FORM_LIMIT bytes, counted while read when no
+    Content-Length says so, and at most LOGIN_FORM_FIELDS fields."""
+    kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if kind != "application/x-www-form-urlencoded":
+        raise FormRefused(
+            415,
+            "登录表单须为 application/x-www-form-urlencoded "
+            "(the sign-in form must be application/x-www-form-urlencoded)",
+        )
+    too_large = FormRefused(
+        413, f"登录表单过大 (the sign-in form is over {LOGIN_FORM_LIMIT // 1024} KiB)"
+    )
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > LOGIN_FORM_LIMIT):
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > LOGIN_FORM_LIMIT:
+            raise too_large
+    try:
+        pairs = parse_qsl(
+            body.decode("ascii"),
+            keep_blank_values=True,
+            strict_parsing=False,
+            errors="strict",
+            max_num_fields=LOGIN_FORM_FIELDS,
+        )
+    except ValueError:  # not ASCII, not UTF-8 once decoded, or too many fields
+        raise FormRefused(400, "登录表单无法解析 (the sign-in form cannot be read)") from None
+    return dict(pairs)
 
 
 def failed_actor(username: str) -> str:

@@ -14,6 +14,7 @@ from starlette.templating import Jinja2Templates
 
 from gateway.audit.staff import staff_event
 from gateway.console.auth import (
+    INVALID_ACTOR,
     ROLE_NAMES,
     WRONG_PASSWORD,
     PasswordBusy,
@@ -120,7 +121,7 @@ class Console:
         if not username:  # malformed: nothing to check, but a failed attempt all the same
             if (wait := self.throttle.retry_after(client_address(request))) is not None:
                 return _too_many(wait)
-            return await self.sign_in_failed(request, username, method="basic")
+            return await self.sign_in_failed(request, INVALID_ACTOR, method="basic")
         return await self.sign_in(request, username, password, method="basic")
 
     async def record(

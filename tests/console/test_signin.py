@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from tempfile import SpooledTemporaryFile
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import Engine, delete, update
+from starlette import formparsers
 
 from gateway.audit.search import AuditQuery, search
 from gateway.console import auth
@@ -174,3 +176,91 @@ async def test_a_session_holds_the_roles_the_database_gives_now(
     assert (await client.get("/api/admin/audit/search")).status_code == 200
     change_principal(gateway, "admin", roles="[]")
     assert (await client.get("/api/admin/grants")).status_code == 403
+
+
+async def test_a_sign_in_form_sent_as_multipart_is_refused_before_any_part_is_spooled(
+    client: httpx.AsyncClient, gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spooled: list[object] = []
+
+    class Recording(SpooledTemporaryFile[bytes]):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            spooled.append(args)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(formparsers, "SpooledTemporaryFile", Recording)
+    response = await client.post(
+        "/login",
+        data={"username": "auditor", "password": "x"},
+        files={"filler": ("filler.bin", b"\0" * (2 * 1024 * 1024), "application/octet-stream")},
+    )
+    assert response.status_code in (400, 413, 415)
+    assert spooled == []
+    assert staff_logins(gateway) == []
+
+
+async def test_a_sign_in_form_of_other_types_is_refused_with_415(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post(
+        "/login", content=b'{"username": "auditor"}', headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 415
+
+
+async def test_a_sign_in_form_over_8_kib_is_refused_with_413_before_it_is_read(
+    client: httpx.AsyncClient, gateway: Gateway
+) -> None:
+    response = await client.post("/login", data={"username": "a" * 20_000, "password": "x"})
+    assert response.status_code == 413
+    assert staff_logins(gateway) == []
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted while read
+        yield b"username=auditor&password="
+        for _ in range(10):
+            yield b"x" * 1024
+
+    chunked = await client.post(
+        "/login",
+        content=chunks(),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert chunked.status_code == 413
+    assert staff_logins(gateway) == []
+
+
+async def test_a_sign_in_form_with_too_many_fields_is_refused_with_400(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post("/login", data={f"f{n}": "x" for n in range(50)})
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("username", "recorded"),
+    [
+        ("a" * 100_000, auth.INVALID_ACTOR),
+        ("my secret password!", auth.INVALID_ACTOR),
+        ("a" * 65, auth.INVALID_ACTOR),
+        ("a" * 64, "a" * 64),
+        ("nobody", "nobody"),
+    ],
+    ids=["100000-chars", "password-shaped", "65-chars", "64-chars", "id-shaped"],
+)
+async def test_a_failed_username_is_recorded_only_if_shaped_like_an_account_id(
+    client: httpx.AsyncClient, gateway: Gateway, username: str, recorded: str
+) -> None:
+    response = await client.get("/api/admin/grants", auth=(username, "wrong"))
+    assert response.status_code == 401
+    assert staff_logins(gateway) == [(recorded, "login", "failure")]
+    raw = gateway.settings.journal_path.read_bytes()
+    assert b"a" * 65 not in raw and b"my secret password" not in raw
+
+
+async def test_a_failed_form_username_is_recorded_in_at_most_64_characters(
+    client: httpx.AsyncClient, gateway: Gateway
+) -> None:
+    response = await client.post("/login", data={"username": "b" * 4000, "password": "x"})
+    assert response.status_code == 401
+    [(actor, _, outcome)] = staff_logins(gateway)
+    assert len(actor) <= 64 and outcome == "failure"
