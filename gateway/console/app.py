@@ -10,6 +10,7 @@ Pages and endpoints live in route modules, one per area, listed in ROUTE_MODULES
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 from pathlib import Path
 from typing import Any
@@ -75,13 +76,14 @@ def create_app(gateway: Gateway, *, dashboards: Path = DASHBOARDS) -> Starlette:
 
     @console.page()
     async def home(request: Request) -> Response:
+        overview = await asyncio.to_thread(status, gateway)
         return templates.TemplateResponse(
-            request, "home.html", {"staff": request.state.staff, "status": status(gateway)}
+            request, "home.html", {"staff": request.state.staff, "status": overview}
         )
 
     @console.api()
     async def status_api(request: Request) -> Response:
-        return JSONResponse(status(gateway))
+        return JSONResponse(await asyncio.to_thread(status, gateway))
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -116,6 +118,7 @@ def create_app(gateway: Gateway, *, dashboards: Path = DASHBOARDS) -> Starlette:
 
 
 def status(gateway: Gateway) -> dict[str, Any]:
+    """The overview (blocking: it reads the journal's and the shipper's SQLite files)."""
     from gateway.audit.status import audit_status
 
     journal = gateway.journal

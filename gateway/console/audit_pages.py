@@ -210,7 +210,7 @@ def routes(console: Console) -> list[Route]:
             "params": params,
             "report": report,
             "error": error,
-            "departments": departments(console),
+            "departments": await asyncio.to_thread(departments, console),
             "query": urlencode(
                 {k: v for k, v in params.items() if k in ("department", "period", "store") and v}
             ),
