@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -16,6 +17,13 @@ from gateway.console.common import Console, api_error
 READERS = ("security", "auditor")
 TRIAGE = ("security",)
 UNDO = ("admin", "security")
+
+
+def back(alert_id: str, error: str | None = None) -> Response:
+    """Back to the alert's page, with what went wrong (both URL-encoded: an id or a message
+    may hold `&`, `#` or `?`)."""
+    suffix = f"?{urlencode({'error': error})}" if error else ""
+    return RedirectResponse(f"/alerts/{quote(alert_id, safe='')}{suffix}", status_code=303)
 
 
 def routes(console: Console) -> list[Route]:
@@ -81,8 +89,7 @@ def routes(console: Console) -> list[Route]:
         alert_id = request.path_params["alert_id"]
         form = {k: str(v) for k, v in (await request.form()).items()}
         error = await change(request, alert_id, form)
-        suffix = f"?error={error}" if error else ""
-        return RedirectResponse(f"/alerts/{alert_id}{suffix}", status_code=303)
+        return back(alert_id, error)
 
     @console.page(*UNDO)
     async def alert_revert(request: Request) -> Response:
@@ -91,8 +98,8 @@ def routes(console: Console) -> list[Route]:
         try:
             await asyncio.to_thread(gateway.alerts.revert, alert_id, staff.id, staff.roles)
         except AlertError as exc:
-            return RedirectResponse(f"/alerts/{alert_id}?error={exc}", status_code=303)
-        return RedirectResponse(f"/alerts/{alert_id}", status_code=303)
+            return back(alert_id, str(exc))
+        return back(alert_id)
 
     @console.page(*TRIAGE)
     async def alert_report(request: Request) -> Response:

@@ -23,9 +23,8 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from gateway.console.auth import Staff, current_staff
-from gateway.console.common import Console
-from gateway.identity import verify_staff_password
+from gateway.console.auth import FormRefused, Refused, small_form
+from gateway.console.common import Console, refusal_headers
 from gateway.keys import load_or_create_secret
 from gateway.service import Gateway
 from gateway.settings import REPO_ROOT
@@ -47,29 +46,29 @@ def create_app(gateway: Gateway, *, dashboards: Path = DASHBOARDS) -> Starlette:
         return templates.TemplateResponse(request, "login.html", {"error": None})
 
     async def login(request: Request) -> Response:
-        form = await request.form()
-        username = str(form.get("username", "")).strip()
-        password = str(form.get("password", ""))
-        principal = await asyncio.to_thread(
-            verify_staff_password, gateway.engine, username, password
-        )
-        if principal is None:
-            await console.record(
-                request, None, "login", outcome="failure", actor=username or "anonymous"
+        try:
+            form = await small_form(request)
+        except FormRefused as refused:
+            return templates.TemplateResponse(
+                request, "login.html", {"error": refused.message}, status_code=refused.status
             )
+        username = form.get("username", "").strip()
+        password = form.get("password", "")
+        staff = await console.sign_in(request, username, password, method="form")
+        if isinstance(staff, Refused):
             return templates.TemplateResponse(
                 request,
                 "login.html",
-                {"error": "用户名或密码错误 (wrong username or password)"},
-                status_code=401,
+                {"error": staff.message},
+                status_code=staff.status,
+                headers=refusal_headers(staff),
             )
-        staff = Staff(principal.id, principal.name, principal.roles)
         request.session["staff"] = {"id": staff.id, "name": staff.name, "roles": list(staff.roles)}
         await console.record(request, staff, "login")
         return RedirectResponse("/", status_code=303)
 
     async def logout(request: Request) -> Response:
-        staff = current_staff(request, gateway)
+        staff = await console.session_staff(request)
         request.session.clear()
         if staff is not None:
             await console.record(request, staff, "logout")
@@ -77,13 +76,14 @@ def create_app(gateway: Gateway, *, dashboards: Path = DASHBOARDS) -> Starlette:
 
     @console.page()
     async def home(request: Request) -> Response:
+        overview = await asyncio.to_thread(status, gateway)
         return templates.TemplateResponse(
-            request, "home.html", {"staff": request.state.staff, "status": status(gateway)}
+            request, "home.html", {"staff": request.state.staff, "status": overview}
         )
 
     @console.api()
     async def status_api(request: Request) -> Response:
-        return JSONResponse(status(gateway))
+        return JSONResponse(await asyncio.to_thread(status, gateway))
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -118,6 +118,7 @@ def create_app(gateway: Gateway, *, dashboards: Path = DASHBOARDS) -> Starlette:
 
 
 def status(gateway: Gateway) -> dict[str, Any]:
+    """The overview (blocking: it reads the journal's and the shipper's SQLite files)."""
     from gateway.audit.status import audit_status
 
     journal = gateway.journal

@@ -7,6 +7,8 @@ and verify the log. Every one of these is recorded as a staff event before its a
 from __future__ import annotations
 
 import asyncio
+import itertools
+import sqlite3
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
@@ -38,7 +40,20 @@ from gateway.console.common import Console, api_error
 AUDIT_READERS = ("auditor", "security")
 AUDITORS = ("auditor",)
 PAGE_SIZE = 50
-STORE_ERRORS = (TransportError, ApiError)
+# Elasticsearch unreachable or refusing (a missing data stream included), or the journal's
+# SQLite failing (locked, malformed, unreadable): the store is unavailable, not the request wrong.
+STORE_ERRORS = (TransportError, ApiError, sqlite3.Error)
+
+
+def store_unavailable(exc: Exception) -> Response:
+    return api_error(503, "store_unavailable", f"检索存储不可用 (search store unavailable): {exc}")
+
+
+def store_failure_text(exc: Exception) -> str:
+    """What the search page says when its store fails."""
+    if isinstance(exc, sqlite3.Error):
+        return f"本地审计日志无法读取 (the local audit journal cannot be read): {exc}"
+    return f"检索失败，可选择本地日志检索 (search failed; try store=journal): {exc}"
 
 
 class _BadStore(ValueError):
@@ -76,7 +91,7 @@ def routes(console: Console) -> list[Route]:
         except ValueError as exc:
             error = str(exc)
         except STORE_ERRORS as exc:
-            error = f"检索失败，可选择本地日志检索 (search failed; try store=journal): {exc}"
+            error = store_failure_text(exc)
         else:
             await console.record(
                 request,
@@ -105,9 +120,7 @@ def routes(console: Console) -> list[Route]:
         except ValueError as exc:
             return api_error(400, "bad_request", str(exc))
         except STORE_ERRORS as exc:
-            return api_error(
-                503, "store_unavailable", f"检索存储不可用 (search store unavailable): {exc}"
-            )
+            return store_unavailable(exc)
         await console.record(
             request,
             request.state.staff,
@@ -126,6 +139,17 @@ def routes(console: Console) -> list[Route]:
             store = store_for(params)
         except ValueError as exc:
             return api_error(400, "bad_request", str(exc))
+
+        def start() -> tuple[list[dict[str, Any]], Iterator[dict[str, Any]]]:
+            events = iter(store.scan(query))  # lazy: the store is first asked here
+            return list(itertools.islice(events, 1)), events
+
+        try:
+            # The first event is fetched before the answer starts: a store that is down is a
+            # 503, not a 200 with the header line and a cut connection.
+            first, rest = await asyncio.to_thread(start)
+        except STORE_ERRORS as exc:
+            return store_unavailable(exc)
         await console.record(
             request,
             request.state.staff,
@@ -137,7 +161,7 @@ def routes(console: Console) -> list[Route]:
 
         def lines() -> Iterator[str]:
             # Starlette runs a plain iterator in a worker thread: the event loop is never blocked.
-            yield from csv_lines(store.scan(query))
+            yield from csv_lines(itertools.chain(first, rest))
 
         return StreamingResponse(
             lines(),
@@ -186,7 +210,7 @@ def routes(console: Console) -> list[Route]:
             "params": params,
             "report": report,
             "error": error,
-            "departments": departments(console),
+            "departments": await asyncio.to_thread(departments, console),
             "query": urlencode(
                 {k: v for k, v in params.items() if k in ("department", "period", "store") and v}
             ),

@@ -1,17 +1,44 @@
-"""Staff sign-in for the console (session cookie) and the admin API (HTTP Basic), with roles."""
+"""Staff sign-in for the console (session cookie) and the admin API (HTTP Basic), with roles.
+
+The console runs in the event loop the proxy shares, so nothing here may hold that loop:
+
+- a password is checked (argon2, about 0.15-0.4 s of CPU) in a small pool of its own, never
+  on the loop; a flood of checks waits there, and past a bound is refused at once as busy;
+- an address that fails to sign in too often is refused before any password is hashed;
+- a session is looked up (one read by primary key) in a worker thread on every request, so a
+  member of staff suspended, deleted or given other roles is held to that on the next request.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import re
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from urllib.parse import parse_qsl
 
+from sqlalchemy import Engine
 from starlette.requests import Request
 
-from gateway.identity import verify_staff_password
-from gateway.service import Gateway
+from gateway.identity import Principal, load_principal, verify_staff_password
 
 ROLE_NAMES = {"admin": "系统管理员", "security": "安全管理员", "auditor": "审计管理员"}
+
+PASSWORD_WORKERS = 2  # passwords hashed at once: a flood cannot take every thread or core
+PASSWORD_WAITING = 16  # checks waiting for a worker beyond which a new one is refused as busy
+MAX_BASIC_CREDENTIALS = 1024  # characters of base64; longer is no account of ours
+FAILURES_ALLOWED = 10  # failed sign-ins from one address within FAILURE_WINDOW ...
+FAILURE_WINDOW = 300.0  # ... seconds, after which that address is refused until one ages out
+TRACKED_ADDRESSES = 10_000  # addresses whose failures are remembered, at most
+LOGIN_FORM_LIMIT = 8 * 1024  # bytes of a sign-in form, at most
+LOGIN_FORM_FIELDS = 8
+INVALID_ACTOR = "<invalid>"
+_ACCOUNT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")  # at most 64 characters
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,21 +51,184 @@ class Staff:
         return any(role in self.roles for role in roles)
 
 
-def current_staff(request: Request, gateway: Gateway) -> Staff | None:
-    """The signed-in member of staff: from the session, or from HTTP Basic credentials."""
-    session = request.scope.get("session") or {}
-    if "staff" in session:
-        data = session["staff"]
-        return Staff(data["id"], data["name"], tuple(data["roles"]))
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A sign-in turned away: the answer's status, error code, message and Retry-After."""
+
+    status: int
+    code: str
+    message: str
+    retry_after: int | None = None
+
+
+WRONG_PASSWORD = Refused(401, "unauthenticated", "用户名或密码错误 (wrong username or password)")
+
+
+class PasswordBusy(Exception):
+    """Too many password checks are already waiting."""
+
+
+class PasswordChecks:
+    """Staff password checks in a bounded pool of their own, off the event loop."""
+
+    def __init__(
+        self, engine: Engine, *, workers: int = PASSWORD_WORKERS, waiting: int = PASSWORD_WAITING
+    ) -> None:
+        self.engine = engine
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="staff-password")
+        self._limit = workers + waiting
+        self._pending = 0  # touched on the event loop only
+
+    async def verify(self, username: str, password: str) -> Principal | None:
+        if self._pending >= self._limit:
+            raise PasswordBusy
+        self._pending += 1
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._pool, _verify, self.engine, username, password)
+        finally:
+            self._pending -= 1
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _verify(engine: Engine, username: str, password: str) -> Principal | None:
+    # looked up at call time, so a test can stand a slow check in for it
+    return verify_staff_password(engine, username, password)
+
+
+class SignInThrottle:
+    """Failed sign-ins per source address in a sliding window (form and HTTP Basic alike)."""
+
+    def __init__(
+        self,
+        *,
+        failures: int = FAILURES_ALLOWED,
+        window: float = FAILURE_WINDOW,
+        tracked: int = TRACKED_ADDRESSES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.failures = failures
+        self.window = window
+        self.tracked = tracked
+        self.clock = clock
+        self._seen: dict[str, deque[float]] = {}
+
+    def retry_after(self, address: str) -> int | None:
+        """Seconds until `address` may try again, or None if it may now."""
+        seen = self._seen.get(address)
+        if seen is None:
+            return None
+        now = self.clock()
+        while seen and seen[0] <= now - self.window:
+            seen.popleft()
+        if not seen:
+            del self._seen[address]
+            return None
+        if len(seen) < self.failures:
+            return None
+        return max(1, int(seen[0] + self.window - now + 0.999))
+
+    def failed(self, address: str) -> None:
+        seen = self._seen.get(address)
+        if seen is None:
+            if len(self._seen) >= self.tracked:
+                self._forget()
+            seen = self._seen[address] = deque(maxlen=self.failures)
+        seen.append(self.clock())
+
+    def _forget(self) -> None:
+        now = self.clock()
+        for address in [a for a, s in self._seen.items() if not s or s[-1] <= now - self.window]:
+            del self._seen[address]
+        while len(self._seen) >= self.tracked:  # still full: the longest-known go first
+            del self._seen[next(iter(self._seen))]
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def basic_credentials(request: Request) -> tuple[str, str] | None:
+    """(username, password) from an `Authorization: Basic` header, ("", "") if it is malformed,
+    None if there is none."""
     header = request.headers.get("authorization", "")
     scheme, _, encoded = header.partition(" ")
-    if scheme.lower() != "basic" or not encoded:
+    if scheme.lower() != "basic" or not encoded.strip():
         return None
+    encoded = encoded.strip()
+    if len(encoded) > MAX_BASIC_CREDENTIALS:
+        return "", ""
     try:
-        username, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+        username, sep, password = base64.b64decode(encoded, validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
-        return None
-    principal = verify_staff_password(gateway.engine, username, password)
-    if principal is None:
+        return "", ""
+    return (username, password) if sep else ("", "")
+
+
+class FormRefused(Exception):
+    """A sign-in form turned away before it was parsed: the status and a message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+async def small_form(request: Request) -> dict[str, str]:
+    """The fields of a sign-in form: URL-encoded only (a multipart part would be spooled to disk
+    before anyone signed in), at most LOGIN_FORM_LIMIT bytes, counted while read when no
+    Content-Length says so, and at most LOGIN_FORM_FIELDS fields."""
+    kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if kind != "application/x-www-form-urlencoded":
+        raise FormRefused(
+            415,
+            "登录表单须为 application/x-www-form-urlencoded "
+            "(the sign-in form must be application/x-www-form-urlencoded)",
+        )
+    too_large = FormRefused(
+        413, f"登录表单过大 (the sign-in form is over {LOGIN_FORM_LIMIT // 1024} KiB)"
+    )
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > LOGIN_FORM_LIMIT):
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > LOGIN_FORM_LIMIT:
+            raise too_large
+    try:
+        pairs = parse_qsl(
+            body.decode("ascii"),
+            keep_blank_values=True,
+            strict_parsing=False,
+            errors="strict",
+            max_num_fields=LOGIN_FORM_FIELDS,
+        )
+    except ValueError:  # not ASCII, not UTF-8 once decoded, or too many fields
+        raise FormRefused(400, "登录表单无法解析 (the sign-in form cannot be read)") from None
+    return dict(pairs)
+
+
+def failed_actor(username: str) -> str:
+    """What the audit log records for a failed sign-in: the name if it is shaped like an account
+    id (at most 64 characters), else a marker (a password typed in the wrong box stays out)."""
+    return username if _ACCOUNT_ID.fullmatch(username) else INVALID_ACTOR
+
+
+def session_staff_id(request: Request) -> str | None:
+    session = request.scope.get("session") or {}
+    data = session.get("staff")
+    if isinstance(data, dict) and isinstance(data.get("id"), str):
+        return str(data["id"])
+    return None
+
+
+def load_staff(engine: Engine, principal_id: str) -> Staff | None:
+    """The member of staff as the database has them now, if active (blocking: one indexed read)."""
+    with engine.connect() as conn:
+        principal = load_principal(conn, principal_id)
+    if principal is None or principal.kind != "staff" or principal.status != "active":
         return None
     return Staff(principal.id, principal.name, principal.roles)

@@ -32,8 +32,33 @@ READERS = ("admin", "security", "auditor")
 STATUS_BY_ACTION = {"suspend": "suspended", "resume": "active", "revoke": "revoked"}
 
 
+MAX_LIMIT = 1000
+MAX_OFFSET = 1_000_000_000  # SQLite takes 64-bit offsets; past this no list reaches anyway
+
+
 class BadInput(ValueError):
     pass
+
+
+def _whole(raw: str | None, key: str, default: int, low: int, high: int) -> int:
+    if raw is None or raw == "":
+        return default
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12 or not low <= int(raw) <= high:
+        raise BadInput(
+            f"{key} 须为 {low} 到 {high} 之间的整数 "
+            f"({key} must be a whole number from {low} to {high})"
+        )
+    return int(raw)
+
+
+def paging(request: Request) -> tuple[int, int]:
+    """(limit, offset) from the query string: 1 ≤ limit ≤ 1000 (100 if absent) and
+    0 ≤ offset ≤ 1e9; anything else is a 400."""
+    q = request.query_params
+    return (
+        _whole(q.get("limit"), "limit", 100, 1, MAX_LIMIT),
+        _whole(q.get("offset"), "offset", 0, 0, MAX_OFFSET),
+    )
 
 
 def _actor(request: Request) -> Actor:
@@ -168,18 +193,17 @@ def routes(console: Console) -> list[Route]:
     async def grants_list(request: Request) -> Response:
         q = request.query_params
         try:
-            limit = int(q.get("limit", "100"))
-            offset = int(q.get("offset", "0"))
-        except ValueError:
-            return api_error(400, "bad_request", "limit/offset 须为整数 (must be integers)")
+            limit, offset = paging(request)
+        except BadInput as exc:
+            return api_error(400, "bad_request", str(exc))
         grants = await run(
             lambda: admin.list(
                 dataset=q.get("dataset"),
                 department=q.get("department"),
                 principal=q.get("principal"),
                 status=q.get("status"),
-                limit=max(1, min(limit, 1000)),
-                offset=max(0, offset),
+                limit=limit,
+                offset=offset,
             )
         )
         return JSONResponse({"grants": [g.to_dict() for g in grants]})
@@ -225,9 +249,17 @@ def routes(console: Console) -> list[Route]:
     @console.api(*READERS)
     async def applications_list(request: Request) -> Response:
         q = request.query_params
+        try:
+            limit, offset = paging(request)
+        except BadInput as exc:
+            return api_error(400, "bad_request", str(exc))
         apps = await run(
             lambda: desk.list(
-                status=q.get("status"), applicant=q.get("applicant"), dataset=q.get("dataset")
+                status=q.get("status"),
+                applicant=q.get("applicant"),
+                dataset=q.get("dataset"),
+                limit=limit,
+                offset=offset,
             )
         )
         today = china_today()

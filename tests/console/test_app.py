@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -102,3 +104,41 @@ async def test_when_a_data_subject_is_searched_then_the_identifier_is_not_writte
     assert response.json()["total"] == 0
     raw = gateway.settings.journal_path.read_bytes()
     assert b"11010519491231002X" not in raw
+
+
+@pytest.mark.parametrize("path", ["/", "/api/admin/status"])
+async def test_the_overview_reads_the_audit_status_off_the_event_loop(
+    client: httpx.AsyncClient,
+    credentials: Creds,
+    monkeypatch: pytest.MonkeyPatch,
+    path: str,
+) -> None:
+    import gateway.audit.status
+
+    real = gateway.audit.status.audit_status
+
+    def slow_status(*args: Any) -> Any:
+        time.sleep(0.3)  # a slow disk under the journal
+        return real(*args)
+
+    user, password = basic(credentials, "admin")
+    await client.post("/login", data={"username": user, "password": password})
+    monkeypatch.setattr(gateway.audit.status, "audit_status", slow_status)
+    gaps: list[float] = []
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        last = time.perf_counter()
+        while not stop.is_set():
+            await asyncio.sleep(0.01)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    ticks = asyncio.create_task(ticker())
+    await asyncio.sleep(0.05)
+    response = await client.get(path)
+    stop.set()
+    await ticks
+    assert response.status_code == 200
+    assert max(gaps) < 0.1, f"the event loop stalled for {max(gaps) * 1000:.0f} ms"

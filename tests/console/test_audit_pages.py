@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import AsyncIterator
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
+from elastic_transport import ConnectionError as TransportConnectionError
 
-from gateway.audit.search import AuditQuery, search
+from gateway.audit.search import AuditQuery, SearchResult, search
+from gateway.audit.stores import JournalStore
 from gateway.console.app import create_app
 from gateway.service import Gateway
 from tests.factories import access_event
@@ -147,3 +150,66 @@ async def test_the_overview_page_shows_the_journal_and_the_shipping_backlog(
     page = await client.get("/", follow_redirects=True)
     assert 'id="journal-last-seq">6<' in page.text  # five accesses and the sign-in
     assert 'id="shipping-backlog">未配置 (not configured)<' in page.text
+
+
+def failing_scan(error: Exception) -> Callable[..., Iterator[dict[str, Any]]]:
+    def scan(self: JournalStore, query: AuditQuery) -> Iterator[dict[str, Any]]:
+        raise error
+        yield {}  # a generator, lazy like the Elasticsearch store's: it fails on the first next()
+
+    return scan
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        TransportConnectionError("connection refused"),
+        sqlite3.OperationalError("database is locked"),
+    ],
+    ids=["elasticsearch-unreachable", "journal-sqlite-error"],
+)
+async def test_an_export_whose_store_fails_before_the_first_event_is_a_503_not_a_cut_csv(
+    client: httpx.AsyncClient,
+    gateway: Gateway,
+    credentials: Creds,
+    monkeypatch: pytest.MonkeyPatch,
+    error: Exception,
+) -> None:
+    monkeypatch.setattr(JournalStore, "scan", failing_scan(error))
+    response = await client.get("/api/admin/audit/export", auth=basic(credentials, "auditor"))
+    assert response.status_code == 503
+    assert response.json()["error"] == "store_unavailable"
+    assert "(search store unavailable)" in response.json()["message"]
+    assert ("auditor", "audit-export") not in staff_actions(gateway)
+
+
+async def test_an_export_with_no_match_is_the_header_line_and_is_recorded(
+    client: httpx.AsyncClient, gateway: Gateway, credentials: Creds
+) -> None:
+    response = await client.get(
+        "/api/admin/audit/export",
+        params={"department": "没有这个部门"},
+        auth=basic(credentials, "auditor"),
+    )
+    assert response.status_code == 200
+    assert len(list(csv.reader(io.StringIO(response.text.lstrip("\ufeff"))))) == 1
+    assert staff_actions(gateway) == [("auditor", "audit-export")]
+
+
+async def test_a_journal_sqlite_error_in_a_search_is_a_503_and_a_readable_page(
+    client: httpx.AsyncClient, credentials: Creds, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: JournalStore, query: AuditQuery) -> SearchResult:
+        raise sqlite3.DatabaseError("database disk image is malformed")
+
+    monkeypatch.setattr(JournalStore, "search", broken)
+    response = await client.get("/api/admin/audit/search", auth=basic(credentials, "auditor"))
+    assert response.status_code == 503
+    assert response.json()["error"] == "store_unavailable"
+    user, password = basic(credentials, "auditor")
+    await client.post("/login", data={"username": user, "password": password})
+    page = await client.get("/audit")
+    assert page.status_code == 200
+    assert "(the local audit journal cannot be read): database disk image is malformed" in (
+        page.text
+    )

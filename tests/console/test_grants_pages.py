@@ -211,3 +211,66 @@ async def test_when_explain_is_asked_a_malformed_question_then_400_says_why(
         "/api/admin/policy/explain", params=params, auth=auth(credentials, "admin")
     )
     assert response.status_code == 400 and problem in response.json()["message"]
+
+
+@pytest.mark.parametrize("path", ["/api/admin/grants", "/api/admin/applications"])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"offset": str(10**20)},
+        {"offset": "1000000001"},
+        {"offset": "-1"},
+        {"offset": "ten"},
+        {"limit": "0"},
+        {"limit": "1001"},
+        {"limit": "9" * 5000},
+    ],
+    ids=[
+        "offset-1e20",
+        "offset-past-1e9",
+        "offset-negative",
+        "offset-word",
+        "limit-0",
+        "limit-1001",
+        "limit-5000-digits",
+    ],
+)
+async def test_when_paging_is_out_of_bounds_then_400_says_the_bounds(
+    client: httpx.AsyncClient, credentials: Creds, path: str, params: dict[str, str]
+) -> None:
+    response = await client.get(path, params=params, auth=auth(credentials, "auditor"))
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "bad_request"
+    message = response.json()["message"]
+    assert "须为" in message and "must be a whole number" in message
+
+
+async def test_the_applications_list_pages_with_limit_and_offset(
+    client: httpx.AsyncClient, credentials: Creds
+) -> None:
+    admin = auth(credentials, "admin")
+    submitted = await client.post(
+        "/api/admin/applications",
+        json={
+            "kind": "share",
+            "applicant": "wj_officer",
+            "dataset": "medical_visits",
+            "fields": ["hospital", "visit_date"],
+            "purposes": ["public_health_monitoring"],
+            "valid_until": UNTIL,
+            "reason": "流感监测 (influenza surveillance)",
+        },
+        auth=admin,
+    )
+    assert submitted.status_code == 201, submitted.text
+    whole = (await client.get("/api/admin/applications", auth=admin)).json()["applications"]
+    assert len(whole) >= 2
+    ids = [a["id"] for a in whole]
+    first = await client.get("/api/admin/applications", params={"limit": "1"}, auth=admin)
+    assert [a["id"] for a in first.json()["applications"]] == ids[:1]
+    second = await client.get(
+        "/api/admin/applications", params={"limit": "1", "offset": "1"}, auth=admin
+    )
+    assert [a["id"] for a in second.json()["applications"]] == ids[1:2]
+    past = await client.get("/api/admin/applications", params={"offset": "1000000000"}, auth=admin)
+    assert past.status_code == 200 and past.json()["applications"] == []

@@ -1,0 +1,266 @@
+"""Staff sign-in: HTTP Basic off the event loop, audited and throttled; the sign-in form's limits."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from tempfile import SpooledTemporaryFile
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine, delete, update
+from starlette import formparsers
+
+from gateway.audit.search import AuditQuery, search
+from gateway.console import auth
+from gateway.console.app import create_app
+from gateway.identity import Principal, principals
+from gateway.service import Gateway
+
+Creds = dict[str, dict[str, Any]]
+
+
+@pytest.fixture
+async def client(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_app(gateway))
+    async with httpx.AsyncClient(transport=transport, base_url="http://console") as c:
+        yield c
+
+
+def basic(credentials: Creds, who: str) -> tuple[str, str]:
+    return credentials[who]["username"], credentials[who]["password"]
+
+
+def staff_logins(gateway: Gateway) -> list[tuple[str, str, str]]:
+    events = search(
+        gateway.settings.journal_path, AuditQuery(kind="staff", newest_first=False), gateway.hasher
+    ).events
+    return [(e["user"]["id"], e["event"]["action"], e["event"]["outcome"]) for e in events]
+
+
+async def test_a_basic_sign_in_hashes_the_password_off_the_event_loop(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def slow_verify(engine: Engine, username: str, password: str) -> Principal | None:
+        time.sleep(0.3)  # argon2 takes about this long here
+        return Principal(id="auditor", name="审计管理员", kind="staff", roles=("auditor",))
+
+    monkeypatch.setattr(auth, "verify_staff_password", slow_verify)
+    gaps: list[float] = []
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        last = time.perf_counter()
+        while not stop.is_set():
+            await asyncio.sleep(0.01)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    ticks = asyncio.create_task(ticker())
+    await asyncio.sleep(0.05)  # the ticker is running before the request comes
+    started = time.perf_counter()
+    response = await client.get("/api/admin/audit/search", auth=("auditor", "whatever"))
+    elapsed = time.perf_counter() - started
+    stop.set()
+    await ticks
+    assert response.status_code == 200, response.text
+    assert elapsed >= 0.3
+    assert max(gaps) < 0.1, f"the event loop stalled for {max(gaps) * 1000:.0f} ms"
+
+
+async def test_a_wrong_basic_password_is_refused_and_audited_as_a_failed_login(
+    client: httpx.AsyncClient, gateway: Gateway
+) -> None:
+    response = await client.get("/api/admin/grants", auth=("auditor", "wrong"))
+    assert response.status_code == 401
+    assert staff_logins(gateway) == [("auditor", "login", "failure")]
+
+
+async def test_an_address_that_fails_too_often_is_refused_without_a_password_check(
+    client: httpx.AsyncClient, gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checks: list[str] = []
+
+    def counting_verify(engine: Engine, username: str, password: str) -> Principal | None:
+        checks.append(username)
+        return None
+
+    monkeypatch.setattr(auth, "verify_staff_password", counting_verify)
+    for _ in range(auth.FAILURES_ALLOWED):
+        response = await client.get("/api/admin/grants", auth=("auditor", "guess"))
+        assert response.status_code == 401
+    refused = await client.get("/api/admin/grants", auth=("auditor", "guess"))
+    assert refused.status_code == 429
+    assert refused.json()["error"] == "too_many_attempts"
+    assert int(refused.headers["retry-after"]) > 0
+    form = await client.post("/login", data={"username": "auditor", "password": "guess"})
+    assert form.status_code == 429  # the form and HTTP Basic share one count
+    assert len(checks) == auth.FAILURES_ALLOWED
+    failures = [e for e in staff_logins(gateway) if e[2] == "failure"]
+    assert len(failures) == auth.FAILURES_ALLOWED
+
+
+def test_the_throttle_forgets_failures_once_the_window_has_passed() -> None:
+    now = [1000.0]
+    throttle = auth.SignInThrottle(failures=3, window=60, clock=lambda: now[0])
+    for _ in range(3):
+        assert throttle.retry_after("10.0.0.1") is None
+        throttle.failed("10.0.0.1")
+    assert throttle.retry_after("10.0.0.1") == 60
+    assert throttle.retry_after("10.0.0.2") is None
+    now[0] += 60
+    assert throttle.retry_after("10.0.0.1") is None
+
+
+def test_the_throttle_remembers_a_bounded_number_of_addresses() -> None:
+    throttle = auth.SignInThrottle(failures=2, window=60, tracked=100, clock=lambda: 0.0)
+    for n in range(1000):
+        throttle.failed(f"10.0.{n // 256}.{n % 256}")
+    assert len(throttle._seen) <= 100
+
+
+async def test_password_checks_past_the_bound_are_refused_as_busy(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def slow_verify(engine: Engine, username: str, password: str) -> Principal | None:
+        time.sleep(0.3)
+        return None
+
+    monkeypatch.setattr(auth, "verify_staff_password", slow_verify)
+    bound = auth.PASSWORD_WORKERS + auth.PASSWORD_WAITING
+    answers = await asyncio.gather(
+        *(client.get("/api/admin/grants", auth=(f"user{n}", "guess")) for n in range(bound + 3))
+    )
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses.count(503) >= 3
+    assert set(statuses) <= {401, 429, 503}
+
+
+async def signed_in(client: httpx.AsyncClient, credentials: Creds, who: str) -> None:
+    user, password = basic(credentials, who)
+    response = await client.post("/login", data={"username": user, "password": password})
+    assert response.status_code == 303
+
+
+def change_principal(gateway: Gateway, principal_id: str, **values: Any) -> None:
+    with gateway.engine.begin() as conn:
+        if values:
+            conn.execute(update(principals).where(principals.c.id == principal_id).values(**values))
+        else:
+            conn.execute(delete(principals).where(principals.c.id == principal_id))
+
+
+@pytest.mark.parametrize("change", [{"status": "suspended"}, {}], ids=["suspended", "deleted"])
+async def test_a_session_of_staff_since_suspended_or_deleted_is_refused_on_the_next_request(
+    client: httpx.AsyncClient, gateway: Gateway, credentials: Creds, change: dict[str, str]
+) -> None:
+    await signed_in(client, credentials, "admin")
+    assert (await client.get("/api/admin/grants")).status_code == 200
+    change_principal(gateway, "admin", **change)
+    response = await client.get("/api/admin/grants")
+    assert response.status_code == 401
+    assert response.json()["error"] == "unauthenticated"
+    page = await client.get("/grants")
+    assert page.status_code == 303 and page.headers["location"] == "/login"
+
+
+async def test_a_session_holds_the_roles_the_database_gives_now(
+    client: httpx.AsyncClient, gateway: Gateway, credentials: Creds
+) -> None:
+    await signed_in(client, credentials, "admin")
+    assert (await client.get("/api/admin/audit/search")).status_code == 403
+    change_principal(gateway, "admin", roles='["admin", "auditor"]')
+    assert (await client.get("/api/admin/audit/search")).status_code == 200
+    change_principal(gateway, "admin", roles="[]")
+    assert (await client.get("/api/admin/grants")).status_code == 403
+
+
+async def test_a_sign_in_form_sent_as_multipart_is_refused_before_any_part_is_spooled(
+    client: httpx.AsyncClient, gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spooled: list[object] = []
+
+    class Recording(SpooledTemporaryFile[bytes]):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            spooled.append(args)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(formparsers, "SpooledTemporaryFile", Recording)
+    response = await client.post(
+        "/login",
+        data={"username": "auditor", "password": "x"},
+        files={"filler": ("filler.bin", b"\0" * (2 * 1024 * 1024), "application/octet-stream")},
+    )
+    assert response.status_code in (400, 413, 415)
+    assert spooled == []
+    assert staff_logins(gateway) == []
+
+
+async def test_a_sign_in_form_of_other_types_is_refused_with_415(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post(
+        "/login", content=b'{"username": "auditor"}', headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 415
+
+
+async def test_a_sign_in_form_over_8_kib_is_refused_with_413_before_it_is_read(
+    client: httpx.AsyncClient, gateway: Gateway
+) -> None:
+    response = await client.post("/login", data={"username": "a" * 20_000, "password": "x"})
+    assert response.status_code == 413
+    assert staff_logins(gateway) == []
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted while read
+        yield b"username=auditor&password="
+        for _ in range(10):
+            yield b"x" * 1024
+
+    chunked = await client.post(
+        "/login",
+        content=chunks(),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert chunked.status_code == 413
+    assert staff_logins(gateway) == []
+
+
+async def test_a_sign_in_form_with_too_many_fields_is_refused_with_400(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post("/login", data={f"f{n}": "x" for n in range(50)})
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("username", "recorded"),
+    [
+        ("a" * 100_000, auth.INVALID_ACTOR),
+        ("my secret password!", auth.INVALID_ACTOR),
+        ("a" * 65, auth.INVALID_ACTOR),
+        ("a" * 64, "a" * 64),
+        ("nobody", "nobody"),
+    ],
+    ids=["100000-chars", "password-shaped", "65-chars", "64-chars", "id-shaped"],
+)
+async def test_a_failed_username_is_recorded_only_if_shaped_like_an_account_id(
+    client: httpx.AsyncClient, gateway: Gateway, username: str, recorded: str
+) -> None:
+    response = await client.get("/api/admin/grants", auth=(username, "wrong"))
+    assert response.status_code == 401
+    assert staff_logins(gateway) == [(recorded, "login", "failure")]
+    raw = gateway.settings.journal_path.read_bytes()
+    assert b"a" * 65 not in raw and b"my secret password" not in raw
+
+
+async def test_a_failed_form_username_is_recorded_in_at_most_64_characters(
+    client: httpx.AsyncClient, gateway: Gateway
+) -> None:
+    response = await client.post("/login", data={"username": "b" * 4000, "password": "x"})
+    assert response.status_code == 401
+    [(actor, _, outcome)] = staff_logins(gateway)
+    assert len(actor) <= 64 and outcome == "failure"
