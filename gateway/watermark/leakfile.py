@@ -15,10 +15,12 @@ import datetime
 import io
 import random
 import re
+import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+from xml.parsers import expat
 
 import ijson
 import orjson
@@ -29,6 +31,7 @@ __all__ = ["LeakError", "LeakTable", "read_leak"]
 
 Progress = Callable[[int], None]  # called with the number of bytes just read
 MAX_ROWS = 100_000
+MAX_COLUMNS = 256  # cells past this column are not read
 HEAD_SIZE = 1 << 16  # read first to tell the format
 MAX_HTTP_NESTING = 4  # a saved response inside a saved response, at most this deep
 _ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060]")
@@ -48,6 +51,7 @@ class LeakTable:
     total_rows: int = 0
     marks: set[int] = field(default_factory=set)  # zero-width payloads found in any cell
     responses: list[tuple[int, dict[str, str], bytes]] = field(default_factory=list)
+    partial: str | None = None  # why not all of the file was read, when it was not
 
     def column(self, index: int) -> list[Any]:
         return [row[index] if index < len(row) else None for row in self.rows]
@@ -61,6 +65,7 @@ class _Sink:
         self.rows: list[list[Any]] = []
         self.seen = 0
         self.marks: set[int] = set()
+        self.notes: list[str] = []  # what was left unread, for LeakTable.partial
         self._rng = random.Random(0x5EED)  # a fixed seed: the same file traces the same way
 
     def add(self, row: list[Any]) -> None:
@@ -74,6 +79,10 @@ class _Sink:
         at = self._rng.randrange(self.seen)
         if at < self.max_rows:
             self.rows[at] = row
+
+    def note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
 
 
 def read_leak(path: Path, max_rows: int = MAX_ROWS, progress: Progress | None = None) -> LeakTable:
@@ -314,27 +323,55 @@ def read_http_response(data: bytes, max_rows: int, *, nesting: int = 0) -> LeakT
 
 
 # -- XLSX --------------------------------------------------------------------------------------
+#
+# openpyxl finds the sheets, the date styles and the 1904 flag; the shared strings and the sheets
+# themselves are read here with expat, a chunk at a time, so that what a workbook declares (its
+# <dimension>, its row numbers, its column letters) never decides how much is held in memory.
+# Before anything is unpacked the archive's own directory is checked: every part's unpacked size
+# is bounded there (zipfile stops reading a part at the size its directory gives).
+
+MAX_XLSX_ROWS = 1_048_576  # rows read from one workbook at most: a full Excel sheet
+MAX_XLSX_EXPANDED = 1 << 30  # all parts of a workbook together, unpacked
+MAX_XLSX_PART = 64 << 20  # a part read whole (the shared strings, styles, the workbook), unpacked
+MAX_XLSX_RATIO = 100  # a part over XLSX_RATIO_FLOOR unpacks to at most this many times its size
+XLSX_RATIO_FLOOR = 16 << 20
+MAX_CELL_CHARS = 32_767  # Excel's own limit for the text of a cell
+_SHEET_PART = re.compile(r"xl/worksheets/[^/]+\.xml")
+_CHUNK = 1 << 16
 
 
 def _xlsx(source: Path | IO[bytes], max_rows: int, progress: Progress | None) -> LeakTable:
-    from openpyxl import load_workbook
-
     # A file object, not a path: openpyxl judges a path by its extension, and an upload has none.
     handle = source.open("rb") if isinstance(source, Path) else source
     try:
-        book = load_workbook(handle, read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl raises many kinds for a damaged workbook
+        try:
+            book = _Workbook(handle)
+        except LeakError:
+            raise
+        except Exception as exc:  # zipfile and openpyxl raise many kinds for a damaged workbook
+            raise LeakError(f"无法读取 XLSX (cannot read the workbook): {exc}") from None
+        with contextlib.closing(book.archive):
+            return _xlsx_table(book, max_rows, progress)
+    finally:
         handle.close()
-        raise LeakError(f"无法读取 XLSX (cannot read the workbook): {exc}") from None
+
+
+def _xlsx_table(book: _Workbook, max_rows: int, progress: Progress | None) -> LeakTable:
     sink = _Sink(max_rows)
     columns: list[str] = []
-    try:
-        for sheet in book.worksheets:
-            first = True
-            for values in sheet.iter_rows(values_only=True):
-                row = [_cell(v) for v in values]
-                if not any(v not in (None, "") for v in row):
-                    continue
+    read = 0
+    for name, part in book.sheets:
+        first = True
+        rows = _SheetRows(book, part, progress)
+        try:
+            for row in rows:
+                read += 1
+                if read > MAX_XLSX_ROWS:
+                    sink.note(
+                        f"只读取了前 {MAX_XLSX_ROWS:,} 行 (only the first {MAX_XLSX_ROWS:,} rows "
+                        "were read)"
+                    )
+                    break
                 if first:
                     first = False
                     texts = [str(v) if v is not None else "" for v in row]
@@ -344,11 +381,20 @@ def _xlsx(source: Path | IO[bytes], max_rows: int, progress: Progress | None) ->
                         columns = columns or texts
                         continue
                 sink.add(row)
-                if progress is not None and sink.seen % 1000 == 0:
-                    progress(0)
-    finally:
-        book.close()
-        handle.close()
+        except LeakError:
+            raise
+        except Exception as exc:  # expat, a shared string index out of range, ...
+            raise LeakError(
+                f"文件已损坏 (damaged file): 工作表 (sheet) {name} 第 {rows.at} 行附近"
+                f" (near row {rows.at}): {exc}"
+            ) from None
+        if rows.wide:
+            sink.note(
+                f"第 {MAX_COLUMNS} 列之后的单元格未读取 (cells past column {MAX_COLUMNS} were "
+                "not read)"
+            )
+        if read > MAX_XLSX_ROWS:
+            break
     if sink.seen == 0:
         raise LeakError("工作簿中没有数据行 (no rows of data in the workbook)")
     if not columns:
@@ -356,9 +402,307 @@ def _xlsx(source: Path | IO[bytes], max_rows: int, progress: Progress | None) ->
     return _table("xlsx", columns, sink)
 
 
+def _mib(size: int) -> str:
+    return f"{size / (1 << 20):,.0f} MiB"
+
+
+class _Workbook:
+    """The parts of a workbook tracing needs: its sheets, shared strings and date styles."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        from openpyxl.reader.excel import ExcelReader
+        from openpyxl.styles.stylesheet import apply_stylesheet
+        from openpyxl.xml.constants import SHARED_STRINGS
+
+        # ExcelReader is what load_workbook uses; its steps are called one by one here so that
+        # the parts it reads whole are checked first and the shared strings are not read by it.
+        reader = ExcelReader(handle, read_only=True, data_only=True, keep_links=False)
+        self.archive: zipfile.ZipFile = reader.archive
+        try:
+            _check_archive(self.archive)
+            reader.read_manifest()
+            _check_roles(self.archive, reader.package)
+            reader.read_workbook()
+            apply_stylesheet(self.archive, reader.wb)
+            self.epoch: datetime.datetime = reader.wb.epoch
+            self.date_styles: set[int] = set(reader.wb._date_formats)
+            self.timedelta_styles: set[int] = set(reader.wb._timedelta_formats)
+            strings = reader.package.find(SHARED_STRINGS)
+            self.strings = _shared_strings(self.archive, strings.PartName[1:]) if strings else []
+            self.sheets: list[tuple[str, str]] = [
+                (sheet.name, rel.target)
+                for sheet, rel in reader.parser.find_sheets()
+                if rel.target in reader.valid_files and "chartsheet" not in rel.Type
+            ]
+        except BaseException:
+            self.archive.close()
+            raise
+
+
+def _check_archive(archive: zipfile.ZipFile) -> None:
+    """Refuse a workbook whose parts unpack to more than tracing will hold or spend time on."""
+    infos = archive.infolist()
+    total = sum(info.file_size for info in infos)
+    if total > MAX_XLSX_EXPANDED:
+        raise LeakError(
+            f"XLSX 解压后共 {_mib(total)}，超过 {_mib(MAX_XLSX_EXPANDED)} 上限；请另存为 CSV 再溯源"
+            f" (the workbook unpacks to {_mib(total)}, over the {_mib(MAX_XLSX_EXPANDED)} limit;"
+            " save it as CSV and trace that)"
+        )
+    for info in infos:
+        size = info.file_size
+        if size > XLSX_RATIO_FLOOR and size > MAX_XLSX_RATIO * max(info.compress_size, 1):
+            ratio = size // max(info.compress_size, 1)
+            raise LeakError(
+                f"XLSX 部件 {info.filename} 解压后 {_mib(size)}，是压缩大小的 {ratio:,} 倍，"
+                f"疑似压缩炸弹，拒绝读取 (the workbook part {info.filename} unpacks to"
+                f" {_mib(size)}, {ratio:,} times its packed size: refused as a likely ZIP bomb)"
+            )
+        if not _SHEET_PART.fullmatch(info.filename):
+            _check_part_size(info)
+
+
+def _check_roles(archive: zipfile.ZipFile, package: Any) -> None:
+    """A part the manifest gives another role than worksheet is read whole, wherever it is."""
+    for override in package.Override:
+        name = override.PartName.lstrip("/")
+        if override.ContentType.endswith(".worksheet+xml"):
+            continue
+        with contextlib.suppress(KeyError):  # a part the manifest names but the archive lacks
+            _check_part_size(archive.getinfo(name))
+
+
+def _check_part_size(info: zipfile.ZipInfo) -> None:
+    if info.file_size > MAX_XLSX_PART:
+        raise LeakError(
+            f"XLSX 部件 {info.filename} 解压后 {_mib(info.file_size)}，超过整体读取的"
+            f" {_mib(MAX_XLSX_PART)} 上限；请另存为 CSV 再溯源 (the workbook part"
+            f" {info.filename} unpacks to {_mib(info.file_size)}, over the"
+            f" {_mib(MAX_XLSX_PART)} limit for a part read whole; save it as CSV and trace that)"
+        )
+
+
+def _expat(
+    start: Callable[[str, dict[str, str]], None],
+    end: Callable[[str], None],
+    text: Callable[[str], None],
+) -> Any:
+    """An expat parser reporting local names (no namespaces), refusing DTDs and entities."""
+    parser = expat.ParserCreate(namespace_separator=" ")
+    parser.buffer_text = True
+    parser.StartElementHandler = lambda name, attrs: start(name[name.rfind(" ") + 1 :], attrs)
+    parser.EndElementHandler = lambda name: end(name[name.rfind(" ") + 1 :])
+    parser.CharacterDataHandler = text
+    parser.StartDoctypeDeclHandler = _no_doctype
+    parser.EntityDeclHandler = _no_doctype
+    return parser
+
+
+def _no_doctype(*_: Any) -> None:
+    raise LeakError("文件已损坏 (damaged file): XLSX 部件含 DTD (a workbook part declares a DTD)")
+
+
+def _shared_strings(archive: zipfile.ZipFile, name: str) -> list[str]:
+    """The shared strings table: the text of each <si>, its phonetic runs left out."""
+    strings: list[str] = []
+    parts: list[str] = []
+    state = {"si": False, "t": False, "rph": 0, "chars": 0}
+
+    def start(tag: str, attrs: dict[str, str]) -> None:
+        if tag == "si":
+            state.update(si=True, chars=0)
+            parts.clear()
+        elif tag == "rPh":
+            state["rph"] += 1
+        elif tag == "t" and state["si"] and not state["rph"]:
+            state["t"] = True
+
+    def end(tag: str) -> None:
+        if tag == "si":
+            strings.append("".join(parts).replace("x005F_", ""))  # as openpyxl does
+            state["si"] = False
+        elif tag == "rPh":
+            state["rph"] -= 1
+        elif tag == "t":
+            state["t"] = False
+
+    def text(data: str) -> None:
+        if state["t"] and state["chars"] < MAX_CELL_CHARS:
+            parts.append(data[: MAX_CELL_CHARS - state["chars"]])
+            state["chars"] += len(data)
+
+    parser = _expat(start, end, text)
+    with archive.open(name) as src:
+        while chunk := src.read(_CHUNK):
+            parser.Parse(chunk, False)
+        parser.Parse(b"", True)
+    return strings
+
+
+class _SheetRows:
+    """The rows of one worksheet that hold a value, cells placed by their column letters.
+
+    Rows are read as they come, so a gap in row numbers costs nothing; a row is only as wide as
+    its last cell with a value, and cells past MAX_COLUMNS are left out (`wide` says so)."""
+
+    def __init__(self, book: _Workbook, part: str, progress: Progress | None) -> None:
+        self.book = book
+        self.part = part
+        self.progress = progress
+        self.at = 0  # the number of the row being read, for messages
+        self.wide = False
+        self._done: list[list[Any]] = []
+        self._cells: dict[int, Any] | None = None
+        self._col = 0
+        self._kind = ""
+        self._style = ""
+        self._in_cell = False
+        self._in_data = False
+        self._text: list[str] = []
+        self._chars = 0
+        self._collect = False
+        self._inline = False
+        self._rph = 0
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        info = self.book.archive.getinfo(self.part)
+        parser = _expat(self._start, self._end, self._chars_of)
+        with self.book.archive.open(self.part) as src:
+            while chunk := src.read(_CHUNK):
+                parser.Parse(chunk, False)
+                if self.progress is not None and info.file_size:
+                    self.progress(len(chunk) * info.compress_size // info.file_size)
+                yield from self._take()
+            parser.Parse(b"", True)
+        yield from self._take()
+
+    def _take(self) -> list[list[Any]]:
+        done, self._done = self._done, []
+        return done
+
+    def _start(self, tag: str, attrs: dict[str, str]) -> None:
+        if tag == "sheetData":
+            self._in_data = True
+        elif not self._in_data:
+            return
+        elif tag == "row":
+            number = attrs.get("r", "")
+            self.at = int(number) if number.isdigit() else self.at + 1
+            self._cells = {}
+            self._col = 0
+        elif tag == "c" and self._cells is not None:
+            ref = attrs.get("r")
+            col = _column(ref) if ref else 0
+            self._col = col if col > 0 else self._col + 1
+            self._kind = attrs.get("t", "n")
+            self._style = attrs.get("s", "")
+            self._in_cell = True
+            self._inline = False
+            self._rph = 0
+            self._text = []
+            self._chars = 0
+        elif not self._in_cell:
+            return
+        elif tag == "v":
+            self._collect = True
+        elif tag == "is":
+            self._inline = True
+        elif tag == "rPh":
+            self._rph += 1
+        elif tag == "t" and self._inline and not self._rph:
+            self._collect = True
+
+    def _end(self, tag: str) -> None:
+        if tag in ("v", "t"):
+            self._collect = False
+        elif tag == "rPh":
+            self._rph -= 1
+        elif tag == "c" and self._in_cell:
+            self._in_cell = False
+            self._collect = False
+            if self._cells is None:
+                return
+            value = self._value()
+            if value is None or value == "":
+                return
+            if self._col > MAX_COLUMNS:
+                self.wide = True
+                return
+            self._cells[self._col] = _cell(value)
+        elif tag == "row" and self._cells is not None:
+            cells, self._cells = self._cells, None
+            if cells:
+                row: list[Any] = [None] * max(cells)
+                for col, value in cells.items():
+                    row[col - 1] = value
+                self._done.append(row)
+        elif tag == "sheetData":
+            self._in_data = False
+
+    def _chars_of(self, data: str) -> None:
+        if self._collect and self._chars < MAX_CELL_CHARS:
+            self._text.append(data[: MAX_CELL_CHARS - self._chars])
+            self._chars += len(data)
+
+    def _value(self) -> Any:
+        """The cell's value as openpyxl gives it with data_only: the cached result of a formula."""
+        from openpyxl.utils.datetime import from_excel, from_ISO8601
+
+        text = "".join(self._text)
+        kind = self._kind
+        if kind == "inlineStr":
+            return text
+        if not text:
+            return None
+        if kind == "s":
+            return self.book.strings[int(text)]
+        if kind == "b":
+            return text.strip() not in ("0", "false", "")
+        if kind in ("str", "e"):
+            return text
+        if kind == "d":
+            try:
+                return from_ISO8601(text)
+            except ValueError:
+                return text
+        try:
+            number: int | float = (
+                float(text) if "." in text or "e" in text or "E" in text else int(text)
+            )
+        except ValueError:
+            return text
+        style = int(self._style) if self._style.isdigit() else -1
+        if style in self.book.date_styles:
+            try:
+                return from_excel(
+                    number, self.book.epoch, timedelta=style in self.book.timedelta_styles
+                )
+            except (OverflowError, ValueError):
+                return number
+        return number
+
+
+def _column(ref: str) -> int:
+    """The column number of a cell reference (A1 → 1, XFD1 → 16384); 0 when it names none."""
+    n = 0
+    for ch in ref:
+        code = ord(ch) | 0x20  # lower case
+        if not 0x61 <= code <= 0x7A:
+            break
+        n = n * 26 + code - 0x60
+        if n > MAX_COLUMNS:
+            return MAX_COLUMNS + 1  # past the columns read, however far
+    return n
+
+
 def _table(fmt: str, columns: list[str], sink: _Sink) -> LeakTable:
     return LeakTable(
-        format=fmt, columns=columns, rows=sink.rows, total_rows=sink.seen, marks=sink.marks
+        format=fmt,
+        columns=columns,
+        rows=sink.rows,
+        total_rows=sink.seen,
+        marks=sink.marks,
+        partial="；".join(sink.notes) or None,
     )
 
 

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import io
+import time
+import tracemalloc
+import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import orjson
 import pytest
 
 from bench.leaks import write
+from gateway.watermark import leakfile
 from gateway.watermark.leakfile import HEAD_SIZE, LeakError, read_leak, read_leak_bytes_stream
 
 RECORDS = [
@@ -147,3 +152,166 @@ def test_a_large_ndjson_file_is_never_read_whole_into_memory() -> None:
     small = orjson.dumps({"record_id": "P00000001", "name": "张三"})
     one = read_leak_bytes_stream(io.BytesIO(small), small, 100)
     assert one.format == "json" and one.rows == [["P00000001", "张三"]]
+
+
+# -- workbooks built part by part, to say exactly what their XML declares ----------------------
+
+_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+_REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+_SHEET_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"
+_STRINGS_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"
+
+
+def workbook(
+    rows: str,
+    strings: Sequence[str] | bytes = (),
+    *,
+    dimension: str = "A1:D4",
+    strings_part: str = "xl/sharedStrings.xml",
+    cut_sheet: int | None = None,
+) -> bytes:
+    """An XLSX whose one sheet holds `rows` (<row> elements) and whose shared strings are `strings`."""
+    sheet = (
+        f'<worksheet xmlns="{_MAIN}"><dimension ref="{dimension}"/><sheetData>{rows}'
+        "</sheetData></worksheet>"
+    ).encode()
+    if cut_sheet is not None:
+        sheet = sheet[:cut_sheet]
+    if isinstance(strings, bytes):
+        table = strings
+    else:
+        items = "".join(f"<si><t>{s}</t></si>" for s in strings)
+        table = f'<sst xmlns="{_MAIN}" count="{len(strings)}">{items}</sst>'.encode()
+    parts = {
+        "[Content_Types].xml": (
+            '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+            '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.'
+            'relationships+xml"/><Default Extension="xml" ContentType="application/xml"/>'
+            '<Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-'
+            'officedocument.spreadsheetml.sheet.main+xml"/>'
+            f'<Override PartName="/xl/worksheets/sheet1.xml" ContentType="{_SHEET_TYPE}"/>'
+            f'<Override PartName="/{strings_part}" ContentType="{_STRINGS_TYPE}"/></Types>'
+        ).encode(),
+        "_rels/.rels": (
+            '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+            f'<Relationship Id="rId1" Type="{_REL}/officeDocument" Target="xl/workbook.xml"/>'
+            "</Relationships>"
+        ).encode(),
+        "xl/workbook.xml": (
+            f'<workbook xmlns="{_MAIN}" xmlns:r="{_REL}"><sheets>'
+            '<sheet name="Sheet1" sheetId="1" r:id="rId1"/></sheets></workbook>'
+        ).encode(),
+        "xl/_rels/workbook.xml.rels": (
+            '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+            f'<Relationship Id="rId1" Type="{_REL}/worksheet" Target="worksheets/sheet1.xml"/>'
+            "</Relationships>"
+        ).encode(),
+        "xl/worksheets/sheet1.xml": sheet,
+        strings_part: table,
+    }
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in parts.items():
+            z.writestr(name, data)
+    return out.getvalue()
+
+
+def people(n: int, *, far: str = "") -> str:
+    """A header row and `n` records in shared strings 0-3 and numbers; `far` appended to each row."""
+    head = '<row r="1">' + "".join(f'<c r="{c}1" t="s"><v>{i}</v></c>' for i, c in enumerate("ABC"))
+    body = "".join(
+        f'<row r="{i + 2}"><c r="A{i + 2}" t="inlineStr"><is><t>P{i:08d}</t></is></c>'
+        f'<c r="B{i + 2}" t="s"><v>3</v></c><c r="C{i + 2}"><v>{i}.5</v></c>{far}</row>'
+        for i in range(n)
+    )
+    return head + far + "</row>" + body
+
+
+HEADER = ["record_id", "name", "cost", "王五"]
+
+
+def test_a_workbook_declaring_the_largest_sheet_reads_rows_of_their_real_width(
+    tmp_path: Path,
+) -> None:
+    # A <dimension> of A1:XFD1048576 made every row 16,384 cells wide (392 MB, 10.6 s).
+    path = tmp_path / "leak.xlsx"
+    path.write_bytes(workbook(people(3000), HEADER, dimension="A1:XFD1048576"))
+    assert path.stat().st_size < 64 << 10
+    read_leak(path)  # openpyxl imported and warm
+    started = time.perf_counter()
+    table = read_leak(path)
+    assert time.perf_counter() - started < 1.0
+    assert table.columns == ["record_id", "name", "cost"] and table.partial is None
+    assert table.total_rows == 3000 and {len(row) for row in table.rows} == {3}
+    assert table.rows[7] == ["P00000007", "王五", 7.5]
+
+
+@pytest.mark.parametrize(
+    ("rows", "total"),
+    [
+        (people(20) + '<row r="1048576"><c r="XFD1048576" t="s"><v>3</v></c></row>', 20),
+        (people(3000, far='<c r="XFD9" t="s"><v>3</v></c>'), 3000),
+    ],
+    ids=["one cell at XFD1048576", "a cell at XFD in every row"],
+)
+def test_cells_at_the_far_end_of_the_sheet_cost_nothing(
+    tmp_path: Path, rows: str, total: int
+) -> None:
+    path = tmp_path / "leak.xlsx"
+    path.write_bytes(workbook(rows, HEADER, dimension="A1:XFD1048576"))
+    read_leak(path)
+    started = time.perf_counter()
+    table = read_leak(path)
+    assert time.perf_counter() - started < 1.0
+    assert table.total_rows == total and {len(row) for row in table.rows} == {3}
+    assert table.partial is not None and "past column 256" in table.partial
+
+
+def test_a_zip_bomb_in_the_shared_strings_is_refused_before_it_is_unpacked(
+    tmp_path: Path,
+) -> None:
+    bomb = f'<sst xmlns="{_MAIN}"><si><t>'.encode() + b"A" * (40 << 20) + b"</t></si></sst>"
+    path = tmp_path / "leak.xlsx"
+    path.write_bytes(workbook(people(3), bomb))
+    assert path.stat().st_size < 1 << 20
+    tracemalloc.start()
+    try:
+        with pytest.raises(LeakError, match="ZIP bomb"):
+            read_leak(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20
+
+
+@pytest.mark.parametrize("strings_part", ["xl/sharedStrings.xml", "xl/worksheets/strings.xml"])
+def test_a_part_read_whole_is_bounded_wherever_it_lies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, strings_part: str
+) -> None:
+    monkeypatch.setattr(leakfile, "MAX_XLSX_PART", 4096)
+    path = tmp_path / "leak.xlsx"
+    path.write_bytes(
+        workbook(people(3), [*HEADER, *(f"地址{i}" for i in range(500))], strings_part=strings_part)
+    )
+    with pytest.raises(LeakError, match="save it as CSV"):
+        read_leak(path)
+    # The sheets themselves are streamed: a sheet larger than that is read.
+    path.write_bytes(workbook(people(300), HEADER))
+    assert read_leak(path).total_rows == 300
+
+
+def test_shared_strings_are_read_as_excel_shows_them(tmp_path: Path) -> None:
+    rich = (
+        f'<sst xmlns="{_MAIN}"><si><t>record_id</t></si><si><t>name</t></si><si><t>cost</t></si>'
+        "<si><r><rPr><b/></rPr><t>王</t></r><r><t>五</t></r><rPh><t>wang wu</t></rPh></si></sst>"
+    ).encode()
+    path = tmp_path / "leak.xlsx"
+    path.write_bytes(workbook(people(2), rich))
+    assert read_leak(path).rows == [["P00000000", "王五", 0.5], ["P00000001", "王五", 1.5]]
+
+
+def test_a_workbook_cut_off_inside_a_sheet_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "leak.xlsx"
+    path.write_bytes(workbook(people(200), HEADER, cut_sheet=9000))
+    with pytest.raises(LeakError, match=r"damaged file.*Sheet1"):
+        read_leak(path)
