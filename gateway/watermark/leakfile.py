@@ -117,11 +117,11 @@ def read_leak_bytes_stream(
     if text_head.startswith("HTTP/"):
         return read_http_response(stream.read(), max_rows, nesting=nesting)
     if text_head[:1] in ("[", "{"):
-        try:
-            return _json(stream, text_head, max_rows)
-        except LeakError:
-            stream.seek(0)
-            return _ndjson(stream, encoding, max_rows)
+        table = _json(stream, text_head, max_rows)
+        if table is not None:
+            return table
+        stream.seek(0)
+        return _ndjson(stream, encoding, max_rows)
     return _delimited(stream, encoding, text_head, max_rows)
 
 
@@ -142,20 +142,37 @@ def _encoding(head: bytes) -> str:
 
 # -- JSON and NDJSON ---------------------------------------------------------------------------
 
+MAX_JSON_DEPTH = 64  # containers inside one another, envelope included
+MAX_LINE = 4 << 20  # characters in an NDJSON line; a longer line is skipped, not held
+_ARRAY = object()  # in a JSON trail: an array (an object's place holds its current key)
+
+
+class _BadValue(LeakError):
+    """A value tracing cannot hold as a cell (nested past orjson's limit)."""
+
 
 class _Columns:
     """Column names in order of first appearance, for records that are JSON objects."""
 
-    def __init__(self) -> None:
+    def __init__(self, sink: _Sink) -> None:
         self.names: dict[str, int] = {}
+        self.sink = sink
 
     def row(self, record: dict[str, Any]) -> list[Any]:
         for name in record:
             if name not in self.names:
+                if len(self.names) >= MAX_COLUMNS:
+                    self.sink.note(
+                        f"第 {MAX_COLUMNS} 个字段之后的字段未读取 (fields past the first"
+                        f" {MAX_COLUMNS} names were not read)"
+                    )
+                    continue
                 self.names[name] = len(self.names)
         out: list[Any] = [None] * len(self.names)
         for name, value in record.items():
-            out[self.names[name]] = _cell(value)
+            at = self.names.get(name)
+            if at is not None:
+                out[at] = _cell(value)
         return out
 
 
@@ -164,64 +181,197 @@ def _cell(value: Any) -> Any:
         return value
     if isinstance(value, datetime.datetime | datetime.date):
         return value.isoformat()
-    return orjson.dumps(value, default=str).decode()
+    try:
+        return orjson.dumps(value, default=str).decode()
+    except TypeError as exc:  # orjson: "Recursion limit reached"
+        raise _BadValue(
+            f"文件已损坏 (damaged file): 值嵌套过深 (a value nested too deeply): {exc}"
+        ) from None
 
 
-def _json(stream: IO[bytes], head: str, max_rows: int) -> LeakTable:
-    sink, columns = _Sink(max_rows), _Columns()
+def _json(stream: IO[bytes], head: str, max_rows: int) -> LeakTable | None:
+    """The records of one JSON document: an array, or an export's envelope around one.
+
+    None when the content is not one JSON document: the caller reads it as NDJSON. A document
+    that breaks off after some records keeps them, and the table says it is partial."""
+    sink = _Sink(max_rows)
+    columns = _Columns(sink)
     start = stream.tell()
+    # Each path tried is a pass over the file: an array is read once, an object at most once per
+    # envelope name. Concatenated arrays are read as one; concatenated objects are NDJSON.
+    array = head.startswith("[")
+    paths: tuple[tuple[str, ...], ...] = ((),) if array else (("records",), ("data",), ("rows",))
     found = False
-    # Each prefix tried is a pass over the file: an array is read once, an object at most
-    # once per envelope name.
-    prefixes = ("item",) if head.startswith("[") else ("records.item", "data.item", "rows.item")
-    for prefix in prefixes:
+    for path in paths:
         stream.seek(start)
         try:
-            for item in ijson.items(stream, prefix, use_float=True):
+            for item in _json_items(stream, path, multiple=array):
                 found = True
                 if isinstance(item, dict):
                     sink.add(columns.row(item))
         except ijson.JSONError as exc:
-            if found:
-                raise LeakError(f"JSON 不完整 (JSON incomplete): {exc}") from None
-            break
+            if sink.seen == 0:
+                if found:
+                    return None
+                break
+            sink.note(_broken_off(exc, sink.seen))
         if found:
             break
-    if not found:
-        stream.seek(start)
-        # One record as a whole document: only when the file is no bigger than the head
-        # already read. A larger file is not read whole into memory here; it is most likely
-        # NDJSON, which the caller reads line by line when this fails.
-        data = stream.read(HEAD_SIZE + 1)
-        if len(data) > HEAD_SIZE:
-            raise LeakError("不是单个 JSON 文档 (not a single JSON document)")
-        try:
-            document = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise LeakError(f"不是合法 JSON (not valid JSON): {exc}") from None
-        if not isinstance(document, dict):
-            raise LeakError("JSON 中没有记录 (no records in the JSON)")
-        sink.add(columns.row(document))
+    if found:
+        if sink.seen == 0:
+            return None
+        return _table("json", list(columns.names), sink)
+    stream.seek(start)
+    # One record as a whole document: only when the file is no bigger than the head already
+    # read. A larger file is not read whole into memory here; it is most likely NDJSON, which
+    # the caller reads line by line.
+    data = stream.read(HEAD_SIZE + 1)
+    if len(data) > HEAD_SIZE:
+        return None
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(document, dict):
+        raise LeakError("JSON 中没有记录 (no records in the JSON)")
+    sink.add(columns.row(document))
     return _table("json", list(columns.names), sink)
 
 
+def _broken_off(exc: ijson.JSONError, records: int) -> str:
+    if "premature EOF" in str(exc):
+        return (
+            f"JSON 在第 {records:,} 条记录之后中断，已读取这 {records:,} 条 (the JSON breaks off"
+            f" after record {records:,}; those {records:,} were read)"
+        )
+    return (
+        f"JSON 在第 {records:,} 条记录之后无效，已读取此前的 {records:,} 条 (the JSON is not"
+        f" valid after record {records:,}; the {records:,} before it were read)"
+    )
+
+
+def _json_items(stream: IO[bytes], path: tuple[str, ...], *, multiple: bool) -> Iterator[Any]:
+    """The values in the array at `path` (keys of the objects around it; () for the top level).
+
+    Built here from ijson's events rather than by ijson.items, which keeps a path string for
+    every level and so needs memory quadratic in the nesting (23 GB for 100,000 levels): nesting
+    past MAX_JSON_DEPTH is refused as soon as it is met."""
+    target: list[object] = [*path, _ARRAY]
+    trail: list[object] = []  # the containers above the items
+    at_items = False
+    # The item being built: the innermost open container, whether it is a list, the key being
+    # filled when it is an object; the outer ones wait on `stack`.
+    top: Any = None
+    is_list = False
+    key: Any = None
+    stack: list[tuple[Any, bool, Any]] = []
+    room = MAX_JSON_DEPTH
+    for event, value in ijson.basic_parse(stream, use_float=True, multiple_values=multiple):
+        if top is not None:
+            if event == "map_key":
+                key = value
+            elif event in _SCALAR_EVENTS:
+                if is_list:
+                    top.append(value)
+                else:
+                    top[key] = value
+            elif event == "start_map" or event == "start_array":
+                child: Any = {} if event == "start_map" else []
+                if is_list:
+                    top.append(child)
+                else:
+                    top[key] = child
+                if len(stack) >= room:
+                    raise _too_deep()
+                stack.append((top, is_list, key))
+                top, is_list, key = child, event == "start_array", None
+            elif stack:  # the end of a container inside the item
+                top, is_list, key = stack.pop()
+            else:  # the end of the item
+                yield top
+                top = None
+            continue
+        if at_items:
+            if event == "start_map" or event == "start_array":
+                top, is_list, key = (
+                    ({} if event == "start_map" else []),
+                    event == "start_array",
+                    None,
+                )
+                room = MAX_JSON_DEPTH - len(trail) - 1
+                if room < 0:
+                    raise _too_deep()
+                continue
+            if event != "end_array":
+                yield value
+                continue
+        if event == "map_key":
+            trail[-1] = value
+        elif event == "start_map":
+            trail.append(None)
+        elif event == "start_array":
+            trail.append(_ARRAY)
+        elif event == "end_map" or event == "end_array":
+            trail.pop()
+        if len(trail) > MAX_JSON_DEPTH:
+            raise _too_deep()
+        at_items = trail == target
+
+
+_SCALAR_EVENTS = frozenset(("null", "boolean", "integer", "double", "number", "string"))
+
+
+def _too_deep() -> LeakError:
+    return LeakError(
+        f"文件已损坏 (damaged file): JSON 嵌套超过 {MAX_JSON_DEPTH} 层 (JSON nested more than"
+        f" {MAX_JSON_DEPTH} levels deep)"
+    )
+
+
 def _ndjson(stream: IO[bytes], encoding: str, max_rows: int) -> LeakTable:
-    sink, columns = _Sink(max_rows), _Columns()
-    bad = 0
-    for line in io.TextIOWrapper(stream, encoding=encoding, errors="replace", newline=None):
+    sink = _Sink(max_rows)
+    columns = _Columns(sink)
+    bad = long = 0
+    for line in _lines(stream, encoding):
+        if line is None:
+            long += 1
+            continue
         line = line.strip()
         if not line:
             continue
         try:
             record = orjson.loads(line)
-        except orjson.JSONDecodeError:
+            if isinstance(record, dict):
+                sink.add(columns.row(record))
+        except (orjson.JSONDecodeError, _BadValue):
             bad += 1
-            continue
-        if isinstance(record, dict):
-            sink.add(columns.row(record))
+    skipped = ""
+    if long:
+        skipped = (
+            f"跳过了 {long:,} 个超过 {MAX_LINE:,} 字符的行 (skipped {long:,} lines longer than"
+            f" {MAX_LINE:,} characters)"
+        )
+        sink.note(skipped)
+    if bad:
+        sink.note(f"跳过了 {bad:,} 行无效 JSON (skipped {bad:,} lines that are not valid JSON)")
     if sink.seen == 0:
-        raise LeakError("不是 JSON 或 NDJSON (neither JSON nor NDJSON)")
+        raise LeakError(
+            "不是 JSON 或 NDJSON (neither JSON nor NDJSON)" + (f"；{skipped}" if skipped else "")
+        )
     return _table("ndjson", list(columns.names), sink)
+
+
+def _lines(stream: IO[bytes], encoding: str) -> Iterator[str | None]:
+    """Lines of text shorter than MAX_LINE characters; None for a longer one, skipped unheld."""
+    text = io.TextIOWrapper(stream, encoding=encoding, errors="replace", newline=None)
+    while line := text.readline(MAX_LINE):
+        if len(line) < MAX_LINE or line.endswith("\n"):
+            yield line
+            continue
+        line = ""  # not held while the rest of it is skipped
+        while (rest := text.readline(_CHUNK)) and not rest.endswith("\n"):
+            pass
+        yield None
 
 
 # -- CSV and plain text ------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import io
 import time
 import tracemalloc
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import orjson
@@ -315,3 +315,79 @@ def test_a_workbook_cut_off_inside_a_sheet_is_a_clear_error(tmp_path: Path) -> N
     path.write_bytes(workbook(people(200), HEADER, cut_sheet=9000))
     with pytest.raises(LeakError, match=r"damaged file.*Sheet1"):
         read_leak(path)
+
+
+# -- JSON cut off, NDJSON with lines past the limit, nesting past the limit --------------------
+
+
+def export(n: int) -> bytes:
+    """The gateway's own JSON export: one line, an envelope around the records."""
+    records = [
+        {
+            "record_id": f"P{i:08d}",
+            "name": "王五",
+            "address": f"北京市朝阳区望京西路{i}号",
+            "notes": "x" * 1000,
+        }
+        for i in range(n)
+    ]
+    return orjson.dumps({"dataset": "population", "records": records})
+
+
+def peak_of(read: Callable[[], object]) -> tuple[object, int]:
+    tracemalloc.start()
+    try:
+        out = read()
+        return out, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("cut", ["mid-record", "two bytes short"])
+def test_an_export_cut_off_keeps_the_records_before_the_cut(cut: str) -> None:
+    data = export(3000)
+    last = data.rindex(b'{"record_id"')
+    data = data[: last + 600] if cut == "mid-record" else data[:-2]
+    table, peak = peak_of(lambda: read_leak_bytes_stream(io.BytesIO(data), data[:HEAD_SIZE], 100))
+    assert isinstance(table, leakfile.LeakTable)
+    assert table.format == "json" and table.total_rows >= 2999 and len(table.rows) == 100
+    assert table.partial is not None and f"after record {table.total_rows:,}" in table.partial
+    # Read as it streams: never the whole file (3.3 MB) at once.
+    assert peak < len(data) // 4
+
+
+def test_ndjson_lines_past_the_limit_are_skipped_without_being_held(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(leakfile, "MAX_LINE", 1 << 16)
+    data = (
+        b'{"record_id": "P00000001"}\n'
+        + b'{"record_id": "P00000002", "notes": "'
+        + b"x" * (8 << 20)
+        + b'"}\n'
+        + b'{"record_id": "P00000003"}\n{"record_id": \n'
+    )
+    table, peak = peak_of(lambda: read_leak_bytes_stream(io.BytesIO(data), data[:HEAD_SIZE], 100))
+    assert isinstance(table, leakfile.LeakTable)
+    assert table.format == "ndjson" and table.rows == [["P00000001"], ["P00000003"]]
+    assert table.partial is not None
+    assert "skipped 1 lines longer than 65,536 characters" in table.partial
+    assert "skipped 1 lines that are not valid JSON" in table.partial
+    assert peak < 1 << 20
+    # A file with no line short enough says why nothing was read.
+    one = b'{"meta": "' + b"x" * (1 << 20)
+    with pytest.raises(LeakError, match=r"neither JSON nor NDJSON.*skipped 1 lines longer"):
+        read_leak_bytes_stream(io.BytesIO(one), one[:HEAD_SIZE], 100)
+
+
+def test_json_nested_past_the_limit_is_refused_as_soon_as_it_is_met() -> None:
+    # ijson.items keeps a path string per level: 100,000 levels took 23 GB before it was killed.
+    deep = b'[{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}]"
+    started = time.perf_counter()
+    with pytest.raises(LeakError, match="nested more than 64 levels"):
+        peak_of(lambda: read_leak_bytes_stream(io.BytesIO(deep), deep[:HEAD_SIZE], 100))
+    assert time.perf_counter() - started < 1.0
+    # Nesting within the limit is one cell, as JSON text.
+    fine = b'[{"record_id": "P00000001", "a": {"b": [1, {"c": 2}]}}]'
+    table = read_leak_bytes_stream(io.BytesIO(fine), fine, 100)
+    assert table.rows == [["P00000001", '{"b":[1,{"c":2}]}']]
