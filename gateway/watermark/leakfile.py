@@ -9,6 +9,7 @@ their content. Memory stays bounded: past `max_rows` a uniform sample of rows is
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import datetime
@@ -33,6 +34,7 @@ Progress = Callable[[int], None]  # called with the number of bytes just read
 MAX_ROWS = 100_000
 MAX_COLUMNS = 256  # cells past this column are not read
 HEAD_SIZE = 1 << 16  # read first to tell the format
+_CHUNK = 1 << 16  # read at a time where the reading is done here
 MAX_HTTP_NESTING = 4  # a saved response inside a saved response, at most this deep
 _ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060]")
 _DIGIT_RUN = re.compile(r"\d{3}")  # P00000001 is a record key, not a column name
@@ -115,9 +117,16 @@ def read_leak_bytes_stream(
     encoding = _encoding(head)
     text_head = head.decode(encoding, errors="replace").lstrip("\ufeff").lstrip()
     if text_head.startswith("HTTP/"):
-        return read_http_response(stream.read(), max_rows, nesting=nesting)
+        data = stream.read()
+        if encoding in _WIDE:
+            data = data.decode(encoding, errors="replace").encode()
+        return read_http_response(data, max_rows, nesting=nesting)
     if text_head[:1] in ("[", "{"):
-        table = _json(stream, text_head, max_rows)
+        # ijson reads UTF-8 only: any other encoding, or a BOM, is read through a transcoder.
+        plain = encoding == "utf-8-sig" and not head.startswith(codecs.BOM_UTF8)
+        table = _json(
+            stream if plain else io.BufferedReader(_Utf8(stream, encoding)), text_head, max_rows
+        )
         if table is not None:
             return table
         stream.seek(0)
@@ -125,8 +134,25 @@ def read_leak_bytes_stream(
     return _delimited(stream, encoding, text_head, max_rows)
 
 
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),  # before UTF-16's, which it begins with
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+_WIDE = ("utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be")
+
+
 def _encoding(head: bytes) -> str:
-    """UTF-8 (with or without a BOM), else GB18030, which Chinese spreadsheet exports use."""
+    """The BOM's encoding; UTF-16 or UTF-32 without one, told by where the NULs fall (Excel's
+    "Unicode Text" is UTF-16); UTF-8; else GB18030, which Chinese spreadsheet exports use."""
+    for bom, name in _BOMS:
+        if head.startswith(bom):
+            return name
+    wide = _wide(head)
+    if wide is not None:
+        return wide
     try:
         head.decode("utf-8")
         return "utf-8-sig"
@@ -140,6 +166,72 @@ def _encoding(head: bytes) -> str:
         return "utf-8-sig"
 
 
+def _wide(head: bytes) -> str | None:
+    """UTF-16 or UTF-32 without a BOM: NULs in the high bytes of ASCII characters, never (or
+    hardly ever) in the low ones. Text in UTF-8 or GB18030 has no NULs at all."""
+    n = min(len(head), 4096) // 4 * 4
+    if n < 16 or b"\0" not in head[:n]:
+        return None
+    quarter = n // 4
+    at = [head[i:n:4].count(0) for i in range(4)]  # NULs at each position modulo 4
+    if at[2] >= 0.95 * quarter and at[3] >= 0.95 * quarter and at[0] < quarter / 2:
+        return "utf-32-le"
+    if at[0] >= 0.95 * quarter and at[1] >= 0.95 * quarter and at[3] < quarter / 2:
+        return "utf-32-be"
+    even, odd = at[0] + at[2], at[1] + at[3]
+    if odd >= 0.1 * 2 * quarter and even * 10 <= odd:
+        return "utf-16-le"
+    if even >= 0.1 * 2 * quarter and odd * 10 <= even:
+        return "utf-16-be"
+    return None
+
+
+class _Utf8(io.RawIOBase):
+    """Text in another encoding read as UTF-8 bytes, for ijson; it rewinds but does not seek."""
+
+    def __init__(self, raw: IO[bytes], encoding: str) -> None:
+        self._raw = raw
+        self._start = raw.tell()
+        self._decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+        self._pending = b""
+        self._at = 0  # how much of _pending has been read
+        self._pos = 0
+        self._eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if whence == 1 and offset == 0:
+            return self._pos
+        if whence != 0 or offset != 0:
+            raise io.UnsupportedOperation("only a rewind")
+        self._raw.seek(self._start)
+        self._decoder.reset()
+        self._pending = b""
+        self._at = self._pos = 0
+        self._eof = False
+        return 0
+
+    def readinto(self, buffer: Any) -> int:
+        while self._at == len(self._pending) and not self._eof:
+            chunk = self._raw.read(_CHUNK)
+            self._eof = not chunk
+            self._pending = self._decoder.decode(chunk, final=self._eof).encode()
+            self._at = 0
+        n = min(len(buffer), len(self._pending) - self._at)
+        buffer[:n] = self._pending[self._at : self._at + n]
+        self._at += n
+        self._pos += n
+        return n
+
+
 # -- JSON and NDJSON ---------------------------------------------------------------------------
 
 MAX_JSON_DEPTH = 64  # containers inside one another, envelope included
@@ -151,14 +243,37 @@ class _BadValue(LeakError):
     """A value tracing cannot hold as a cell (nested past orjson's limit)."""
 
 
-class _Columns:
-    """Column names in order of first appearance, for records that are JSON objects."""
+class _Records:
+    """Rows from JSON values. An object is a record, its cells placed by field name in order of
+    first appearance; an array is a row, its cells in order, and the first array is the header
+    when it is all names (as the first row of a CSV is). Other values are not records."""
 
     def __init__(self, sink: _Sink) -> None:
-        self.names: dict[str, int] = {}
         self.sink = sink
+        self.names: dict[str, int] = {}
+        self.header: list[str] = []
+        self.arrays = 0
 
-    def row(self, record: dict[str, Any]) -> list[Any]:
+    def add(self, value: Any) -> bool:
+        """Read `value` if it is an object or an array (an empty one has no cells to read)."""
+        if isinstance(value, dict):
+            if value:
+                self.sink.add(self._record(value))
+        elif isinstance(value, list):
+            if value:
+                self._row(value)
+        else:
+            return False
+        return True
+
+    def columns(self) -> list[str]:
+        if self.names:
+            return list(self.names)
+        if self.header:
+            return self.header
+        return [f"column{i + 1}" for i in range(max((len(r) for r in self.sink.rows), default=0))]
+
+    def _record(self, record: dict[str, Any]) -> list[Any]:
         for name in record:
             if name not in self.names:
                 if len(self.names) >= MAX_COLUMNS:
@@ -174,6 +289,25 @@ class _Columns:
             if at is not None:
                 out[at] = _cell(value)
         return out
+
+    def _row(self, values: list[Any]) -> None:
+        if len(values) > MAX_COLUMNS:
+            self.sink.note(_columns_past(MAX_COLUMNS))
+            values = values[:MAX_COLUMNS]
+        cells = [_cell(v) for v in values]
+        self.arrays += 1
+        if (
+            self.arrays == 1
+            and all(isinstance(c, str) for c in cells)
+            and _looks_like_header(cells)
+        ):
+            self.header = cells
+            return
+        self.sink.add(cells)
+
+
+def _columns_past(limit: int) -> str:
+    return f"第 {limit} 列之后的单元格未读取 (cells past column {limit} were not read)"
 
 
 def _cell(value: Any) -> Any:
@@ -192,23 +326,26 @@ def _cell(value: Any) -> Any:
 def _json(stream: IO[bytes], head: str, max_rows: int) -> LeakTable | None:
     """The records of one JSON document: an array, or an export's envelope around one.
 
-    None when the content is not one JSON document: the caller reads it as NDJSON. A document
-    that breaks off after some records keeps them, and the table says it is partial."""
+    None when the content is not one JSON document, or its items are not records: the caller
+    reads it as NDJSON (JSON Lines). A document that breaks off after some records keeps them,
+    and the table says it is partial."""
     sink = _Sink(max_rows)
-    columns = _Columns(sink)
+    records = _Records(sink)
     start = stream.tell()
     # Each path tried is a pass over the file: an array is read once, an object at most once per
     # envelope name. Concatenated arrays are read as one; concatenated objects are NDJSON.
     array = head.startswith("[")
-    paths: tuple[tuple[str, ...], ...] = ((),) if array else (("records",), ("data",), ("rows",))
-    found = False
+    paths = ((),) if array else tuple((name,) for name in _ENVELOPES)
+    found = accepted = False
     for path in paths:
         stream.seek(start)
         try:
             for item in _json_items(stream, path, multiple=array):
                 found = True
-                if isinstance(item, dict):
-                    sink.add(columns.row(item))
+                if records.add(item):
+                    accepted = True
+                elif not accepted:
+                    return None  # an array of values, or JSON Lines of arrays
         except ijson.JSONError as exc:
             if sink.seen == 0:
                 if found:
@@ -219,8 +356,8 @@ def _json(stream: IO[bytes], head: str, max_rows: int) -> LeakTable | None:
             break
     if found:
         if sink.seen == 0:
-            return None
-        return _table("json", list(columns.names), sink)
+            raise LeakError("JSON 中没有记录 (no records in the JSON)")
+        return _table("json", records.columns(), sink)
     stream.seek(start)
     # One record as a whole document: only when the file is no bigger than the head already
     # read. A larger file is not read whole into memory here; it is most likely NDJSON, which
@@ -232,10 +369,15 @@ def _json(stream: IO[bytes], head: str, max_rows: int) -> LeakTable | None:
         document = orjson.loads(data)
     except orjson.JSONDecodeError:
         return None
-    if not isinstance(document, dict):
+    if not isinstance(document, dict) or any(
+        isinstance(document.get(name), list) for name in _ENVELOPES
+    ):
         raise LeakError("JSON 中没有记录 (no records in the JSON)")
-    sink.add(columns.row(document))
-    return _table("json", list(columns.names), sink)
+    records.add(document)
+    return _table("json", records.columns(), sink)
+
+
+_ENVELOPES = ("records", "data", "rows")
 
 
 def _broken_off(exc: ijson.JSONError, records: int) -> str:
@@ -329,8 +471,9 @@ def _too_deep() -> LeakError:
 
 
 def _ndjson(stream: IO[bytes], encoding: str, max_rows: int) -> LeakTable:
+    """One JSON value a line: objects are records, arrays rows (JSON Lines); others are skipped."""
     sink = _Sink(max_rows)
-    columns = _Columns(sink)
+    records = _Records(sink)
     bad = long = 0
     for line in _lines(stream, encoding):
         if line is None:
@@ -340,9 +483,7 @@ def _ndjson(stream: IO[bytes], encoding: str, max_rows: int) -> LeakTable:
         if not line:
             continue
         try:
-            record = orjson.loads(line)
-            if isinstance(record, dict):
-                sink.add(columns.row(record))
+            records.add(orjson.loads(line))
         except (orjson.JSONDecodeError, _BadValue):
             bad += 1
     skipped = ""
@@ -358,7 +499,7 @@ def _ndjson(stream: IO[bytes], encoding: str, max_rows: int) -> LeakTable:
         raise LeakError(
             "不是 JSON 或 NDJSON (neither JSON nor NDJSON)" + (f"；{skipped}" if skipped else "")
         )
-    return _table("ndjson", list(columns.names), sink)
+    return _table("ndjson", records.columns(), sink)
 
 
 def _lines(stream: IO[bytes], encoding: str) -> Iterator[str | None]:
@@ -487,7 +628,6 @@ MAX_XLSX_RATIO = 100  # a part over XLSX_RATIO_FLOOR unpacks to at most this man
 XLSX_RATIO_FLOOR = 16 << 20
 MAX_CELL_CHARS = 32_767  # Excel's own limit for the text of a cell
 _SHEET_PART = re.compile(r"xl/worksheets/[^/]+\.xml")
-_CHUNK = 1 << 16
 
 
 def _xlsx(source: Path | IO[bytes], max_rows: int, progress: Progress | None) -> LeakTable:
@@ -539,10 +679,7 @@ def _xlsx_table(book: _Workbook, max_rows: int, progress: Progress | None) -> Le
                 f" (near row {rows.at}): {exc}"
             ) from None
         if rows.wide:
-            sink.note(
-                f"第 {MAX_COLUMNS} 列之后的单元格未读取 (cells past column {MAX_COLUMNS} were "
-                "not read)"
-            )
+            sink.note(_columns_past(MAX_COLUMNS))
         if read > MAX_XLSX_ROWS:
             break
     if sink.seen == 0:
@@ -846,6 +983,8 @@ def _column(ref: str) -> int:
 
 
 def _table(fmt: str, columns: list[str], sink: _Sink) -> LeakTable:
+    if sink.seen == 0:  # each reader says why first; this is the last word
+        raise LeakError("文件中没有数据行 (no rows of data in the file)")
     return LeakTable(
         format=fmt,
         columns=columns,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import time
 import tracemalloc
@@ -391,3 +392,71 @@ def test_json_nested_past_the_limit_is_refused_as_soon_as_it_is_met() -> None:
     fine = b'[{"record_id": "P00000001", "a": {"b": [1, {"c": 2}]}}]'
     table = read_leak_bytes_stream(io.BytesIO(fine), fine, 100)
     assert table.rows == [["P00000001", '{"b":[1,{"c":2}]}']]
+
+
+# -- encodings Windows saves in, arrays as rows, and nothing read is never a clean table --------
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32"])
+def test_excel_unicode_text_reads_as_the_csv_it_was_saved_from(
+    tmp_path: Path, encoding: str
+) -> None:
+    # Excel's "Unicode Text" (*.txt) is UTF-16 LE with a BOM, tab-separated, CRLF.
+    original = tmp_path / "leak.csv"
+    write(RECORDS, original, "csv")
+    copy = tmp_path / "leak.txt"
+    with original.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f))
+    out = io.StringIO()
+    csv.writer(out, delimiter="\t", lineterminator="\r\n").writerows(rows)
+    copy.write_bytes(out.getvalue().encode(encoding))
+    expected, table = read_leak(original), read_leak(copy)
+    assert table.columns == expected.columns == list(RECORDS[0])
+    assert table.rows == expected.rows and table.total_rows == len(RECORDS)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-8-sig", "gb18030"])
+def test_json_in_the_encodings_windows_saves_it_in(tmp_path: Path, encoding: str) -> None:
+    # PowerShell 5's Out-File writes UTF-16 with a BOM.
+    path = tmp_path / "leak.json"
+    path.write_bytes(orjson.dumps({"records": RECORDS}).decode().encode(encoding))
+    table = read_leak(path)
+    assert table.format == "json" and table.total_rows == len(RECORDS)
+    assert table.rows[2] == ["P00000003", "王五", "北京市朝阳区望京西路3号", 4.5]
+
+
+@pytest.mark.parametrize(
+    ("content", "columns"),
+    [
+        (
+            b'[["record_id", "name"], ["P00000001", "\xe7\x8e\x8b"], ["P00000002", "x"]]',
+            ["record_id", "name"],
+        ),
+        (b'[["P00000001", "\xe7\x8e\x8b"], ["P00000002", "x"]]', ["column1", "column2"]),
+        (b'{"rows": [["P00000001", "\xe7\x8e\x8b"], ["P00000002", "x"]]}', ["column1", "column2"]),
+        (
+            b'["record_id", "name"]\n["P00000001", "\xe7\x8e\x8b"]\n["P00000002", "x"]\n',
+            ["record_id", "name"],
+        ),
+    ],
+    ids=["with a header row", "without one", "in an envelope", "JSON Lines"],
+)
+def test_arrays_of_arrays_are_rows(tmp_path: Path, content: bytes, columns: list[str]) -> None:
+    path = tmp_path / "leak.json"
+    path.write_bytes(content)
+    table = read_leak(path)
+    assert table.columns == columns
+    assert table.rows == [["P00000001", "王"], ["P00000002", "x"]]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b'[["record_id", "name"]]', b"[[], []]", b"[{}]", b"[]", b'{"records": []}'],
+)
+def test_json_without_records_is_an_error_not_an_empty_table(
+    tmp_path: Path, content: bytes
+) -> None:
+    path = tmp_path / "leak.json"
+    path.write_bytes(content)
+    with pytest.raises(LeakError, match="no records"):
+        read_leak(path)
