@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +28,25 @@ from gateway.watermark.tracing import ALERT_THRESHOLD, run_trace
 
 TRACERS = ("security",)
 MAX_UPLOAD = 1 << 30  # 1 GiB: a whole-dataset export, as a leak may be
+PARTIAL = "注意：文件只读取了一部分 (note: part of the file was not read)"
+
+
+@dataclass
+class Traced:
+    result: TraceResult
+    partial: str | None  # why part of the file was not read (LeakTable.partial)
+
+    def to_json(self) -> dict[str, Any]:
+        document = self.result.to_json()
+        document["file"]["partial"] = self.partial
+        return document
 
 
 def routes(console: Console) -> list[Route]:
     gateway = console.gateway
     templates = console.templates
 
-    async def traced(request: Request, upload: Any, name: str) -> TraceResult | str:
+    async def traced(request: Request, upload: Any, name: str) -> Traced | str:
         with tempfile.TemporaryDirectory(prefix="shareguard-trace-") as tmp:
             path = Path(tmp) / "leak"
             digest = hashlib.sha256()
@@ -50,7 +63,7 @@ def routes(console: Console) -> list[Route]:
             except LeakError as exc:
                 return f"无法读取泄露文件 (cannot read the leaked file): {exc}"
             staff = request.state.staff
-            return await asyncio.to_thread(
+            result = await asyncio.to_thread(
                 run_trace,
                 gateway,
                 table,
@@ -60,6 +73,7 @@ def routes(console: Console) -> list[Route]:
                 data_sha256=digest.hexdigest(),
                 source_ip=request.client.host if request.client else None,
             )
+            return Traced(result, table.partial)
 
     @console.page(*TRACERS)
     async def trace_form(request: Request) -> Response:
@@ -86,7 +100,9 @@ def routes(console: Console) -> list[Route]:
         if isinstance(outcome, str):
             context["error"] = outcome
             return templates.TemplateResponse(request, "trace.html", context, status_code=400)
-        context.update(result=outcome, name=upload.filename)
+        context.update(result=outcome.result, name=upload.filename)
+        if outcome.partial:
+            context["error"] = f"{PARTIAL}: {outcome.partial}"
         return templates.TemplateResponse(request, "trace.html", context)
 
     @console.api(*TRACERS)

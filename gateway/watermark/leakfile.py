@@ -13,7 +13,9 @@ import codecs
 import contextlib
 import csv
 import datetime
+import functools
 import io
+import logging
 import random
 import re
 import zipfile
@@ -29,6 +31,8 @@ import orjson
 from gateway.watermark.codes import read_invisible
 
 __all__ = ["LeakError", "LeakTable", "read_leak"]
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]  # called with the number of bytes just read
 MAX_ROWS = 100_000
@@ -87,6 +91,28 @@ class _Sink:
             self.notes.append(text)
 
 
+def _reported[**P, R](read: Callable[P, R]) -> Callable[P, R]:
+    """Whatever else goes wrong while a file is read is a LeakError too: a damaged file."""
+
+    @functools.wraps(read)
+    def reading(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return read(*args, **kwargs)
+        except LeakError:
+            raise
+        except MemoryError:
+            log.warning("leaked file: out of memory while reading it", exc_info=True)
+            raise LeakError(
+                "文件过大或已损坏，内存不足 (the file is too large or damaged: out of memory)"
+            ) from None
+        except Exception as exc:
+            log.warning("leaked file unreadable (%s)", type(exc).__name__, exc_info=True)
+            raise LeakError(f"文件已损坏 (damaged file): {type(exc).__name__}: {exc}") from None
+
+    return reading
+
+
+@_reported
 def read_leak(path: Path, max_rows: int = MAX_ROWS, progress: Progress | None = None) -> LeakTable:
     """Read `path` in whichever supported format its content shows."""
     try:
@@ -102,6 +128,7 @@ def read_leak(path: Path, max_rows: int = MAX_ROWS, progress: Progress | None = 
         return read_leak_bytes_stream(stream, head, max_rows)
 
 
+@_reported
 def read_leak_bytes(data: bytes, max_rows: int = MAX_ROWS, *, nesting: int = 0) -> LeakTable:
     """The same, for an uploaded file held in memory (the admin API and the console)."""
     if data.startswith(b"PK\x03\x04"):
@@ -111,6 +138,7 @@ def read_leak_bytes(data: bytes, max_rows: int = MAX_ROWS, *, nesting: int = 0) 
     return read_leak_bytes_stream(io.BytesIO(data), data[:HEAD_SIZE], max_rows, nesting=nesting)
 
 
+@_reported
 def read_leak_bytes_stream(
     stream: IO[bytes], head: bytes, max_rows: int, *, nesting: int = 0
 ) -> LeakTable:
@@ -581,6 +609,7 @@ def _looks_like_header(row: list[str]) -> bool:
     ) and len(set(row)) == len(row)
 
 
+@_reported
 def read_http_response(data: bytes, max_rows: int, *, nesting: int = 0) -> LeakTable:
     """A saved HTTP response (`curl -i`): its body is read, its headers kept for the signature.
 

@@ -94,3 +94,44 @@ async def test_recipients_fetch_the_public_keys_and_a_signature_by_request_id_wi
     missing = await client.get("/api/public/signatures/01NOSUCHREQUEST00000000000")
     assert missing.status_code == 404
     assert orjson.loads(missing.content)["error"] == "not_found"
+
+
+DEEP = b'{"records": [{"record_id": "P00000001", "a": ' + b"[" * 300 + b"]" * 300 + b"}]}"
+NOT_A_ZIP = b"PK\x03\x04" + b"\x00" * 200
+
+
+@pytest.mark.parametrize("content", [DEEP, NOT_A_ZIP], ids=["JSON nested 300 levels", "not a ZIP"])
+async def test_a_damaged_file_is_a_400_saying_why_on_the_page_and_the_api(
+    gateway: Gateway, credentials: Creds, client: httpx.AsyncClient, content: bytes
+) -> None:
+    security = basic(credentials, "security")
+    answer = await client.post("/api/admin/trace?name=leak", content=content, auth=security)
+    assert answer.status_code == 400
+    body = answer.json()
+    assert body["error"] == "bad_request"
+    assert body["message"].startswith("无法读取泄露文件 (cannot read the leaked file)")
+    multipart = await client.post(
+        "/api/admin/trace", files={"file": ("leak", content)}, auth=security
+    )
+    assert multipart.status_code == 400 and multipart.json() == body
+    await client.post("/login", data={"username": security[0], "password": security[1]})
+    page = await client.post("/trace", files={"file": ("leak", content)})
+    assert page.status_code == 400 and "cannot read the leaked file" in page.text
+
+
+async def test_a_cut_off_leak_is_traced_and_said_to_be_partial(
+    gateway: Gateway, credentials: Creds, client: httpx.AsyncClient
+) -> None:
+    request_id, records, _ = await served(gateway, credentials)
+    data = orjson.dumps({"records": records[:100]})
+    data = data[: data.rindex(b'{"') + 20]
+    security = basic(credentials, "security")
+    answer = await client.post("/api/admin/trace?name=leak.json", content=data, auth=security)
+    assert answer.status_code == 200
+    result = answer.json()
+    assert result["candidates"][0]["request_id"] == request_id
+    assert result["file"]["rows"] == 99 and "after record 99" in result["file"]["partial"]
+    await client.post("/login", data={"username": security[0], "password": security[1]})
+    page = await client.post("/trace", files={"file": ("leak.json", data)})
+    assert page.status_code == 200 and request_id in page.text
+    assert "part of the file was not read" in page.text

@@ -460,3 +460,53 @@ def test_json_without_records_is_an_error_not_an_empty_table(
     path.write_bytes(content)
     with pytest.raises(LeakError, match="no records"):
         read_leak(path)
+
+
+# -- a damaged file is a LeakError saying so, whatever broke inside -----------------------------
+
+
+def deep_json(levels: int) -> bytes:
+    return b'{"records": [{"record_id": "P00000001", "a": ' + b"[" * levels + b"]" * levels + b"}]}"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (workbook(people(200), HEADER, cut_sheet=9000), r"damaged file.*Sheet1.*near row"),
+        (
+            workbook(people(3) + '<row r="9"><c r="A9" t="s"><v>99</v></c></row>', HEADER),
+            r"damaged file.*near row 9",
+        ),
+        (deep_json(300), "damaged file.*nested more than 64 levels"),
+        (b"PK\x03\x04not really a workbook", "cannot read the workbook"),
+    ],
+    ids=[
+        "a sheet cut off",
+        "a shared string that is not there",
+        "JSON nested 300 levels",
+        "not a ZIP",
+    ],
+)
+def test_a_damaged_file_is_a_leak_error_saying_so(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    path = tmp_path / "leak"
+    path.write_bytes(content)
+    with pytest.raises(LeakError, match=message):
+        read_leak(path)
+    with pytest.raises(LeakError, match=message):
+        leakfile.read_leak_bytes(content)
+
+
+def test_anything_unforeseen_while_reading_is_a_damaged_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*_: object) -> None:
+        raise KeyError("sheet")
+
+    monkeypatch.setattr(leakfile, "_delimited", broken)
+    path = tmp_path / "leak.csv"
+    write(RECORDS, path, "csv")
+    with pytest.raises(LeakError, match=r"^文件已损坏 \(damaged file\): KeyError: 'sheet'$"):
+        read_leak(path)
+    assert "KeyError" in caplog.text  # the details are logged
