@@ -1,10 +1,13 @@
 """Reading a leaked file for tracing: JSON, NDJSON, CSV, XLSX or plain text, into rows of cells.
 
 A leak comes in whatever shape the leaker left it: renamed or missing headers, another
-delimiter, GBK instead of UTF-8, a spreadsheet, a saved HTTP response. Everything is read into
-one table of cells; column names are kept only for display, since tracing aligns columns by
-their content. Memory stays bounded: past `max_rows` a uniform sample of rows is kept
-(reservoir sampling), while every cell of every row is still read for zero-width marks.
+delimiter, GBK or UTF-16 instead of UTF-8, a spreadsheet, a saved HTTP response, a download cut
+off. Everything is read into one table of cells; column names are kept only for display, since
+tracing aligns columns by their content. Memory stays bounded: past `max_rows` a uniform sample
+of rows is kept (reservoir sampling), while every cell of every row is still read for zero-width
+marks; NDJSON lines, JSON nesting, workbook parts and columns have limits of their own. What is
+left unread (the rest of a JSON document that breaks off, lines or columns past a limit) is said
+in `LeakTable.partial`; a file of which nothing can be read, or that is damaged, is a LeakError.
 """
 
 from __future__ import annotations
