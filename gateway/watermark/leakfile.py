@@ -81,6 +81,9 @@ class _Sink:
         for cell in row:
             if isinstance(cell, str) and _ZERO_WIDTH.search(cell):
                 self.marks.update(read_invisible(cell))
+        if len(row) > MAX_COLUMNS:  # a CSV line of commas: not held 100,000 times over
+            self.note(_columns_past(MAX_COLUMNS))
+            row = row[:MAX_COLUMNS]
         self.seen += 1
         if len(self.rows) < self.max_rows:
             self.rows.append(row)

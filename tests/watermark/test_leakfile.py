@@ -510,3 +510,13 @@ def test_anything_unforeseen_while_reading_is_a_damaged_file(
     with pytest.raises(LeakError, match=r"^文件已损坏 \(damaged file\): KeyError: 'sheet'$"):
         read_leak(path)
     assert "KeyError" in caplog.text  # the details are logged
+
+
+def test_cells_past_column_256_are_not_held_in_any_format(tmp_path: Path) -> None:
+    path = tmp_path / "leak.csv"
+    path.write_text(
+        "".join(f"P{i:08d},王五" + "," * 5000 + "x\n" for i in range(200)), encoding="utf-8"
+    )
+    table = read_leak(path)
+    assert table.total_rows == 200 and {len(row) for row in table.rows} == {256}
+    assert table.partial is not None and "past column 256" in table.partial
