@@ -127,9 +127,11 @@ def _trace(args: argparse.Namespace) -> int:
         )
         gateway.detection.drain()
     if args.json:
-        print_json(result.to_json())
+        document = result.to_json()
+        document["file"]["partial"] = table.partial
+        print_json(document)
         return 0
-    _print_trace(path, result)
+    _print_trace(path, result, table.partial)
     return 0
 
 
@@ -157,11 +159,13 @@ class _progress:
             self.bar.close()
 
 
-def _print_trace(path: Path, result: Any) -> None:
+def _print_trace(path: Path, result: Any, partial: str | None) -> None:
     print(
         f"泄露文件 (leaked file) {path.name}: {result.file_format}，{result.rows_read} 行 (rows)，"
         f"检查 {result.rows_used} 行 (examined)；解码器 (decoders): {', '.join(result.layers)}"
     )
+    if partial:
+        print(f"注意：文件只读取了一部分 (note: part of the file was not read): {partial}")
     if not result.candidates:
         print("没有匹配的响应 (no response matches): 无候选 (no candidates)")
         return

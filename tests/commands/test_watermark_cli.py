@@ -142,3 +142,39 @@ def test_keys_rotate_adds_a_version_published_with_the_old_one(
     assert [k["version"] for k in published["keys"]] == list(range(1, rotated["version"] + 1))
     staff = search(settings.journal_path, AuditQuery(kind="staff"), lambda s: s).events
     assert any(e["event"]["action"] == "keys-rotate" for e in staff)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'{"records": [{"record_id": "P00000001", "a": ' + b"[" * 300 + b"]" * 300 + b"}]}",
+        b"PK\x03\x04" + b"\x00" * 200,
+    ],
+    ids=["JSON nested 300 levels", "a damaged workbook"],
+)
+def test_trace_of_a_damaged_file_exits_2_with_the_reason(
+    settings: Settings, tmp_path: Path, capsys: Capture, content: bytes
+) -> None:
+    leak = tmp_path / "leak"
+    leak.write_bytes(content)
+    assert run(settings, "trace", str(leak)) == 2
+    err = capsys.readouterr().err
+    assert "无法读取泄露文件 (cannot read the leaked file)" in err and "Traceback" not in err
+
+
+def test_trace_of_a_cut_off_export_says_part_of_it_was_not_read(
+    settings: Settings, credentials: dict[str, Any], tmp_path: Path, capsys: Capture
+) -> None:
+    request_id, records, _ = serve(settings, credentials)
+    data = orjson.dumps({"records": records[:100]})
+    leak = tmp_path / "leak.json"
+    leak.write_bytes(data[: data.rindex(b'{"') + 20])
+    capsys.readouterr()
+    assert run(settings, "trace", str(leak), "--no-alert") == 0
+    out = capsys.readouterr().out
+    assert "99 行 (rows)" in out
+    assert "part of the file was not read): JSON 在第 99 条记录之后中断" in out
+    assert run(settings, "trace", str(leak), "--no-alert", "--json") == 0
+    result = orjson.loads(capsys.readouterr().out)
+    assert result["candidates"][0]["request_id"] == request_id
+    assert result["file"]["rows"] == 99 and "after record 99" in result["file"]["partial"]

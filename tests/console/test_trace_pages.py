@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from bench.leaks import write
+from gateway.console import trace_pages
 from gateway.console.app import create_app
 from gateway.demo.data import generate
 from gateway.pipeline import Pipeline
@@ -94,3 +95,155 @@ async def test_recipients_fetch_the_public_keys_and_a_signature_by_request_id_wi
     missing = await client.get("/api/public/signatures/01NOSUCHREQUEST00000000000")
     assert missing.status_code == 404
     assert orjson.loads(missing.content)["error"] == "not_found"
+
+
+DEEP = b'{"records": [{"record_id": "P00000001", "a": ' + b"[" * 300 + b"]" * 300 + b"}]}"
+NOT_A_ZIP = b"PK\x03\x04" + b"\x00" * 200
+
+
+@pytest.mark.parametrize("content", [DEEP, NOT_A_ZIP], ids=["JSON nested 300 levels", "not a ZIP"])
+async def test_a_damaged_file_is_a_400_saying_why_on_the_page_and_the_api(
+    gateway: Gateway, credentials: Creds, client: httpx.AsyncClient, content: bytes
+) -> None:
+    security = basic(credentials, "security")
+    answer = await client.post("/api/admin/trace?name=leak", content=content, auth=security)
+    assert answer.status_code == 400
+    body = answer.json()
+    assert body["error"] == "bad_request"
+    assert body["message"].startswith("无法读取泄露文件 (cannot read the leaked file)")
+    multipart = await client.post(
+        "/api/admin/trace", files={"file": ("leak", content)}, auth=security
+    )
+    assert multipart.status_code == 400 and multipart.json() == body
+    await client.post("/login", data={"username": security[0], "password": security[1]})
+    page = await client.post("/trace", files={"file": ("leak", content)})
+    assert page.status_code == 400 and "cannot read the leaked file" in page.text
+
+
+async def test_a_cut_off_leak_is_traced_and_said_to_be_partial(
+    gateway: Gateway, credentials: Creds, client: httpx.AsyncClient
+) -> None:
+    request_id, records, _ = await served(gateway, credentials)
+    data = orjson.dumps({"records": records[:100]})
+    data = data[: data.rindex(b'{"') + 20]
+    security = basic(credentials, "security")
+    answer = await client.post("/api/admin/trace?name=leak.json", content=data, auth=security)
+    assert answer.status_code == 200
+    result = answer.json()
+    assert result["candidates"][0]["request_id"] == request_id
+    assert result["file"]["rows"] == 99 and "after record 99" in result["file"]["partial"]
+    await client.post("/login", data={"username": security[0], "password": security[1]})
+    page = await client.post("/trace", files={"file": ("leak.json", data)})
+    assert page.status_code == 200 and request_id in page.text
+    assert "part of the file was not read" in page.text
+
+
+# -- uploads past the limit are refused as soon as that is known ------------------------------
+
+
+class Streamed:
+    """A request body sent in chunks, counting how much of it the console read."""
+
+    def __init__(self, head: bytes, size: int, tail: bytes = b"") -> None:
+        self.head, self.size, self.tail = head, size, tail
+        self.sent = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self.head
+        while self.sent < self.size:
+            chunk = b"x" * min(64 << 10, self.size - self.sent)
+            self.sent += len(chunk)
+            yield chunk
+        yield self.tail
+
+
+BOUNDARY = "leakleakleak"
+
+
+def multipart(size: int) -> Streamed:
+    head = (
+        f"--{BOUNDARY}\r\n"
+        'Content-Disposition: form-data; name="file"; filename="leak.csv"\r\n'
+        "Content-Type: text/csv\r\n\r\n"
+    ).encode()
+    return Streamed(head, size, f"\r\n--{BOUNDARY}--\r\n".encode())
+
+
+FORM = {"content-type": f"multipart/form-data; boundary={BOUNDARY}"}
+
+
+@pytest.fixture
+def small_limit(monkeypatch: pytest.MonkeyPatch) -> int:
+    monkeypatch.setattr(trace_pages, "MAX_UPLOAD", 1 << 20)
+    monkeypatch.setattr(trace_pages, "MAX_FORM_OVERHEAD", 64 << 10)
+    return 1 << 20
+
+
+async def signed_in(client: httpx.AsyncClient, credentials: Creds) -> tuple[str, str]:
+    security = basic(credentials, "security")
+    await client.post("/login", data={"username": security[0], "password": security[1]})
+    return security
+
+
+async def test_an_upload_declaring_more_than_the_limit_is_refused_before_it_is_read(
+    gateway: Gateway, credentials: Creds, client: httpx.AsyncClient
+) -> None:
+    security = await signed_in(client, credentials)
+    for path, headers in [
+        ("/api/admin/trace", {}),
+        ("/api/admin/trace", FORM),
+        ("/trace", FORM),
+    ]:
+        body = Streamed(b"record_id\n", 1 << 20)
+        answer = await client.post(
+            path,
+            content=body,
+            headers={**headers, "content-length": str((1 << 30) + (2 << 20))},
+            auth=security,
+        )
+        assert answer.status_code == 413, path
+        assert "the upload is larger than the 1 GiB limit" in answer.text
+        assert body.sent == 0
+        if path.startswith("/api"):
+            assert answer.json()["error"] == "payload_too_large"
+
+
+@pytest.mark.parametrize("path", ["/api/admin/trace", "/trace"])
+async def test_a_multipart_upload_past_the_limit_is_not_read_further(
+    gateway: Gateway, credentials: Creds, client: httpx.AsyncClient, small_limit: int, path: str
+) -> None:
+    security = await signed_in(client, credentials)
+    body = multipart(8 * small_limit)
+    answer = await client.post(path, content=body, headers=FORM, auth=security)
+    assert answer.status_code == 413 and "larger than the 1 MiB limit" in answer.text
+    assert body.sent <= small_limit + (64 << 10) + (64 << 10)
+    # A file just over the limit, within the form's overhead, is refused too.
+    body = multipart(small_limit + 10)
+    answer = await client.post(path, content=body, headers=FORM, auth=security)
+    assert answer.status_code == 413
+
+
+async def test_a_raw_upload_past_the_limit_is_not_read_further(
+    gateway: Gateway, credentials: Creds, client: httpx.AsyncClient, small_limit: int
+) -> None:
+    body = Streamed(b"record_id\n", 8 * small_limit)
+    answer = await client.post(
+        "/api/admin/trace", content=body, auth=basic(credentials, "security")
+    )
+    assert answer.status_code == 413 and answer.json()["error"] == "payload_too_large"
+    assert body.sent <= small_limit + (1 << 20)
+
+
+@pytest.mark.parametrize("case", ["two files", "a 1 MiB text field"])
+async def test_the_upload_form_takes_one_file_and_small_fields(
+    gateway: Gateway, credentials: Creds, client: httpx.AsyncClient, case: str
+) -> None:
+    security = await signed_in(client, credentials)
+    if case == "a 1 MiB text field":
+        files: Any = {"note": (None, "x" * (1 << 20)), "file": ("leak.csv", b"record_id\n")}
+    else:
+        files = [("file", ("a.csv", b"record_id\n")), ("file", ("b.csv", b"record_id\n"))]
+    for path in ("/api/admin/trace", "/trace"):
+        answer = await client.post(path, files=files, auth=security)
+        assert answer.status_code == 400, path
+        assert "malformed upload" in answer.text

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import csv
 import io
+import time
+import tracemalloc
+import zipfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import orjson
 import pytest
 
 from bench.leaks import write
+from gateway.watermark import leakfile
 from gateway.watermark.leakfile import HEAD_SIZE, LeakError, read_leak, read_leak_bytes_stream
 
 RECORDS = [
@@ -147,3 +153,370 @@ def test_a_large_ndjson_file_is_never_read_whole_into_memory() -> None:
     small = orjson.dumps({"record_id": "P00000001", "name": "张三"})
     one = read_leak_bytes_stream(io.BytesIO(small), small, 100)
     assert one.format == "json" and one.rows == [["P00000001", "张三"]]
+
+
+# -- workbooks built part by part, to say exactly what their XML declares ----------------------
+
+_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+_REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+_SHEET_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"
+_STRINGS_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"
+
+
+def workbook(
+    rows: str,
+    strings: Sequence[str] | bytes = (),
+    *,
+    dimension: str = "A1:D4",
+    strings_part: str = "xl/sharedStrings.xml",
+    cut_sheet: int | None = None,
+) -> bytes:
+    """An XLSX whose one sheet holds `rows` (<row> elements) and whose shared strings are `strings`."""
+    sheet = (
+        f'<worksheet xmlns="{_MAIN}"><dimension ref="{dimension}"/><sheetData>{rows}'
+        "</sheetData></worksheet>"
+    ).encode()
+    if cut_sheet is not None:
+        sheet = sheet[:cut_sheet]
+    if isinstance(strings, bytes):
+        table = strings
+    else:
+        items = "".join(f"<si><t>{s}</t></si>" for s in strings)
+        table = f'<sst xmlns="{_MAIN}" count="{len(strings)}">{items}</sst>'.encode()
+    parts = {
+        "[Content_Types].xml": (
+            '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+            '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.'
+            'relationships+xml"/><Default Extension="xml" ContentType="application/xml"/>'
+            '<Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-'
+            'officedocument.spreadsheetml.sheet.main+xml"/>'
+            f'<Override PartName="/xl/worksheets/sheet1.xml" ContentType="{_SHEET_TYPE}"/>'
+            f'<Override PartName="/{strings_part}" ContentType="{_STRINGS_TYPE}"/></Types>'
+        ).encode(),
+        "_rels/.rels": (
+            '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+            f'<Relationship Id="rId1" Type="{_REL}/officeDocument" Target="xl/workbook.xml"/>'
+            "</Relationships>"
+        ).encode(),
+        "xl/workbook.xml": (
+            f'<workbook xmlns="{_MAIN}" xmlns:r="{_REL}"><sheets>'
+            '<sheet name="Sheet1" sheetId="1" r:id="rId1"/></sheets></workbook>'
+        ).encode(),
+        "xl/_rels/workbook.xml.rels": (
+            '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+            f'<Relationship Id="rId1" Type="{_REL}/worksheet" Target="worksheets/sheet1.xml"/>'
+            "</Relationships>"
+        ).encode(),
+        "xl/worksheets/sheet1.xml": sheet,
+        strings_part: table,
+    }
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in parts.items():
+            z.writestr(name, data)
+    return out.getvalue()
+
+
+def people(n: int, *, far: str = "") -> str:
+    """A header row and `n` records in shared strings 0-3 and numbers; `far` appended to each row."""
+    head = '<row r="1">' + "".join(f'<c r="{c}1" t="s"><v>{i}</v></c>' for i, c in enumerate("ABC"))
+    body = "".join(
+        f'<row r="{i + 2}"><c r="A{i + 2}" t="inlineStr"><is><t>P{i:08d}</t></is></c>'
+        f'<c r="B{i + 2}" t="s"><v>3</v></c><c r="C{i + 2}"><v>{i}.5</v></c>{far}</row>'
+        for i in range(n)
+    )
+    return head + far + "</row>" + body
+
+
+HEADER = ["record_id", "name", "cost", "王五"]
+
+
+def test_a_workbook_declaring_the_largest_sheet_reads_rows_of_their_real_width(
+    tmp_path: Path,
+) -> None:
+    # A <dimension> of A1:XFD1048576 made every row 16,384 cells wide (392 MB, 10.6 s).
+    path = tmp_path / "leak.xlsx"
+    path.write_bytes(workbook(people(3000), HEADER, dimension="A1:XFD1048576"))
+    assert path.stat().st_size < 64 << 10
+    read_leak(path)  # openpyxl imported and warm
+    started = time.perf_counter()
+    table = read_leak(path)
+    assert time.perf_counter() - started < 1.0
+    assert table.columns == ["record_id", "name", "cost"] and table.partial is None
+    assert table.total_rows == 3000 and {len(row) for row in table.rows} == {3}
+    assert table.rows[7] == ["P00000007", "王五", 7.5]
+
+
+@pytest.mark.parametrize(
+    ("rows", "total"),
+    [
+        (people(20) + '<row r="1048576"><c r="XFD1048576" t="s"><v>3</v></c></row>', 20),
+        (people(3000, far='<c r="XFD9" t="s"><v>3</v></c>'), 3000),
+    ],
+    ids=["one cell at XFD1048576", "a cell at XFD in every row"],
+)
+def test_cells_at_the_far_end_of_the_sheet_cost_nothing(
+    tmp_path: Path, rows: str, total: int
+) -> None:
+    path = tmp_path / "leak.xlsx"
+    path.write_bytes(workbook(rows, HEADER, dimension="A1:XFD1048576"))
+    read_leak(path)
+    started = time.perf_counter()
+    table = read_leak(path)
+    assert time.perf_counter() - started < 1.0
+    assert table.total_rows == total and {len(row) for row in table.rows} == {3}
+    assert table.partial is not None and "past column 256" in table.partial
+
+
+def test_a_zip_bomb_in_the_shared_strings_is_refused_before_it_is_unpacked(
+    tmp_path: Path,
+) -> None:
+    bomb = f'<sst xmlns="{_MAIN}"><si><t>'.encode() + b"A" * (40 << 20) + b"</t></si></sst>"
+    path = tmp_path / "leak.xlsx"
+    path.write_bytes(workbook(people(3), bomb))
+    assert path.stat().st_size < 1 << 20
+    tracemalloc.start()
+    try:
+        with pytest.raises(LeakError, match="ZIP bomb"):
+            read_leak(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20
+
+
+@pytest.mark.parametrize("strings_part", ["xl/sharedStrings.xml", "xl/worksheets/strings.xml"])
+def test_a_part_read_whole_is_bounded_wherever_it_lies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, strings_part: str
+) -> None:
+    monkeypatch.setattr(leakfile, "MAX_XLSX_PART", 4096)
+    path = tmp_path / "leak.xlsx"
+    path.write_bytes(
+        workbook(people(3), [*HEADER, *(f"地址{i}" for i in range(500))], strings_part=strings_part)
+    )
+    with pytest.raises(LeakError, match="save it as CSV"):
+        read_leak(path)
+    # The sheets themselves are streamed: a sheet larger than that is read.
+    path.write_bytes(workbook(people(300), HEADER))
+    assert read_leak(path).total_rows == 300
+
+
+def test_shared_strings_are_read_as_excel_shows_them(tmp_path: Path) -> None:
+    rich = (
+        f'<sst xmlns="{_MAIN}"><si><t>record_id</t></si><si><t>name</t></si><si><t>cost</t></si>'
+        "<si><r><rPr><b/></rPr><t>王</t></r><r><t>五</t></r><rPh><t>wang wu</t></rPh></si></sst>"
+    ).encode()
+    path = tmp_path / "leak.xlsx"
+    path.write_bytes(workbook(people(2), rich))
+    assert read_leak(path).rows == [["P00000000", "王五", 0.5], ["P00000001", "王五", 1.5]]
+
+
+def test_a_workbook_cut_off_inside_a_sheet_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "leak.xlsx"
+    path.write_bytes(workbook(people(200), HEADER, cut_sheet=9000))
+    with pytest.raises(LeakError, match=r"damaged file.*Sheet1"):
+        read_leak(path)
+
+
+# -- JSON cut off, NDJSON with lines past the limit, nesting past the limit --------------------
+
+
+def export(n: int) -> bytes:
+    """The gateway's own JSON export: one line, an envelope around the records."""
+    records = [
+        {
+            "record_id": f"P{i:08d}",
+            "name": "王五",
+            "address": f"北京市朝阳区望京西路{i}号",
+            "notes": "x" * 1000,
+        }
+        for i in range(n)
+    ]
+    return orjson.dumps({"dataset": "population", "records": records})
+
+
+def peak_of(read: Callable[[], object]) -> tuple[object, int]:
+    tracemalloc.start()
+    try:
+        out = read()
+        return out, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("cut", ["mid-record", "two bytes short"])
+def test_an_export_cut_off_keeps_the_records_before_the_cut(cut: str) -> None:
+    data = export(3000)
+    last = data.rindex(b'{"record_id"')
+    data = data[: last + 600] if cut == "mid-record" else data[:-2]
+    table, peak = peak_of(lambda: read_leak_bytes_stream(io.BytesIO(data), data[:HEAD_SIZE], 100))
+    assert isinstance(table, leakfile.LeakTable)
+    assert table.format == "json" and table.total_rows >= 2999 and len(table.rows) == 100
+    assert table.partial is not None and f"after record {table.total_rows:,}" in table.partial
+    # Read as it streams: never the whole file (3.3 MB) at once.
+    assert peak < len(data) // 4
+
+
+def test_ndjson_lines_past_the_limit_are_skipped_without_being_held(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(leakfile, "MAX_LINE", 1 << 16)
+    data = (
+        b'{"record_id": "P00000001"}\n'
+        + b'{"record_id": "P00000002", "notes": "'
+        + b"x" * (8 << 20)
+        + b'"}\n'
+        + b'{"record_id": "P00000003"}\n{"record_id": \n'
+    )
+    table, peak = peak_of(lambda: read_leak_bytes_stream(io.BytesIO(data), data[:HEAD_SIZE], 100))
+    assert isinstance(table, leakfile.LeakTable)
+    assert table.format == "ndjson" and table.rows == [["P00000001"], ["P00000003"]]
+    assert table.partial is not None
+    assert "skipped 1 lines longer than 65,536 characters" in table.partial
+    assert "skipped 1 lines that are not valid JSON" in table.partial
+    assert peak < 1 << 20
+    # A file with no line short enough says why nothing was read.
+    one = b'{"meta": "' + b"x" * (1 << 20)
+    with pytest.raises(LeakError, match=r"neither JSON nor NDJSON.*skipped 1 lines longer"):
+        read_leak_bytes_stream(io.BytesIO(one), one[:HEAD_SIZE], 100)
+
+
+def test_json_nested_past_the_limit_is_refused_as_soon_as_it_is_met() -> None:
+    # ijson.items keeps a path string per level: 100,000 levels took 23 GB before it was killed.
+    deep = b'[{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}]"
+    started = time.perf_counter()
+    with pytest.raises(LeakError, match="nested more than 64 levels"):
+        peak_of(lambda: read_leak_bytes_stream(io.BytesIO(deep), deep[:HEAD_SIZE], 100))
+    assert time.perf_counter() - started < 1.0
+    # Nesting within the limit is one cell, as JSON text.
+    fine = b'[{"record_id": "P00000001", "a": {"b": [1, {"c": 2}]}}]'
+    table = read_leak_bytes_stream(io.BytesIO(fine), fine, 100)
+    assert table.rows == [["P00000001", '{"b":[1,{"c":2}]}']]
+
+
+# -- encodings Windows saves in, arrays as rows, and nothing read is never a clean table --------
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32"])
+def test_excel_unicode_text_reads_as_the_csv_it_was_saved_from(
+    tmp_path: Path, encoding: str
+) -> None:
+    # Excel's "Unicode Text" (*.txt) is UTF-16 LE with a BOM, tab-separated, CRLF.
+    original = tmp_path / "leak.csv"
+    write(RECORDS, original, "csv")
+    copy = tmp_path / "leak.txt"
+    with original.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f))
+    out = io.StringIO()
+    csv.writer(out, delimiter="\t", lineterminator="\r\n").writerows(rows)
+    copy.write_bytes(out.getvalue().encode(encoding))
+    expected, table = read_leak(original), read_leak(copy)
+    assert table.columns == expected.columns == list(RECORDS[0])
+    assert table.rows == expected.rows and table.total_rows == len(RECORDS)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-8-sig", "gb18030"])
+def test_json_in_the_encodings_windows_saves_it_in(tmp_path: Path, encoding: str) -> None:
+    # PowerShell 5's Out-File writes UTF-16 with a BOM.
+    path = tmp_path / "leak.json"
+    path.write_bytes(orjson.dumps({"records": RECORDS}).decode().encode(encoding))
+    table = read_leak(path)
+    assert table.format == "json" and table.total_rows == len(RECORDS)
+    assert table.rows[2] == ["P00000003", "王五", "北京市朝阳区望京西路3号", 4.5]
+
+
+@pytest.mark.parametrize(
+    ("content", "columns"),
+    [
+        (
+            b'[["record_id", "name"], ["P00000001", "\xe7\x8e\x8b"], ["P00000002", "x"]]',
+            ["record_id", "name"],
+        ),
+        (b'[["P00000001", "\xe7\x8e\x8b"], ["P00000002", "x"]]', ["column1", "column2"]),
+        (b'{"rows": [["P00000001", "\xe7\x8e\x8b"], ["P00000002", "x"]]}', ["column1", "column2"]),
+        (
+            b'["record_id", "name"]\n["P00000001", "\xe7\x8e\x8b"]\n["P00000002", "x"]\n',
+            ["record_id", "name"],
+        ),
+    ],
+    ids=["with a header row", "without one", "in an envelope", "JSON Lines"],
+)
+def test_arrays_of_arrays_are_rows(tmp_path: Path, content: bytes, columns: list[str]) -> None:
+    path = tmp_path / "leak.json"
+    path.write_bytes(content)
+    table = read_leak(path)
+    assert table.columns == columns
+    assert table.rows == [["P00000001", "王"], ["P00000002", "x"]]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b'[["record_id", "name"]]', b"[[], []]", b"[{}]", b"[]", b'{"records": []}'],
+)
+def test_json_without_records_is_an_error_not_an_empty_table(
+    tmp_path: Path, content: bytes
+) -> None:
+    path = tmp_path / "leak.json"
+    path.write_bytes(content)
+    with pytest.raises(LeakError, match="no records"):
+        read_leak(path)
+
+
+# -- a damaged file is a LeakError saying so, whatever broke inside -----------------------------
+
+
+def deep_json(levels: int) -> bytes:
+    return b'{"records": [{"record_id": "P00000001", "a": ' + b"[" * levels + b"]" * levels + b"}]}"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (workbook(people(200), HEADER, cut_sheet=9000), r"damaged file.*Sheet1.*near row"),
+        (
+            workbook(people(3) + '<row r="9"><c r="A9" t="s"><v>99</v></c></row>', HEADER),
+            r"damaged file.*near row 9",
+        ),
+        (deep_json(300), "damaged file.*nested more than 64 levels"),
+        (b"PK\x03\x04not really a workbook", "cannot read the workbook"),
+    ],
+    ids=[
+        "a sheet cut off",
+        "a shared string that is not there",
+        "JSON nested 300 levels",
+        "not a ZIP",
+    ],
+)
+def test_a_damaged_file_is_a_leak_error_saying_so(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    path = tmp_path / "leak"
+    path.write_bytes(content)
+    with pytest.raises(LeakError, match=message):
+        read_leak(path)
+    with pytest.raises(LeakError, match=message):
+        leakfile.read_leak_bytes(content)
+
+
+def test_anything_unforeseen_while_reading_is_a_damaged_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*_: object) -> None:
+        raise KeyError("sheet")
+
+    monkeypatch.setattr(leakfile, "_delimited", broken)
+    path = tmp_path / "leak.csv"
+    write(RECORDS, path, "csv")
+    with pytest.raises(LeakError, match=r"^文件已损坏 \(damaged file\): KeyError: 'sheet'$"):
+        read_leak(path)
+    assert "KeyError" in caplog.text  # the details are logged
+
+
+def test_cells_past_column_256_are_not_held_in_any_format(tmp_path: Path) -> None:
+    path = tmp_path / "leak.csv"
+    path.write_text(
+        "".join(f"P{i:08d},王五" + "," * 5000 + "x\n" for i in range(200)), encoding="utf-8"
+    )
+    table = read_leak(path)
+    assert table.total_rows == 200 and {len(row) for row in table.rows} == {256}
+    assert table.partial is not None and "past column 256" in table.partial
