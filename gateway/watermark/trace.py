@@ -143,7 +143,7 @@ class Candidate:
             "dataset": e.dataset,
             "purpose": e.purpose,
             "case_id": e.case_id,
-            "issued_at": e.issued_at.isoformat(),
+            "issued_at": e.issued_local.isoformat(),
             "watermark_id": e.watermark,
             "key_version": e.key_version,
             "records_delivered": e.records,

@@ -13,12 +13,14 @@ import datetime
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bench.leaks import table_of
 from detectors.kinds import Finding
+from gateway.commands.watermark import _print_trace
 from gateway.demo.data import generate
 from gateway.service import Gateway
 from gateway.settings import load_settings
@@ -137,6 +139,24 @@ def test_smaller_leaks_still_name_their_request_alone(
     assert result.candidates[0].probability < ALERT_THRESHOLD
     traced = [c for c in result.candidates if c.probability < ALERT_THRESHOLD]
     assert len(traced) == 1 and len(department.alerts) == 1
+
+
+def test_issue_times_come_back_aware_and_traces_show_them_in_china_time(
+    department: Department, capsys: pytest.CaptureFixture[str]
+) -> None:
+    entry = department.gateway.registry.by_request("req-mz-00")
+    assert entry is not None
+    assert entry.issued_at.tzinfo is not None and entry.issued_at == ISSUED
+    rows = random.Random(2).sample(department.served(0), 300)
+    result = department.trace(table_of(rows, "csv"))
+    top = result.candidates[0]
+    assert top.entry.request_id == "req-mz-00"
+    assert top.to_json()["issued_at"] == "2026-11-21T07:30:00+08:00"
+    (alert,) = department.alerts
+    assert alert.evidence["issued_at"] == "2026-11-21T07:30:00+08:00"
+    assert "2026-11-21 的请求" in alert.summary
+    _print_trace(Path("found-online.csv"), result)
+    assert "2026-11-21 07:30:00+0800" in capsys.readouterr().out
 
 
 def test_an_independent_code_word_scores_below_alpha_no_more_often_than_alpha() -> None:
