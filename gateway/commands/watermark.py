@@ -176,7 +176,7 @@ def _print_trace(path: Path, result: Any, partial: str | None) -> None:
             f"   接收方 (recipient) {e.recipient}  人员 (user) {e.user_id}  部门 (department)"
             f" {e.department}  凭证 (credential) {e.credential_id}\n"
             f"   数据集 (dataset) {e.dataset}  用途 (purpose) {e.purpose}  时间 (issued)"
-            f" {e.issued_at:%Y-%m-%d %H:%M:%S%z}  记录 (records) {e.records}  涉及主体"
+            f" {e.issued_local:%Y-%m-%d %H:%M:%S%z}  记录 (records) {e.records}  涉及主体"
             f" (data subjects) {c.subjects}"
         )
         for ev in sorted(c.evidence, key=lambda x: x.log10_p):

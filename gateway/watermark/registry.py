@@ -20,7 +20,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ from sqlalchemy import (
 from gateway.db import make_engine, metadata
 from gateway.watermark.codes import wm_hex
 from gateway.watermark.marker import WatermarkPlan
+from gateway.workdays import CHINA
 
 __all__ = ["RegistryError", "ResponseEntry", "WatermarkRegistry"]
 
@@ -137,6 +138,11 @@ class ResponseEntry:
     def watermark(self) -> str:
         return wm_hex(self.watermark_id)
 
+    @property
+    def issued_local(self) -> datetime:
+        """The issue time in China Standard Time, with its offset: how traces show it."""
+        return _aware(self.issued_at).astimezone(CHINA)
+
     @classmethod
     def from_plan(cls, plan: WatermarkPlan) -> ResponseEntry:
         return cls(
@@ -166,7 +172,8 @@ class ResponseEntry:
         return {
             "watermark_id": _signed(self.watermark_id),
             "request_id": self.request_id,
-            "issued_at": self.issued_at,
+            # In UTC: SQLite keeps the wall time and drops the offset, so one zone for all.
+            "issued_at": _aware(self.issued_at).astimezone(UTC),
             "recipient": self.recipient,
             "user_id": self.user_id,
             "department": self.department,
@@ -192,7 +199,7 @@ class ResponseEntry:
         return cls(
             watermark_id=unsigned(m["watermark_id"]),
             request_id=m["request_id"],
-            issued_at=m["issued_at"],
+            issued_at=_aware(m["issued_at"]),
             recipient=m["recipient"],
             user_id=m["user_id"],
             department=m["department"],
@@ -211,6 +218,11 @@ class ResponseEntry:
             complete=bool(m["complete"]),
             signature=orjson.loads(m["signature"]) if m["signature"] else None,
         )
+
+
+def _aware(moment: datetime) -> datetime:
+    """A time without an offset is UTC: SQLite returns the stored UTC time without one."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _signed(wm: int) -> int:

@@ -8,14 +8,21 @@ columns by what their values look like, pseudonyms by the registry itself. Every
 - decoy: rows that are decoys the gateway made;
 - fingerprint: each row's carrier bits vote on code-word positions chosen by the keyed hash of
   its record key, under each recipient's key; the registered code words are scored by maximum
-  likelihood (erasures and flipped bits cost only evidence);
+  likelihood (erasures and flipped bits cost only evidence), and tested per code-word position;
 - invisible: zero-width marks carrying a watermark id and its keyed check.
 
 Every probability is an upper bound on the chance that a file ShareGuard never served (or one
-whose marks were scrambled without the keys) would match this well: each vote is then a fair
-coin, because it is masked by a keyed bit the data cannot know, so agreements are binomial; and
-the bound is multiplied by every hypothesis tried (columns, key versions, recipients, code
-words, layers), so trying more makes no one look guiltier.
+whose marks were scrambled without the keys) would match this well. The fingerprint's is also
+one for a response the leak did not come from among the others of the same recipient, dataset
+and key: their code words share the leak's positions and masks, and each agrees with the leaked
+code word at about half the positions, so the votes on one position agree or disagree with
+such a code word all at once. The fingerprint is therefore tested per position, not per vote:
+a code word independent of the leak has each position's bit by a fair coin, so its score (the
+vote margins of the positions it agrees with) has an exactly computable tail
+(`log10_weighted_tail`), at best 2^-128 with 128 positions. (Pseudonyms are the same in every
+response of a recipient: that layer names the recipient, and lists each response that held
+the rows.) Every bound is multiplied by every hypothesis tried (columns, key versions,
+recipients, code words, layers), so trying more makes no one look guiltier.
 """
 
 from __future__ import annotations
@@ -45,34 +52,52 @@ from gateway.watermark.policy import LAYERS, CarrierSpec, WatermarkPolicy
 from gateway.watermark.registry import ResponseEntry, WatermarkRegistry
 from gateway.watermark.signing import PROVENANCE, ResponseVerifier
 
-__all__ = ["Candidate", "Evidence", "TraceResult", "Tracer", "log10_binomial_tail"]
+__all__ = ["Candidate", "Evidence", "TraceResult", "Tracer", "log10_weighted_tail"]
 
 REPORT_THRESHOLD = 1e-3  # candidates less certain than this are not listed
 LOOKUP_ROWS = 2000  # rows whose (key, value) pairs are looked up in the registry
 KEY_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _LN10 = math.log(10)
 _LOG10_SIGNATURE = -128 * math.log10(2)  # forging an Ed25519 signature: no better than 2^-128
+# Past this summed vote margin, a leak's position weights are scaled down to about this sum:
+# the tail stays exact for the weights used, and its table stays small.
+WEIGHT_LIMIT = 8192
 # What the subjects look-up returns: the keyed subject hashes of the given requests, and
 # whether any request's list was cut short in the audit log.
 SubjectsOf = Callable[[Sequence[str]], tuple[dict[str, set[str]], bool]]
 
 
-def log10_binomial_tail(n: int, k: int) -> float:
-    """log10 P[X ≥ k] for X ~ Binomial(n, 1/2)."""
-    if k <= 0:
+def log10_weighted_tail(weights: Sequence[int], score: int) -> float:
+    """log10 P[Σ wᵢ·Bᵢ ≥ score] for independent fair bits Bᵢ and integer weights wᵢ ≥ 0, exactly.
+
+    With every weight 1 this is the binomial tail P[Binomial(n, 1/2) ≥ score].
+    """
+    return _log10_tail(_tail_counts([w for w in weights if w > 0]), score)
+
+
+def _tail_counts(weights: Sequence[int]) -> tuple[list[int], int]:
+    """For positive integer weights: how many of the 2^m subsets have a sum ≥ s, for every s;
+    and m. The counts are the coefficients of Π(1 + x^w), multiplied out in one big integer with
+    a slot per coefficient wide enough for 2^m (17 bytes for the 128 positions of a code word)."""
+    total = sum(weights)
+    slot = len(weights) // 8 + 1
+    poly = 1
+    for w in weights:
+        poly += poly << (w * slot * 8)
+    raw = poly.to_bytes((total + 1) * slot, "little")
+    tail = [0] * (total + 2)
+    for s in range(total, -1, -1):
+        tail[s] = tail[s + 1] + int.from_bytes(raw[s * slot : (s + 1) * slot], "little")
+    return tail, len(weights)
+
+
+def _log10_tail(counts: tuple[list[int], int], score: int) -> float:
+    tail, m = counts
+    if score <= 0:
         return 0.0
-    if k > n:
+    if score >= len(tail) - 1:
         return -math.inf
-    lg = math.lgamma
-    base = lg(n + 1) - n * math.log(2)
-    first = base - lg(k + 1) - lg(n - k + 1)
-    total = 0.0
-    for i in range(k, n + 1):
-        term = base - lg(i + 1) - lg(n - i + 1)
-        total += math.exp(term - first)
-        if i > n / 2 and term - first < -40:
-            break
-    return min(0.0, (first + math.log(total)) / _LN10)
+    return min(0.0, math.log10(tail[score]) - m * math.log10(2))
 
 
 def _log10_choose(n: int, h: int) -> float:
@@ -118,7 +143,7 @@ class Candidate:
             "dataset": e.dataset,
             "purpose": e.purpose,
             "case_id": e.case_id,
-            "issued_at": e.issued_at.isoformat(),
+            "issued_at": e.issued_local.isoformat(),
             "watermark_id": e.watermark,
             "key_version": e.key_version,
             "records_delivered": e.records,
@@ -378,7 +403,7 @@ class _Run:
         if not self.key_columns or not self.rows:
             return
         total_tries = 0
-        scored: list[tuple[int, int, int, dict[str, Any]]] = []  # (wm, n, agree, details)
+        scored: list[tuple[int, float, dict[str, Any]]] = []  # (wm, log10 tail, details)
         for dataset, specs in self.t.policy.carriers.items():
             compat = {s.field: self._carrier_columns(s) for s in specs}
             fields = [s for s in specs if compat[s.field]]
@@ -393,40 +418,57 @@ class _Run:
                 votes = self._votes(
                     Selector(self.t.keyring, recipient, dataset, version), fields, compat
                 )
+                # One group's members share positions and masks: every member is scored on the
+                # same per-position tallies, built once per choice of columns.
+                tallies: dict[tuple[int, tuple[int, ...]], _Positions] = {}
                 for wm in members:
                     cw = codeword(self.t.keyring, version, wm)
-                    best: tuple[float, int, int, dict[str, Any]] | None = None
+                    best: tuple[float, int, dict[str, tuple[int, _Votes]], _Positions] | None = None
                     for k, per_field in votes.items():
-                        n = agree = 0
-                        chosen: dict[str, str] = {}
-                        for name, options in per_field.items():
-                            top = max(options, key=lambda o: o[1].agree(cw) - o[1].n / 2)
-                            n += top[1].n
-                            agree += top[1].agree(cw)
-                            chosen[name] = self._name(top[0])
-                        if n == 0:
+                        picks = {
+                            name: max(options, key=lambda o: o[1].agree(cw) - o[1].n / 2)
+                            for name, options in per_field.items()
+                        }
+                        choice = (k, tuple(c for c, _ in picks.values()))
+                        tally = tallies.get(choice)
+                        if tally is None:
+                            tally = tallies[choice] = _Positions([v for _, v in picks.values()])
+                        if not tally.positions:
                             continue
-                        z = (agree - n / 2) / math.sqrt(n)
-                        if best is None or z > best[0]:
-                            best = (z, n, agree, {"key_column": self._name(k), "columns": chosen})
-                    if best is not None and best[2] > best[1] / 2:
-                        scored.append((wm, best[1], best[2], best[3]))
+                        log10_tail = tally.log10_tail(tally.score(cw))
+                        if best is None or log10_tail < best[0]:
+                            best = (log10_tail, k, picks, tally)
+                    if best is None or best[0] >= 0:
+                        continue
+                    log10_tail, k, picks, tally = best
+                    details = {
+                        "bits": tally.n,
+                        "agreeing": sum(v.agree(cw) for _, v in picks.values()),
+                        "positions": tally.positions,
+                        "positions_agreeing": tally.agreeing(cw),
+                        "key_column": self._name(k),
+                        "columns": {name: self._name(c) for name, (c, _) in picks.items()},
+                    }
+                    scored.append((wm, log10_tail, details))
         self.hypotheses["fingerprint"] = total_tries
         if not total_tries:
             return
         log_tries = math.log10(total_tries)
-        for wm, n, agree, details in scored:
-            log10_p = log_tries + log10_binomial_tail(n, agree)
+        for wm, log10_tail, details in scored:
+            log10_p = log_tries + log10_tail
             if log10_p >= 0:
                 continue
+            m, a = details["positions"], details["positions_agreeing"]
+            n, agree = details["bits"], details["agreeing"]
             self._add(
                 wm,
                 Evidence(
                     "fingerprint",
-                    f"{n} 个载体位中 {agree} 个与这次响应的指纹码字一致 ({agree} of {n} carrier"
-                    " bits agree with this response's fingerprint code word)",
+                    f"有投票的 {m} 个码字位置中 {a} 个与这次响应的指纹码字一致（{n} 个载体位中"
+                    f" {agree} 个一致） ({a} of the {m} code-word positions with votes agree with"
+                    f" this response's fingerprint code word; {agree} of {n} carrier bits)",
                     log10_p,
-                    {"bits": n, "agreeing": agree, **details},
+                    details,
                 ),
             )
 
@@ -569,6 +611,68 @@ class _Votes:
         for weight, pos, neg in self._planes:
             total += weight * ((cw & pos).bit_count() - (cw & neg).bit_count())
         return total
+
+
+class _Positions:
+    """A leak's fingerprint evidence per code-word position, and its exact null distribution.
+
+    Votes on one position are not independent evidence: a code word that has the leaked one's
+    bit at that position agrees with every one of them at once, and two code words share about
+    half their bits. So the evidence is scored per position: position p leans to the bit most of
+    its votes read, with weight q_p = |ones − zeros| (scaled down past `WEIGHT_LIMIT`; a tie
+    weighs nothing), and a code word scores the summed weight of the positions whose leaning it
+    shares — the same ranking as counting agreeing votes. A code word independent of the leak
+    (an innocent response's, even one of the same recipient, dataset and key, whose code word is
+    a keyed random expansion of its own id; or any response's, against a file never served or
+    scrambled without the keys) has each position's bit by a fair coin, independently of the
+    votes. Its score is then the sum of a random half of the weights, whatever the votes are,
+    and that tail is computed exactly: at most 128 positions, so at best 2^-128.
+    """
+
+    def __init__(self, parts: Sequence[_Votes]) -> None:
+        diffs = [sum(v.ones[p] - v.zeros[p] for v in parts) for p in range(CODE_BITS)]
+        self.n = sum(v.n for v in parts)
+        margin = sum(abs(d) for d in diffs)
+        if margin > WEIGHT_LIMIT:
+            weights = [max(1, round(abs(d) * WEIGHT_LIMIT / margin)) if d else 0 for d in diffs]
+        else:
+            weights = [abs(d) for d in diffs]
+        self.positions = sum(1 for w in weights if w)
+        self._ones = sum(1 << p for p, d in enumerate(diffs) if d > 0)
+        self._zeros = sum(1 << p for p, d in enumerate(diffs) if d < 0)
+        # score(cw) = Σ weights where cw has the leaning bit, as a few popcounts per binary plane.
+        self._planes: list[tuple[int, int, int]] = []  # (plane weight, leaning 1, leaning 0)
+        for j in range(max(weights).bit_length()):
+            ones = zeros = 0
+            for p, w in enumerate(weights):
+                if (w >> j) & 1:
+                    if diffs[p] > 0:
+                        ones |= 1 << p
+                    else:
+                        zeros |= 1 << p
+            self._planes.append((1 << j, ones, zeros))
+        self._weights = [w for w in weights if w]
+        self._counts: tuple[list[int], int] | None = None
+
+    def score(self, cw: int) -> int:
+        total = 0
+        for weight, ones, zeros in self._planes:
+            total += weight * (
+                (cw & ones).bit_count() + zeros.bit_count() - (cw & zeros).bit_count()
+            )
+        return total
+
+    def agreeing(self, cw: int) -> int:
+        """Positions whose leaning the code word shares."""
+        return (
+            (cw & self._ones).bit_count() + self._zeros.bit_count() - (cw & self._zeros).bit_count()
+        )
+
+    def log10_tail(self, score: int) -> float:
+        """log10 of the chance that a code word independent of the leak scores `score` or more."""
+        if self._counts is None:
+            self._counts = _tail_counts(self._weights)
+        return _log10_tail(self._counts, score)
 
 
 def _decoy_space(value: Any) -> float:

@@ -122,7 +122,7 @@ def raise_alert(
         "dataset": e.dataset,
         "purpose": e.purpose,
         "watermark_id": e.watermark,
-        "issued_at": e.issued_at.isoformat(),
+        "issued_at": e.issued_local.isoformat(),
         "false_match_probability": best.probability,
         "layers": layers,
         "file": source,
@@ -134,7 +134,7 @@ def raise_alert(
         RULE,
         Finding(
             e.user_id or e.recipient,
-            f"泄露文件 {source} 溯源至 {e.recipient}（{e.user_id}）{e.issued_at:%Y-%m-%d} 的请求"
+            f"泄露文件 {source} 溯源至 {e.recipient}（{e.user_id}）{e.issued_local:%Y-%m-%d} 的请求"
             f" {e.request_id}{more}（{e.dataset}，偶然匹配概率 {best.probability:.1e}）",
             evidence,
         ),
