@@ -155,7 +155,7 @@ def test_issue_times_come_back_aware_and_traces_show_them_in_china_time(
     (alert,) = department.alerts
     assert alert.evidence["issued_at"] == "2026-11-21T07:30:00+08:00"
     assert "2026-11-21 的请求" in alert.summary
-    _print_trace(Path("found-online.csv"), result)
+    _print_trace(Path("found-online.csv"), result, None)
     assert "2026-11-21 07:30:00+0800" in capsys.readouterr().out
 
 
