@@ -63,6 +63,7 @@ class DetectionEngine:
     def process(self, obs: Observation) -> list[Detection]:
         """Run one observation through every detector now (the thread, tests and replays use it)."""
         found = []
+        self.windows.advance(obs.ts)  # state values expire by the event's time
         for detector in self.detectors:
             try:
                 finding = detector.observe(obs)
