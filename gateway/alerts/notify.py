@@ -3,6 +3,8 @@
 Neither ever blocks the proxy or the detectors: notifications go through a bounded queue to a
 thread of their own. A webhook body is signed with HMAC-SHA256 over the timestamp and the body
 (`X-ShareGuard-Signature: t=<unix time>,v1=<hex>`), so a receiver can check origin and freshness.
+The body is `{"type": "shareguard.alert", "event": "opened" | "escalated", "alert": {...}}`; a
+syslog message is the alert with its `event`.
 """
 
 from __future__ import annotations
@@ -49,18 +51,22 @@ class Notifier:
         if min_severity not in SEVERITIES:
             raise ValueError(f"未知严重级别 (unknown severity): {min_severity}")
         self.min_severity = min_severity
-        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=queue_size)
+        self._queue: queue.Queue[tuple[dict[str, Any], str] | None] = queue.Queue(
+            maxsize=queue_size
+        )
         self.sent = 0
         self.failed = 0
         self.dropped = 0
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
 
-    def notify(self, alert: dict[str, Any]) -> None:
+    def notify(self, alert: dict[str, Any], event: str = "opened") -> None:
+        """Send an alert: `opened`, or `escalated` (a later finding grouped into the open alert
+        made the response act again, e.g. on another key of the same person)."""
         if not severe_enough(alert["severity"], self.min_severity):
             return
         try:
-            self._queue.put_nowait(alert)
+            self._queue.put_nowait((alert, event))
         except queue.Full:
             self.dropped += 1
 
@@ -70,7 +76,7 @@ class Notifier:
             try:
                 if item is None:
                     return
-                if self.deliver(item):
+                if self.deliver(*item):
                     self.sent += 1
                 else:
                     self.failed += 1
@@ -80,12 +86,12 @@ class Notifier:
                 self.failed += 1
                 log.exception(
                     "告警通知出错 (notification failed unexpectedly): %s",
-                    item.get("id") if item is not None else None,
+                    item[0].get("id") if item is not None else None,
                 )
             finally:
                 self._queue.task_done()
 
-    def deliver(self, alert: dict[str, Any]) -> bool:
+    def deliver(self, alert: dict[str, Any], event: str = "opened") -> bool:
         raise NotImplementedError
 
     def flush(self, timeout: float = 30.0) -> None:
@@ -116,8 +122,10 @@ class WebhookNotifier(Notifier):
         self._client = httpx.Client(timeout=5.0)
         super().__init__(min_severity)
 
-    def deliver(self, alert: dict[str, Any]) -> bool:
-        body = json.dumps({"type": "shareguard.alert", "alert": alert}, ensure_ascii=False).encode()
+    def deliver(self, alert: dict[str, Any], event: str = "opened") -> bool:
+        body = json.dumps(
+            {"type": "shareguard.alert", "event": event, "alert": alert}, ensure_ascii=False
+        ).encode()
         for attempt, delay in enumerate((0.0, *self.delays)):
             if delay:
                 self._sleep(delay)
@@ -200,13 +208,13 @@ class SyslogNotifier(Notifier):
         self._target: Any = None  # where a UDP datagram goes
         super().__init__(min_severity)
 
-    def frame(self, alert: dict[str, Any]) -> bytes:
+    def frame(self, alert: dict[str, Any], event: str = "opened") -> bytes:
         pri = self.FACILITY_USER * 8 + self.PRIORITIES[alert["severity"]]
-        body = json.dumps(_compact(alert, self.MAX_REQUESTS), ensure_ascii=False)
+        body = json.dumps(_compact(alert, event, self.MAX_REQUESTS), ensure_ascii=False)
         return f"<{pri}>{self.IDENT}{body}\000".encode()
 
-    def deliver(self, alert: dict[str, Any]) -> bool:
-        frame = self.frame(alert)
+    def deliver(self, alert: dict[str, Any], event: str = "opened") -> bool:
+        frame = self.frame(alert, event)
         for attempt, delay in enumerate((0.0, *self.delays)):
             if delay:
                 self._sleep(delay)
@@ -301,9 +309,9 @@ def _hung_up(sock: socket.socket) -> bool:
         return True
 
 
-def _compact(alert: dict[str, Any], most: int) -> dict[str, Any]:
-    """The alert as a syslog message carries it: a bounded list of request ids."""
-    out = dict(alert)
+def _compact(alert: dict[str, Any], event: str, most: int) -> dict[str, Any]:
+    """The alert as a syslog message carries it: the event, and a bounded list of request ids."""
+    out = {"event": event, **alert}
     evidence = alert.get("evidence")
     if isinstance(evidence, dict) and len(evidence.get("requests") or ()) > most:
         requests = evidence["requests"]

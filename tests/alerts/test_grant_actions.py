@@ -134,3 +134,19 @@ async def test_a_tightened_grant_keeps_everything_but_its_quota_its_application_
     assert [getattr(tight, k) for k in kept] == [getattr(approved, k) for k in kept]
     assert (tight.masking_profile, tight.valid_until) == ("case_review", approved.valid_until)
     assert tight.max_per_request is not None and tight.max_per_request <= 50
+
+
+async def test_a_later_finding_under_the_grant_the_response_put_in_place_is_left_alone(
+    gateway: Gateway,
+) -> None:
+    grant_id = mz_grant(gateway)
+    alert = gateway.alerts.on_detection(detection(gateway, "tighten_quota", grant_id))
+    [entry] = [e for e in gateway.alerts.store.timeline(alert.id) if e["action"] == "action"]
+    replacement = entry["details"]["undo"]["replacement"]
+    grants = len(gateway.admin.list())
+    again = gateway.alerts.on_detection(detection(gateway, "tighten_quota", replacement))
+    assert (again.id, again.count) == (alert.id, 2)
+    assert len(gateway.admin.list()) == grants  # not tightened again into a third grant
+    tight = gateway.admin.get(replacement)
+    assert tight is not None and tight.status == "active"
+    assert [e["action"] for e in gateway.alerts.store.timeline(alert.id)] == ["opened", "action"]
