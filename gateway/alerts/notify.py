@@ -70,6 +70,18 @@ class Notifier:
         except queue.Full:
             self.dropped += 1
 
+    def counts(self) -> dict[str, Any]:
+        """For status pages: sent, failed (given up after retries), dropped (the queue was full)
+        and waiting in the queue."""
+        return {
+            "name": self.name,
+            "min_severity": self.min_severity,
+            "sent": self.sent,
+            "failed": self.failed,
+            "dropped": self.dropped,
+            "backlog": self._queue.qsize(),
+        }
+
     def _run(self) -> None:
         while True:
             item = self._queue.get()

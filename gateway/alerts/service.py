@@ -187,6 +187,11 @@ class AlertService:
             raise AlertError("该告警没有可撤销的响应动作 (nothing to revert for this alert)")
         return undone
 
+    def status(self) -> dict[str, Any]:
+        """The notifiers' counts, for the admin status (`/api/admin/status` does not show them
+        yet: the console's status function is to add `"alerts": gateway.alerts.status()`)."""
+        return {"notifiers": [notifier.counts() for notifier in self.notifiers]}
+
     def close(self) -> None:
         for notifier in self.notifiers:
             notifier.close()

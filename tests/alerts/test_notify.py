@@ -255,3 +255,24 @@ def test_syslog_to_a_unix_datagram_socket(tmp_path: Path) -> None:
         notifier.close()
     assert data.startswith(b"<11>shareguard: {") and data.endswith(b"}\0")
     assert notifier.sent == 1
+
+
+def test_the_notifiers_counts_are_in_the_alert_services_status(settings: Settings) -> None:
+    gateway = Gateway(replace(settings, alert_syslog=f"tcp://127.0.0.1:{closed_port()}"))
+    try:
+        [notifier] = gateway.alerts.notifiers
+        assert isinstance(notifier, SyslogNotifier)
+        notifier.delays = ()
+        notifier.notify({**ALERT, "severity": "critical"})
+        notifier.flush()
+        [counts] = gateway.alerts.status()["notifiers"]
+    finally:
+        gateway.close()
+    assert counts == {
+        "name": "alert-syslog",
+        "min_severity": "high",
+        "sent": 0,
+        "failed": 1,
+        "dropped": 0,
+        "backlog": 0,
+    }
