@@ -1,7 +1,10 @@
 """Response actions a detector may take: each audited, each reversible by an admin.
 
-An action runs once, when an alert opens (grouped duplicates do not repeat it). What it did is
-written to the alert's timeline and to the audit journal, with what is needed to undo it.
+An action runs when an alert opens, and again when a finding grouped into the open alert is
+about a target it has not acted on or that is active again (another key of the same person, a
+key restored by a revert): each action checks the target's state itself, so one already
+suspended is left alone. What it did is written to the alert's timeline and to the audit
+journal, with what is needed to undo it.
 """
 
 from __future__ import annotations

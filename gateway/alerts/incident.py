@@ -1,8 +1,12 @@
 """Incident reports (PIPL Art. 57): what data, which people, cause, harm, measures, contact, deadline.
 
-A report is built from an alert: the access events of the alert's credential (or person) over the
-detector's window before the alert and until the alert was closed (or now) are the scope; their
-keyed data-subject hashes are the affected people. The gateway keeps no identifiers in clear, so
+A report is built from an alert: the access events of the alert's credential (and of any other
+credential a grouped finding escalated the response to; or of the person) over the detector's
+window before the alert and until the alert was closed (or now) are the scope, read from the live
+journal in keyset pages however many there are; their keyed data-subject hashes are the affected
+people. Records archived out of the live journal are not read: if the scope reaches back before
+its oldest record while archived segments exist, the report says so. Times are China Standard
+Time throughout. The gateway keeps no identifiers in clear, so
 resolving the hashes to people is a separate, audited step an authorised admin takes: the
 platform's datasets are read directly and each identifier hashed until every hash is matched.
 """
@@ -22,7 +26,9 @@ import httpx
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from gateway.alerts.store import CLOSED, AlertStore
-from gateway.audit.search import AuditQuery, search
+from gateway.audit.integrity import segments
+from gateway.audit.journal import connect
+from gateway.audit.search import AuditQuery, scan, search
 from gateway.catalog import Catalog
 from gateway.formats import NdjsonReader
 from gateway.settings import REPO_ROOT, Settings
@@ -30,7 +36,6 @@ from gateway.workdays import CHINA
 
 TEMPLATES = REPO_ROOT / "dashboards" / "templates"
 DEFAULT_WINDOW = 86_400.0
-PAGE = 1000
 
 
 @dataclass
@@ -52,6 +57,8 @@ class IncidentReport:
     contact: str
     measures: list[str]
     resolved: list[dict[str, str]] = field(default_factory=list)
+    # What the counts may leave out (records archived out of the live journal), in the report.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def cause(self) -> str:
@@ -82,17 +89,36 @@ def build_report(
         for figures in alert.evidence.get("figures", [])
         for rid in figures.get("request_ids", [])
     ]
+    notes: list[str] = []
     if traced and since is None:
-        events = list(_request_events(settings, list(dict.fromkeys(traced)), hasher))
-        stamps = [datetime.fromisoformat(e["@timestamp"].replace("Z", "+00:00")) for e in events]
+        wanted = list(dict.fromkeys(traced))
+        events = list(_request_events(settings, wanted, hasher))
+        stamps = [_parse(e["@timestamp"]) for e in events]
         if stamps:
             scope_since, scope_until = min(stamps), max(stamps)
+        missing = len(set(wanted) - {e["shareguard"].get("request_id") for e in events})
+        if missing:
+            notes.append(_missing_note(settings, missing))
     else:
+        # The alert's credential, and any other a grouped finding escalated the response to.
+        credentials = {
+            str(c)
+            for c in [
+                alert.credential_id,
+                *(
+                    (e["details"] or {}).get("credential_id")
+                    for e in timeline
+                    if e["action"] == "escalated"
+                ),
+            ]
+            if c
+        }
         events = list(
-            _scope_events(
-                settings, alert.user_id, alert.credential_id, scope_since, scope_until, hasher
-            )
+            _scope_events(settings, alert.user_id, credentials, scope_since, scope_until, hasher)
         )
+        note = _archived_note(settings, scope_since)
+        if note:
+            notes.append(note)
     subjects: dict[str, None] = {}
     truncated = False
     datasets: dict[str, set[str]] = {}
@@ -112,7 +138,7 @@ def build_report(
     deadline = dict(policy["deadlines"][alert.severity])
     data_types, harms = _data_types(catalog, datasets, masked, policy.get("harms", {}))
     measures = [
-        f"{e['at']} {e['actor']}：{e['note']}"
+        f"{_local(_parse(e['at']))} {e['actor']}：{e['note']}"
         for e in timeline
         if e["action"] in ("action", "reverted", "resolved", "investigating", "acknowledged")
     ]
@@ -133,43 +159,76 @@ def build_report(
         subjects_truncated=truncated,
         contact=settings.incident_contact,
         measures=measures,
+        notes=notes,
     )
 
 
 def _scope_events(
     settings: Settings,
     user: str | None,
-    credential: str | None,
+    credentials: set[str],
     since: datetime,
     until: datetime,
     hasher: Callable[[str], str],
 ) -> Iterator[dict[str, Any]]:
-    """Every allowed access by the alert's credential (or person) within the scope, oldest first."""
-    offset = 0
-    while user is not None:
-        page = search(
-            settings.journal_path,
-            AuditQuery(
-                user=user,
-                decision="allow",
-                kind="access",
-                since=since,
-                until=until,
-                limit=PAGE,
-                offset=offset,
-                newest_first=False,
-            ),
-            hasher,
-        ).events
-        for event in page:
-            sg = event["shareguard"]
-            if sg.get("phase") == "started":
-                continue  # a streamed export's opening event: its complete event carries the data
-            if credential is None or sg.get("credential_id") == credential:
-                yield event
-        if len(page) < PAGE:
-            return
-        offset += PAGE
+    """Every allowed access by the alert's credentials (or person) within the scope, oldest
+    first, however many: read in keyset pages as the CSV export reads (a search page stops at
+    10,000)."""
+    if user is None:
+        return
+    query = AuditQuery(
+        user=user, decision="allow", kind="access", since=since, until=until, newest_first=False
+    )
+    for event in scan(settings.journal_path, query, hasher):
+        sg = event["shareguard"]
+        if sg.get("phase") == "started":
+            continue  # a streamed export's opening event: its complete event carries the data
+        if not credentials or sg.get("credential_id") in credentials:
+            yield event
+
+
+def _parse(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def _oldest_live(settings: Settings) -> datetime | None:
+    """When the oldest record still in the live journal was written (None: it is empty)."""
+    path = settings.journal_path
+    if not path.exists():
+        return None
+    conn = connect(path, readonly=True)
+    try:
+        row = conn.execute("SELECT ts FROM events ORDER BY seq LIMIT 1").fetchone()
+    finally:
+        conn.close()
+    return _parse(row[0]) if row else None
+
+
+def _archived_note(settings: Settings, since: datetime) -> str | None:
+    """Reports read the live journal only: say so if the scope reaches back into archives."""
+    if not segments(settings.journal_path):
+        return None
+    oldest = _oldest_live(settings)
+    if oldest is not None and oldest <= since:
+        return None
+    start = _local(oldest) if oldest else "—"
+    return (
+        f"核查范围早于在线审计日志的最早记录（{start}），此前的记录已归档，未计入上述请求数、"
+        f"记录数和受影响人员，须另行核查归档分段 (the scope reaches back before the oldest record "
+        f"in the live journal, {start}: archived records are not counted above; check the "
+        f"archived segments)"
+    )
+
+
+def _missing_note(settings: Settings, missing: int) -> str:
+    archived = bool(segments(settings.journal_path))
+    where = (
+        "可能已归档，未计入，须另行核查归档分段 (possibly archived: not counted; check the "
+        "archived segments)"
+        if archived
+        else "未计入 (not counted)"
+    )
+    return f"{missing} 个溯源请求在在线审计日志中未找到，{where}; {missing} traced request(s) not found"
 
 
 def _request_events(
@@ -305,6 +364,7 @@ def render_csv(report: IncidentReport) -> str:
         ("已采取措施 measures", "；".join(report.measures)),
         ("联系人 contact", report.contact),
         ("受影响人数 affected people", len(report.subjects)),
+        ("说明 notes", "；".join(report.notes)),
     ]
     w.writerows(rows)
     w.writerow([])

@@ -13,6 +13,7 @@ from detectors.observation import Observation
 from detectors.rules import load_rules
 from detectors.samples import BASE
 from gateway.grants.admin import Actor
+from gateway.grants.model import Grant
 from gateway.pipeline import Pipeline
 from gateway.service import Gateway
 from tests.factories import body_of, drive, json_response, request_flow
@@ -32,6 +33,12 @@ def mz_grant(gateway: Gateway) -> str:
         if g.dataset == "social_insurance" and g.department == "民政局"
     ]
     return str(grant.id)
+
+
+def grant(gateway: Gateway, grant_id: str) -> Grant:
+    found = gateway.admin.get(grant_id)
+    assert found is not None, grant_id
+    return found
 
 
 def detection(gateway: Gateway, response: str, grant_id: str) -> Detection:
@@ -77,12 +84,13 @@ async def test_a_grant_response_is_applied_on_the_next_request_and_undone_by_rev
     assert (await read(gateway, credentials)).response.status_code == 200
     alert = gateway.alerts.on_detection(detection(gateway, response, grant_id))
     [entry] = [e for e in gateway.alerts.store.timeline(alert.id) if e["action"] == "action"]
-    assert gateway.admin.get(grant_id).status == "suspended"
+    assert grant(gateway, grant_id).status == "suspended"
     flow = await read(gateway, credentials)
     if response == "tighten_quota":
         replacement = entry["details"]["undo"]["replacement"]
-        tight = gateway.admin.get(replacement)
+        tight = grant(gateway, replacement)
         assert tight.status == "active" and tight.max_per_request is not None
+        assert tight.max_per_day is not None
         assert tight.max_per_request <= 50 and tight.max_per_day <= 500
         assert flow.response.status_code == 200  # served under the tighter replacement
     else:
@@ -96,17 +104,18 @@ async def test_a_grant_response_is_applied_on_the_next_request_and_undone_by_rev
         assert "重新审批" in app.reason
 
     gateway.alerts.revert(alert.id, "admin", ("admin",))
-    assert gateway.admin.get(grant_id).status == "active"
+    assert grant(gateway, grant_id).status == "active"
     assert (await read(gateway, credentials)).response.status_code == 200
     if response == "tighten_quota":
-        assert gateway.admin.get(entry["details"]["undo"]["replacement"]).status == "revoked"
+        assert grant(gateway, entry["details"]["undo"]["replacement"]).status == "revoked"
 
 
 async def test_when_the_access_had_no_grant_the_grant_response_is_skipped_and_says_why(
     gateway: Gateway,
 ) -> None:
     d = detection(gateway, "suspend_grant", "none")
-    d = replace(d, observation=replace(d.observation, grant_id=None))  # type: ignore[arg-type]
+    assert d.observation is not None
+    d = replace(d, observation=replace(d.observation, grant_id=None))
     alert = gateway.alerts.on_detection(d)
     [entry] = [
         e for e in gateway.alerts.store.timeline(alert.id) if e["action"] == "action-skipped"
@@ -118,7 +127,7 @@ async def test_a_tightened_grant_keeps_everything_but_its_quota_its_application_
     gateway: Gateway,
 ) -> None:
     actor = Actor("admin", ("admin",))
-    demo = gateway.admin.get(mz_grant(gateway))
+    demo = grant(gateway, mz_grant(gateway))
     gateway.admin.set_status(actor, demo.id, "revoked", reason="re-issued from an application")
     approved = gateway.admin.create(
         actor, demo.to_spec(application_id="A20261121-0001", masking_profile="case_review")
@@ -127,10 +136,25 @@ async def test_a_tightened_grant_keeps_everything_but_its_quota_its_application_
 
     alert = gateway.alerts.on_detection(detection(gateway, "tighten_quota", approved.id))
     [entry] = [e for e in gateway.alerts.store.timeline(alert.id) if e["action"] == "action"]
-    tight = gateway.admin.get(entry["details"]["undo"]["replacement"])
+    tight = grant(gateway, entry["details"]["undo"]["replacement"])
 
     assert tight.application_id == "A20261121-0001"
     kept = ("dataset", "department", "role", "principal", "fields", "purposes", "scenario")
     assert [getattr(tight, k) for k in kept] == [getattr(approved, k) for k in kept]
     assert (tight.masking_profile, tight.valid_until) == ("case_review", approved.valid_until)
     assert tight.max_per_request is not None and tight.max_per_request <= 50
+
+
+async def test_a_later_finding_under_the_grant_the_response_put_in_place_is_left_alone(
+    gateway: Gateway,
+) -> None:
+    grant_id = mz_grant(gateway)
+    alert = gateway.alerts.on_detection(detection(gateway, "tighten_quota", grant_id))
+    [entry] = [e for e in gateway.alerts.store.timeline(alert.id) if e["action"] == "action"]
+    replacement = entry["details"]["undo"]["replacement"]
+    grants = len(gateway.admin.list())
+    again = gateway.alerts.on_detection(detection(gateway, "tighten_quota", replacement))
+    assert (again.id, again.count) == (alert.id, 2)
+    assert len(gateway.admin.list()) == grants  # not tightened again into a third grant
+    assert grant(gateway, replacement).status == "active"
+    assert [e["action"] for e in gateway.alerts.store.timeline(alert.id)] == ["opened", "action"]

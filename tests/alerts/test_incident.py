@@ -4,25 +4,27 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
 from gateway.alerts.incident import build_report, render_csv, render_html, resolve_subjects
 from gateway.alerts.store import NewFinding
+from gateway.audit.integrity import archive_dir
 from gateway.demo.data import generate
 from gateway.demo.platform import running_platform
 from gateway.pipeline import Pipeline
 from gateway.service import Gateway
-from tests.factories import drive, json_response, request_flow
+from tests.factories import access_event, drive, json_response, request_flow
 
 STORE = generate()
 PEOPLE = STORE.records["population"][:30]
 
 
-async def deliver(gateway: Gateway, key: str, records: list[dict[str, Any]]) -> str:
+async def deliver(gateway: Gateway, key: str, records: Sequence[dict[str, Any]]) -> str:
     pipeline = Pipeline.of(gateway)
     flow = request_flow(
         "/api/v1/datasets/population/records?limit=30", key=key, purpose="statistics"
@@ -106,3 +108,91 @@ def test_an_admin_can_resolve_the_hashes_to_people_from_the_platform(
     assert {r["name"] for r in resolved} == {p["name"] for p in PEOPLE}
     report = replace(report, resolved=resolved)
     assert PEOPLE[0]["id_number"] in render_csv(report)
+
+
+def scrape_alert(gateway: Gateway, credential: str, seen: datetime) -> str:
+    alert, _ = gateway.alerts.store.record(
+        NewFinding(
+            rule="slow_scrape",
+            name="低速爬取",
+            severity="high",
+            risk_score=70,
+            entity="tj_analyst",
+            summary="tj_analyst 长时间逐条读取",
+            seen_at=seen,
+            user_id="tj_analyst",
+            department="统计局",
+            credential_id=credential,
+            figures={"window_seconds": 86_400},
+        )
+    )
+    return alert.id
+
+
+def test_a_report_counts_every_access_in_scope_beyond_a_search_page(gateway: Gateway) -> None:
+    now = datetime.now(UTC)
+    futures = [
+        gateway.journal.submit(
+            access_event(
+                n,
+                timestamp=now - timedelta(seconds=20_000 - n),
+                user_id="tj_analyst",
+                department="统计局",
+                credential_id="k1",
+                records=1,
+            )
+        )
+        for n in range(10_001)
+    ]
+    futures[-1].result(timeout=60)
+    gateway.journal.append(access_event(99_999, timestamp=now, user_id="tj_analyst", records=5))
+    alert_id = scrape_alert(gateway, "k1", now)
+    report = build_report(
+        gateway.settings, gateway.alerts.store, gateway.catalog, alert_id, gateway.hasher
+    )
+    assert (report.requests, report.records) == (10_001, 10_001)  # not the other credential's
+    assert report.notes == []
+
+
+def test_the_measures_taken_are_dated_in_china_standard_time_like_the_rest(
+    gateway: Gateway,
+) -> None:
+    alert_id = scrape_alert(gateway, "k1", datetime.now(UTC))
+    gateway.alerts.store.log(alert_id, "system:detector:slow_scrape", "action", "已暂停凭证 k1")
+    report = build_report(
+        gateway.settings, gateway.alerts.store, gateway.catalog, alert_id, gateway.hasher
+    )
+    [entry] = [e for e in report.timeline if e["action"] == "action"]
+    at = datetime.fromisoformat(entry["at"].replace("Z", "+00:00"))
+    cst = at.astimezone(timezone(timedelta(hours=8))).strftime("%Y-%m-%d %H:%M:%S")
+    assert report.measures == [f"{cst} system:detector:slow_scrape：已暂停凭证 k1"]
+
+
+def test_a_scope_reaching_into_archived_records_says_they_are_not_counted(
+    gateway: Gateway,
+) -> None:
+    alert_id = scrape_alert(gateway, "k1", datetime.now(UTC))
+    since = datetime(2020, 1, 1, tzinfo=UTC)
+    report = build_report(
+        gateway.settings,
+        gateway.alerts.store,
+        gateway.catalog,
+        alert_id,
+        gateway.hasher,
+        since=since,
+    )
+    assert report.notes == []  # nothing archived: the live journal is the whole history
+    folder = archive_dir(gateway.settings.journal_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "journal-000000000001-000000000010.db").touch()
+    report = build_report(
+        gateway.settings,
+        gateway.alerts.store,
+        gateway.catalog,
+        alert_id,
+        gateway.hasher,
+        since=since,
+    )
+    [note] = report.notes
+    assert "已归档" in note and "archived records are not counted" in note
+    assert note in render_html(report) and note in render_csv(report)

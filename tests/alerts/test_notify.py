@@ -7,13 +7,19 @@ import hmac
 import json
 import socket
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gateway.alerts.notify import SyslogNotifier, WebhookNotifier
+from gateway.service import Gateway
+from gateway.settings import Settings
 
 ALERT: dict[str, Any] = {"id": "AL-1", "severity": "high", "summary": "遍历", "rule": "enumeration"}
 
@@ -130,3 +136,143 @@ def test_when_the_webhook_url_is_malformed_then_the_worker_survives_and_counts_i
     assert (notifier.sent, notifier.failed) == (1, 1)
     [(headers, _body)] = receiver.received
     assert headers["X-ShareGuard-Alert"] == "AL-2"
+
+
+class Collector:
+    """A TCP syslog collector that reads one NUL-terminated message per connection and hangs up."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.server = socket.socket()
+        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.server.bind(("127.0.0.1", port))
+        self.server.listen()
+        self.port = self.server.getsockname()[1]
+        self.messages: list[bytes] = []
+        self.hung_up = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while not data.endswith(b"\0"):
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                if data:
+                    self.messages.append(data)
+            self.hung_up += 1  # the connection is closed with the message read
+
+    def served(self, connections: int) -> bool:
+        return self.hung_up == connections
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_tcp_collector_that_hangs_up_after_each_message_still_gets_every_alert() -> None:
+    collector = Collector()
+    notifier = SyslogNotifier(f"tcp://127.0.0.1:{collector.port}", "low")
+    try:
+        for i in range(1, 4):
+            notifier.notify({**ALERT, "id": f"AL-{i - 1}"})
+            assert wait_for(partial(collector.served, i)), f"alert {i - 1} not received"
+        notifier.flush()
+    finally:
+        notifier.close()
+        collector.close()
+    assert [m.startswith(b"<11>shareguard: ") for m in collector.messages] == [True] * 3
+    assert [json.loads(m[len(b"<11>shareguard: ") : -1])["id"] for m in collector.messages] == [
+        "AL-0",
+        "AL-1",
+        "AL-2",
+    ]
+    assert (notifier.sent, notifier.failed) == (3, 0)
+
+
+def test_when_the_tcp_collector_is_down_the_alert_is_counted_failed_and_later_ones_get_through() -> (
+    None
+):
+    port = closed_port()
+    notifier = SyslogNotifier(f"tcp://127.0.0.1:{port}", "low")  # connects to nothing yet
+    notifier.delays = (0.0, 0.0)
+    try:
+        notifier.notify(ALERT)
+        notifier.flush()
+        assert (notifier.sent, notifier.failed) == (0, 1)
+        collector = Collector(port)
+        try:
+            notifier.notify({**ALERT, "id": "AL-2"})
+            notifier.flush()
+            assert wait_for(lambda: len(collector.messages) == 1)
+        finally:
+            collector.close()
+    finally:
+        notifier.close()
+    assert b'"AL-2"' in collector.messages[0]
+    assert (notifier.sent, notifier.failed) == (1, 1)
+
+
+def test_a_syslog_collector_that_is_down_does_not_stop_the_gateway_from_starting(
+    settings: Settings,
+) -> None:
+    gateway = Gateway(replace(settings, alert_syslog=f"tcp://127.0.0.1:{closed_port()}"))
+    try:
+        [notifier] = gateway.alerts.notifiers
+        assert isinstance(notifier, SyslogNotifier)
+    finally:
+        gateway.close()
+
+
+def test_syslog_to_a_unix_datagram_socket(tmp_path: Path) -> None:
+    path = str(tmp_path / "log")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(path)
+        listener.settimeout(5)
+        notifier = SyslogNotifier(path, "high")
+        notifier.notify(ALERT)
+        data = listener.recv(65536)
+        notifier.close()
+    assert data.startswith(b"<11>shareguard: {") and data.endswith(b"}\0")
+    assert notifier.sent == 1
+
+
+def test_the_notifiers_counts_are_in_the_alert_services_status(settings: Settings) -> None:
+    gateway = Gateway(replace(settings, alert_syslog=f"tcp://127.0.0.1:{closed_port()}"))
+    try:
+        [notifier] = gateway.alerts.notifiers
+        assert isinstance(notifier, SyslogNotifier)
+        notifier.delays = ()
+        notifier.notify({**ALERT, "severity": "critical"})
+        notifier.flush()
+        [counts] = gateway.alerts.status()["notifiers"]
+    finally:
+        gateway.close()
+    assert counts == {
+        "name": "alert-syslog",
+        "min_severity": "high",
+        "sent": 0,
+        "failed": 1,
+        "dropped": 0,
+        "backlog": 0,
+    }

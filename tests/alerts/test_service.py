@@ -6,8 +6,10 @@ from typing import Any
 
 import pytest
 
+from gateway.alerts.notify import Notifier
 from gateway.alerts.store import AlertError
 from gateway.audit.search import AuditQuery, search
+from gateway.identity import issue_api_key
 from gateway.pipeline import Pipeline
 from gateway.service import Gateway
 from tests.factories import drive, json_response, request_flow
@@ -57,3 +59,60 @@ async def test_refusals_are_fed_to_the_detectors_too(
         await drive(pipeline, flow)
     gateway.detection.drain()
     assert [a.rule for a in gateway.alerts.store.search()] == ["refusal_burst"]
+
+
+class Recorder(Notifier):
+    name = "test-recorder"
+
+    def __init__(self) -> None:
+        self.delivered: list[tuple[str, str]] = []
+        super().__init__("low")
+
+    def deliver(self, alert: dict[str, Any], event: str = "opened") -> bool:
+        self.delivered.append((alert["id"], event))
+        return True
+
+    def events(self, alert_id: str) -> list[str]:
+        return [event for delivered, event in self.delivered if delivered == alert_id]
+
+
+async def test_when_the_same_person_hits_a_honeytoken_with_another_key_that_key_is_suspended_too(
+    gateway: Gateway, credentials: dict[str, Any]
+) -> None:
+    recorder = Recorder()
+    gateway.alerts.notifiers.append(recorder)
+    pipeline = Pipeline.of(gateway)
+    key_a = credentials["tj_analyst"]["api_key"]
+    with gateway.engine.begin() as conn:
+        key_b = issue_api_key(conn, "tj_analyst")
+    gateway.announce()
+    id_a, id_b = key_a.split("_")[1], key_b.split("_")[1]
+
+    assert await read(pipeline, key_a, "P00004242") == 200
+    gateway.detection.drain()
+    assert await read(pipeline, key_a, "P00000001") == 401  # key A suspended
+    assert await read(pipeline, key_b, "P00008888") == 200  # the attacker switches keys
+    gateway.detection.drain()
+    # (Other rules may see these reads too: off-hours when the test runs at night.)
+    [alert] = [a for a in gateway.alerts.store.search() if a.rule == "honeytoken"]
+    assert alert.count == 2  # grouped into the open alert
+    assert await read(pipeline, key_b, "P00000002") == 401  # key B suspended as well
+    timeline = gateway.alerts.store.timeline(alert.id)
+    assert [e["action"] for e in timeline] == ["opened", "action", "action", "escalated"]
+    assert [e["details"]["undo"]["credential_id"] for e in timeline[1:3]] == [id_a, id_b]
+    recorder.flush()
+    assert recorder.events(alert.id) == ["opened", "escalated"]
+
+    # An admin undoes both and leaves the alert open; key A reads a honeytoken again.
+    assert len(gateway.alerts.revert(alert.id, "admin", ("admin",))) == 2
+    assert await read(pipeline, key_b, "P00000003") == 200
+    assert await read(pipeline, key_a, "P00004242") == 200
+    gateway.detection.drain()
+    assert await read(pipeline, key_a, "P00000004") == 401  # suspended again
+    assert await read(pipeline, key_b, "P00000005") == 200  # B was not in this finding
+    actions = [e["action"] for e in gateway.alerts.store.timeline(alert.id)]
+    assert actions[4:] == ["reverted", "reverted", "action", "escalated"]
+    [undone] = gateway.alerts.revert(alert.id, "admin", ("admin",))  # only the new suspension
+    assert id_a in undone
+    recorder.flush()
+    assert recorder.events(alert.id) == ["opened", "escalated", "escalated"]
