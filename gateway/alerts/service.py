@@ -188,8 +188,7 @@ class AlertService:
         return undone
 
     def status(self) -> dict[str, Any]:
-        """The notifiers' counts, for the admin status (`/api/admin/status` does not show them
-        yet: the console's status function is to add `"alerts": gateway.alerts.status()`)."""
+        """The notifiers' counts, for the admin status (`/api/admin/status`)."""
         return {"notifiers": [notifier.counts() for notifier in self.notifiers]}
 
     def close(self) -> None:

@@ -137,6 +137,11 @@ def status(gateway: Gateway) -> dict[str, Any]:
             "backlog": gateway.detection.backlog(),
             "dropped": gateway.detection.dropped,
             "errors": gateway.detection.errors,
+            # Findings the alert store could not take yet, and those given up on.
+            "waiting": gateway.detection.waiting(),
+            "lost": gateway.detection.lost,
         },
+        # Per notifier (webhook, syslog): sent, failed, dropped, backlog.
+        "alerts": gateway.alerts.status(),
         "upstream": gateway.settings.upstream,
     }

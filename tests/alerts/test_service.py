@@ -34,7 +34,8 @@ async def test_when_a_honeytoken_is_read_then_an_alert_opens_and_the_key_stops_w
     assert await read(pipeline, key, "P00000001") == 200
     assert await read(pipeline, key, "P00004242") == 200  # the canary itself is served
     gateway.detection.drain()
-    [alert] = gateway.alerts.store.search()
+    # Only the honeytoken's: other rules may see these reads too (off-hours, when run at night).
+    [alert] = [a for a in gateway.alerts.store.search() if a.rule == "honeytoken"]
     assert (alert.rule, alert.severity, alert.user_id) == ("honeytoken", "critical", "tj_analyst")
     assert await read(pipeline, key, "P00000002") == 401
     actions = [e["action"] for e in gateway.alerts.store.timeline(alert.id)]
@@ -58,7 +59,8 @@ async def test_refusals_are_fed_to_the_detectors_too(
         flow = request_flow("/api/v1/datasets/population/records", key=key, purpose="open_data_use")
         await drive(pipeline, flow)
     gateway.detection.drain()
-    assert [a.rule for a in gateway.alerts.store.search()] == ["refusal_burst"]
+    # (At night the off-hours rule may see the same requests: only this rule is asserted.)
+    assert "refusal_burst" in [a.rule for a in gateway.alerts.store.search()]
 
 
 class Recorder(Notifier):

@@ -126,8 +126,11 @@ async def test_the_status_shows_the_journal_and_that_shipping_is_off(
     assert body["journal"]["last_seq"] == 5 and body["journal"]["written"] == 5
     assert 0 <= body["journal"]["inline_commits"] <= body["journal"]["batches"]
     assert body["shipping"] == {**body["shipping"], "configured": False, "backlog": 0}
-    overview = await client.get("/api/admin/status", auth=basic(credentials, "admin"))
-    assert overview.json()["audit"]["journal"]["last_seq"] == 5
+    overview = (await client.get("/api/admin/status", auth=basic(credentials, "admin"))).json()
+    assert overview["audit"]["journal"]["last_seq"] == 5
+    # Alerting's own health: findings waiting for or lost by the store, notifiers' counts.
+    assert {"waiting", "lost"} <= set(overview["detection"])
+    assert overview["alerts"] == {"notifiers": overview["alerts"]["notifiers"]}
 
 
 async def test_when_elasticsearch_is_asked_for_but_not_configured_then_400(
