@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
-from gateway.console.app import create_app
-from gateway.service import Gateway
-
-Creds = dict[str, dict[str, Any]]
-
-
-@pytest.fixture
-async def client(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(gateway))
-    async with httpx.AsyncClient(transport=transport, base_url="http://console") as c:
-        yield c
+from tests.console.common import Creds
 
 
 async def sign_in(client: httpx.AsyncClient, credentials: Creds, who: str) -> None:

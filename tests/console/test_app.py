@@ -11,23 +11,14 @@ import httpx
 import pytest
 
 from gateway.audit.search import AuditQuery, search
-from gateway.console.app import create_app
 from gateway.service import Gateway
-
-Creds = dict[str, dict[str, Any]]
+from tests.console.common import Creds, basic, console_client
 
 
 @pytest.fixture
 async def client(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(gateway))
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://console", follow_redirects=True
-    ) as c:
+    async with console_client(gateway, follow_redirects=True) as c:
         yield c
-
-
-def basic(credentials: Creds, who: str) -> tuple[str, str]:
-    return credentials[who]["username"], credentials[who]["password"]
 
 
 def staff_actions(gateway: Gateway) -> list[tuple[str, str, str]]:

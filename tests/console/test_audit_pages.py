@@ -15,11 +15,9 @@ from elastic_transport import ConnectionError as TransportConnectionError
 
 from gateway.audit.search import AuditQuery, SearchResult, search
 from gateway.audit.stores import JournalStore
-from gateway.console.app import create_app
 from gateway.service import Gateway
+from tests.console.common import Creds, basic, console_client
 from tests.factories import access_event
-
-Creds = dict[str, dict[str, Any]]
 
 
 @pytest.fixture
@@ -29,13 +27,8 @@ async def client(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
             access_event(n, timestamp=datetime(2026, 4, n, tzinfo=UTC), department="统计局")
         )
         assert seq == n
-    transport = httpx.ASGITransport(app=create_app(gateway))
-    async with httpx.AsyncClient(transport=transport, base_url="http://console") as c:
+    async with console_client(gateway) as c:
         yield c
-
-
-def basic(credentials: Creds, who: str) -> tuple[str, str]:
-    return credentials[who]["username"], credentials[who]["password"]
 
 
 def staff_actions(gateway: Gateway) -> list[tuple[str, str]]:

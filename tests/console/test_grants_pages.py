@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,10 +9,9 @@ import httpx
 import pytest
 
 from gateway.audit.search import AuditQuery, search
-from gateway.console.app import create_app
 from gateway.service import Gateway
+from tests.console.common import Creds, basic
 
-Creds = dict[str, dict[str, Any]]
 UNTIL = (datetime.now(UTC) + timedelta(days=90)).date().isoformat()
 GRANT = {
     "dataset": "social_insurance",
@@ -23,17 +21,6 @@ GRANT = {
     "valid_until": UNTIL,
     "max_per_day": 1000,
 }
-
-
-@pytest.fixture
-async def client(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(gateway))
-    async with httpx.AsyncClient(transport=transport, base_url="http://console") as c:
-        yield c
-
-
-def auth(credentials: Creds, who: str) -> tuple[str, str]:
-    return credentials[who]["username"], credentials[who]["password"]
 
 
 def staff_actions(gateway: Gateway) -> list[tuple[str, str]]:
@@ -46,7 +33,7 @@ def staff_actions(gateway: Gateway) -> list[tuple[str, str]]:
 async def test_when_an_admin_creates_a_grant_through_the_api_then_it_is_stored_audited_and_explained(
     client: httpx.AsyncClient, gateway: Gateway, credentials: Creds
 ) -> None:
-    admin = auth(credentials, "admin")
+    admin = basic(credentials, "admin")
     response = await client.post("/api/admin/grants", json=GRANT, auth=admin)
     assert response.status_code == 201, response.text
     grant = response.json()["grant"]
@@ -57,7 +44,7 @@ async def test_when_an_admin_creates_a_grant_through_the_api_then_it_is_stored_a
     explained = await client.get(
         "/api/admin/policy/explain",
         params={"user": "tj_analyst", "dataset": "social_insurance", "purpose": "statistics"},
-        auth=auth(credentials, "auditor"),
+        auth=basic(credentials, "auditor"),
     )
     body = explained.json()
     assert body["decision"] == "allow" and body["grant"]["id"] == grant["id"]
@@ -86,10 +73,10 @@ async def test_when_an_admin_creates_a_grant_through_the_api_then_it_is_stored_a
 async def test_when_a_non_admin_tries_to_change_grants_then_403_and_nothing_changes(
     client: httpx.AsyncClient, gateway: Gateway, credentials: Creds, who: str
 ) -> None:
-    response = await client.post("/api/admin/grants", json=GRANT, auth=auth(credentials, who))
+    response = await client.post("/api/admin/grants", json=GRANT, auth=basic(credentials, who))
     assert response.status_code == 403
     assert gateway.admin.list(department="统计局") == []
-    listed = await client.get("/api/admin/grants", auth=auth(credentials, who))
+    listed = await client.get("/api/admin/grants", auth=basic(credentials, who))
     assert listed.status_code == 200  # reading is allowed
 
 
@@ -122,7 +109,7 @@ async def test_when_a_grant_request_is_malformed_then_400_says_why(
     client: httpx.AsyncClient, gateway: Gateway, credentials: Creds, body: Any, problem: str
 ) -> None:
     kwargs: dict[str, Any] = {"content": body} if isinstance(body, bytes) else {"json": body}
-    response = await client.post("/api/admin/grants", auth=auth(credentials, "admin"), **kwargs)
+    response = await client.post("/api/admin/grants", auth=basic(credentials, "admin"), **kwargs)
     assert response.status_code == 400
     assert response.json()["error"] == "bad_request" and problem in response.json()["message"]
     assert staff_actions(gateway) == []
@@ -131,7 +118,7 @@ async def test_when_a_grant_request_is_malformed_then_400_says_why(
 async def test_when_an_application_is_submitted_and_refused_through_the_api_then_the_law_is_cited(
     client: httpx.AsyncClient, credentials: Creds
 ) -> None:
-    admin = auth(credentials, "admin")
+    admin = basic(credentials, "admin")
     submitted = await client.post(
         "/api/admin/applications",
         json={
@@ -163,7 +150,7 @@ async def test_when_an_application_is_submitted_and_refused_through_the_api_then
 async def test_when_the_admin_approves_on_the_console_page_then_the_public_application_becomes_a_grant(
     client: httpx.AsyncClient, gateway: Gateway, credentials: Creds
 ) -> None:
-    user, password = auth(credentials, "admin")
+    user, password = basic(credentials, "admin")
     await client.post("/login", data={"username": user, "password": password})
     page = await client.get("/grants")
     assert page.status_code == 200 and "credit_records" in page.text and "批准" in page.text
@@ -179,7 +166,7 @@ async def test_when_the_admin_approves_on_the_console_page_then_the_public_appli
 async def test_when_an_auditor_opens_the_grants_page_then_it_shows_no_change_buttons(
     client: httpx.AsyncClient, credentials: Creds
 ) -> None:
-    user, password = auth(credentials, "auditor")
+    user, password = basic(credentials, "auditor")
     await client.post("/login", data={"username": user, "password": password})
     page = await client.get("/grants")
     assert page.status_code == 200 and "不予批准" not in page.text
@@ -208,7 +195,7 @@ async def test_when_explain_is_asked_a_malformed_question_then_400_says_why(
     client: httpx.AsyncClient, credentials: Creds, params: dict[str, str], problem: str
 ) -> None:
     response = await client.get(
-        "/api/admin/policy/explain", params=params, auth=auth(credentials, "admin")
+        "/api/admin/policy/explain", params=params, auth=basic(credentials, "admin")
     )
     assert response.status_code == 400 and problem in response.json()["message"]
 
@@ -238,7 +225,7 @@ async def test_when_explain_is_asked_a_malformed_question_then_400_says_why(
 async def test_when_paging_is_out_of_bounds_then_400_says_the_bounds(
     client: httpx.AsyncClient, credentials: Creds, path: str, params: dict[str, str]
 ) -> None:
-    response = await client.get(path, params=params, auth=auth(credentials, "auditor"))
+    response = await client.get(path, params=params, auth=basic(credentials, "auditor"))
     assert response.status_code == 400, response.text
     assert response.json()["error"] == "bad_request"
     message = response.json()["message"]
@@ -248,7 +235,7 @@ async def test_when_paging_is_out_of_bounds_then_400_says_the_bounds(
 async def test_the_applications_list_pages_with_limit_and_offset(
     client: httpx.AsyncClient, credentials: Creds
 ) -> None:
-    admin = auth(credentials, "admin")
+    admin = basic(credentials, "admin")
     submitted = await client.post(
         "/api/admin/applications",
         json={

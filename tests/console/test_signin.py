@@ -15,22 +15,9 @@ from starlette import formparsers
 
 from gateway.audit.search import AuditQuery, search
 from gateway.console import auth
-from gateway.console.app import create_app
 from gateway.identity import Principal, principals
 from gateway.service import Gateway
-
-Creds = dict[str, dict[str, Any]]
-
-
-@pytest.fixture
-async def client(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(gateway))
-    async with httpx.AsyncClient(transport=transport, base_url="http://console") as c:
-        yield c
-
-
-def basic(credentials: Creds, who: str) -> tuple[str, str]:
-    return credentials[who]["username"], credentials[who]["password"]
+from tests.console.common import Creds, basic
 
 
 def staff_logins(gateway: Gateway) -> list[tuple[str, str, str]]:

@@ -12,25 +12,12 @@ import pytest
 
 from bench.leaks import write
 from gateway.console import trace_pages
-from gateway.console.app import create_app
 from gateway.demo.data import generate
 from gateway.pipeline import Pipeline
 from gateway.service import Gateway
 from gateway.watermark.signing import ResponseVerifier
+from tests.console.common import Creds, basic
 from tests.factories import body_of, drive, json_response, request_flow
-
-Creds = dict[str, dict[str, Any]]
-
-
-@pytest.fixture
-async def client(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(gateway))
-    async with httpx.AsyncClient(transport=transport, base_url="http://console") as c:
-        yield c
-
-
-def basic(credentials: Creds, who: str) -> tuple[str, str]:
-    return credentials[who]["username"], credentials[who]["password"]
 
 
 async def served(gateway: Gateway, credentials: Creds) -> tuple[str, list[dict[str, Any]], Any]:
