@@ -15,7 +15,7 @@ import orjson
 
 from gateway.audit.journal import connect
 from gateway.audit.subjects import catch_up, index_path, indexed_upto, subject_key
-from gateway.timeparse import parse_time
+from gateway.timeparse import parse_end, parse_time
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +70,11 @@ PARAMS = (*FILTERS, "since", "until", "query", "kind", "limit", "offset", "order
 def query_from_params(params: Mapping[str, str | None]) -> AuditQuery:
     """An AuditQuery from loose text parameters (CLI flags, URL query); ValueError says what is wrong."""
     values: dict[str, object] = {k: params[k] for k in FILTERS if params.get(k)}
-    for name in ("since", "until"):
-        raw = params.get(name)
-        if raw:
-            values[name] = parse_time(raw)
+    # Times without a zone are China Standard Time; a date alone as `until` includes that day.
+    if params.get("since"):
+        values["since"] = parse_time(params["since"] or "")
+    if params.get("until"):
+        values["until"] = parse_end(params["until"] or "", exclusive=False)
     if params.get("query"):
         values["text"] = params["query"]
     if params.get("kind"):

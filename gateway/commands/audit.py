@@ -64,8 +64,13 @@ def register(sub: Any) -> None:
     report.add_argument(
         "--period", help="期间：2026、2026-Q3、2026-H1、2026-11（默认上一年）(default: last year)"
     )
-    report.add_argument("--since", help="起始时间 (start, instead of --period)")
-    report.add_argument("--until", help="结束时间，不含 (end, exclusive)")
+    report.add_argument(
+        "--since", help="起始时间，无时区即北京时间 (start, China Standard Time unless given)"
+    )
+    report.add_argument(
+        "--until",
+        help="结束时间，不含；只写日期则含当天 (end, exclusive; a date alone includes that day)",
+    )
     report.add_argument("--format", choices=("html", "csv", "json"), default="html")
     report.add_argument("--output", "-o", type=Path, help="输出文件，默认标准输出 (default stdout)")
     report.add_argument("--store", choices=STORES, help="数据来源 (default: the configured store)")
@@ -114,8 +119,8 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
         ("dataset", "数据集 (dataset id)"),
         ("purpose", "用途代码 (purpose code)"),
         ("data-subject", "数据主体证件号：谁访问了此人的数据 (who accessed this person's data)"),
-        ("since", "起始时间 ISO 8601 或 2h/7d (start)"),
-        ("until", "结束时间 (end)"),
+        ("since", "起始时间 ISO 8601 或 2h/7d，无时区即北京时间 (start, CST unless given)"),
+        ("until", "结束时间，含；只写日期则含当天 (end, inclusive; a date alone: the whole day)"),
         ("query", "全文 (free text)"),
         ("request-id", "请求编号 (request id)"),
     ):
@@ -243,11 +248,28 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _china_time(stamp: Any) -> str:
+    """An ECS @timestamp (UTC) as China Standard Time, the time auditors read."""
+    from datetime import datetime
+
+    from gateway.workdays import CHINA
+
+    if not isinstance(stamp, str) or not stamp:
+        return ""
+    try:
+        moment = datetime.fromisoformat(stamp)
+    except ValueError:
+        return stamp
+    if moment.tzinfo is None:
+        return stamp
+    return moment.astimezone(CHINA).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def _print_events(total: int, events: list[dict[str, Any]]) -> None:
     from wcwidth import wcswidth
 
     header = (
-        "时间 time",
+        "时间 time (+08:00)",
         "人员 user",
         "部门 dept",
         "数据集 dataset",
@@ -262,7 +284,7 @@ def _print_events(total: int, events: list[dict[str, Any]]) -> None:
         sg = e.get("shareguard", {})
         rows.append(
             (
-                e.get("@timestamp", "")[:19].replace("T", " "),
+                _china_time(e.get("@timestamp")),
                 (e.get("user") or {}).get("id") or "",
                 (e.get("organization") or {}).get("id") or "",
                 sg.get("dataset") or "",
@@ -343,14 +365,14 @@ def _report(args: argparse.Namespace) -> int:
         report_json,
     )
     from gateway.catalog import load_catalog
-    from gateway.timeparse import parse_time
+    from gateway.timeparse import parse_end, parse_time
 
     settings = settings_from(args)
     try:
         if args.since or args.until:
             if not (args.since and args.until) or args.period:
                 raise ValueError("--since 与 --until 须同时给出，且不与 --period 同用")
-            period = period_between(parse_time(args.since), parse_time(args.until))
+            period = period_between(parse_time(args.since), parse_end(args.until, exclusive=True))
         else:
             period = parse_period(args.period) if args.period else default_period()
         store = _store(settings, args.store)

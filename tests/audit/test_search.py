@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,6 +15,7 @@ from gateway.audit.search import AuditQuery, query_from_params, search
 from gateway.audit.signing import StatementSigner
 from gateway.audit.subjects import catch_up, index_path, indexed_upto
 from gateway.keys import SubjectHasher
+from gateway.workdays import CHINA
 from tests.factories import access_event as event
 from tests.factories import until
 
@@ -151,3 +155,57 @@ def test_when_the_index_cannot_be_updated_then_records_beyond_it_are_still_found
     assert who(path, ALICE) == ["mz_caseworker", "sw_officer", "sw_officer"]
     found = search(path, AuditQuery(user="sw_officer", newest_first=False), HASHER)
     assert [e["shareguard"]["seq"] for e in found.events] == [3, 4]
+
+
+@pytest.fixture
+def utc_server() -> Iterator[None]:
+    """The machine's own time zone is UTC, as on most servers."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
+
+
+@pytest.mark.usefixtures("utc_server")
+def test_a_time_typed_without_a_zone_is_china_standard_time_on_a_utc_server() -> None:
+    assert query_from_params({"since": "2026-11-01"}).since == datetime(2026, 11, 1, tzinfo=CHINA)
+    since = query_from_params({"since": "2026-11-01T09:30"}).since
+    assert since == datetime(2026, 11, 1, 1, 30, tzinfo=UTC)
+    explicit = query_from_params({"since": "2026-11-01T09:30:00+00:00"}).since
+    assert explicit == datetime(2026, 11, 1, 9, 30, tzinfo=UTC)  # a zone given is kept
+
+
+@pytest.mark.usefixtures("utc_server")
+def test_a_date_alone_as_until_includes_that_whole_day_in_china_standard_time(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.db"
+    journal = Journal(path, StatementSigner.generate())
+    # 2026-11-21 00:30, 23:30 and 2026-11-22 00:30 in Beijing.
+    for n, moment in enumerate(
+        (
+            datetime(2026, 11, 20, 16, 30, tzinfo=UTC),
+            datetime(2026, 11, 21, 15, 30, tzinfo=UTC),
+            datetime(2026, 11, 21, 16, 30, tzinfo=UTC),
+        ),
+        start=1,
+    ):
+        journal.append(event(n, timestamp=moment))
+    journal.close()
+
+    def seqs(params: dict[str, str]) -> list[int]:
+        query = query_from_params({**params, "order": "oldest"})
+        return [e["shareguard"]["seq"] for e in search(path, query, HASHER).events]
+
+    assert seqs({"since": "2026-11-21", "until": "2026-11-21"}) == [1, 2]
+    assert seqs({"until": "2026-11-20"}) == []
+    assert seqs({"since": "2026-11-22"}) == [3]
+    # A moment keeps its meaning: inclusive, to the microsecond.
+    assert seqs({"until": "2026-11-21T23:30"}) == [1, 2]

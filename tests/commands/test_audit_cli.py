@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +16,7 @@ import orjson
 import pytest
 
 from gateway.audit.journal import open_journal
+from gateway.audit.report import parse_period
 from gateway.audit.search import AuditQuery, search
 from gateway.audit.signing import StatementSigner
 from gateway.cli import main
@@ -197,3 +200,59 @@ def test_ship_drains_the_backlog_and_archive_waits_for_shipping(
     assert len(fake_es.docs("shareguard-audit")) == 13
     assert run(journal, "audit", "search", "--json", "--kind", "access", *es) == 0
     assert orjson.loads(capsys.readouterr().out)["store"] == "elasticsearch"
+
+
+@pytest.fixture
+def utc_server() -> Iterator[None]:
+    """The machine's own time zone is UTC, as on most servers."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
+
+
+@pytest.mark.usefixtures("utc_server")
+def test_a_report_by_dates_covers_the_same_month_as_the_period_on_a_utc_server(
+    journal: Settings, capsys: Capture
+) -> None:
+    writer = open_journal(journal)
+    # 2026-02-01 00:30 and 2026-03-01 00:30 in Beijing: the first is in February, the second not.
+    writer.append(
+        access_event(101, timestamp=datetime(2026, 1, 31, 16, 30, tzinfo=UTC), records=100)
+    )
+    writer.append(
+        access_event(102, timestamp=datetime(2026, 2, 28, 16, 30, tzinfo=UTC), records=1000)
+    )
+    writer.close()
+    base = ["audit", "report", "--department", "民政局", "--format", "json"]
+    assert run(journal, *base, "--period", "2026-02") == 0
+    by_period = orjson.loads(capsys.readouterr().out)
+    assert run(journal, *base, "--since", "2026-02-01", "--until", "2026-02-28") == 0
+    by_dates = orjson.loads(capsys.readouterr().out)
+    period = parse_period("2026-02")
+    for report in (by_period, by_dates):
+        since = datetime.fromisoformat(report["period"]["since"])
+        until = datetime.fromisoformat(report["period"]["until"])
+        assert (since, until) == (period.since, period.until)
+    assert by_dates["totals"] == by_period["totals"]
+    assert by_period["totals"]["used_records"] == 100 + 2 + 4 + 6 + 8 + 10 + 12
+
+
+@pytest.mark.usefixtures("utc_server")
+def test_the_search_table_shows_china_standard_time_and_json_keeps_the_ecs_timestamp(
+    journal: Settings, capsys: Capture
+) -> None:
+    assert run(journal, "audit", "search", "--user", "tj_analyst", "--limit", "1") == 0
+    out = capsys.readouterr().out
+    assert "+08:00" in out.splitlines()[1]  # the header says the zone
+    assert "2026-02-11 18:00:00" in out  # 10:00 UTC on 11 February
+    assert run(journal, "audit", "search", "--user", "tj_analyst", "--limit", "1", "--json") == 0
+    stamp = orjson.loads(capsys.readouterr().out)["events"][0]["@timestamp"]
+    assert stamp.startswith("2026-02-11T10:00:00") and stamp.endswith("Z")
