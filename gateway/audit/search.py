@@ -227,29 +227,152 @@ def search(path: Path, q: AuditQuery, subject_hasher: Callable[[str], str]) -> S
     return SearchResult(total, [_event(seq, doc) for seq, doc in rows])
 
 
+_LAST = 2**63 - 1  # the largest seq SQLite can hold
+
+
+@dataclass(frozen=True, slots=True)
+class _Walk:
+    """One part of the matches that can be read in seq order without sorting: a FROM clause whose
+    `seq` column is named by `key`, the seq range [lo, hi] it covers, the other conditions and
+    their arguments."""
+
+    source: str
+    key: str
+    lo: int
+    hi: int
+    conds: list[str]
+    args: list[Any]
+
+    def page(self, *, newest_first: bool, after: int | None, size: int) -> tuple[str, list[Any]]:
+        """One page, continuing past `after`. The range is one BETWEEN: with a second bound on
+        the same side (`seq <= hi AND seq < after`) SQLite may seek by the wrong one and step
+        over every row already read, page after page."""
+        lo, hi = self.lo, self.hi
+        if after is not None:
+            if newest_first:
+                hi = min(hi, after - 1)
+            else:
+                lo = max(lo, after + 1)
+        where = " AND ".join([f"{self.key} BETWEEN ? AND ?", *self.conds])
+        order = "DESC" if newest_first else "ASC"
+        sql = (
+            f"SELECT {self.key}, e.doc FROM {self.source} WHERE {where}"
+            f" ORDER BY {self.key} {order} LIMIT ?"
+        )
+        return sql, [lo, hi, *self.args, size]
+
+
+def _walks(
+    path: Path, q: AuditQuery, subject_hasher: Callable[[str], str]
+) -> tuple[list[_Walk], Path | None]:
+    """The matches as parts in seq order, oldest part first: the index's matches up to where it
+    reaches, then the journal's beyond it. Each part is read in pages by `seq < ?` / `seq > ?`
+    along an index that is already in seq order (`entries(column, seq)`, the subject index's
+    primary key or the journal's rowid), so a page costs its own rows, not every match left."""
+
+    def columns(alias: str) -> tuple[list[str], list[Any]]:
+        conds: list[str] = []
+        args: list[Any] = []
+        for column, attr in _COLUMNS:
+            value = getattr(q, attr)
+            if value is not None:
+                conds.append(f"{alias}.{column} = ?")
+                args.append(value)
+        # Unary + keeps the planner off the ts index, whose order would need a sort per page.
+        if q.since is not None:
+            conds.append(f"+{alias}.ts >= ?")
+            args.append(iso(q.since))
+        if q.until is not None:
+            conds.append(f"+{alias}.ts <= ?")
+            args.append(iso(q.until))
+        return conds, args
+
+    digest = subject_hasher(q.data_subject) if q.data_subject is not None else None
+    doc: list[str] = []
+    doc_args: list[Any] = []
+    if digest is not None:
+        doc.append("instr(e.doc, ?) > 0")  # also guards against two subjects sharing a key
+        doc_args.append(digest)
+    if q.text:
+        doc.append("instr(e.doc, ?) > 0")
+        doc_args.append(q.text)
+    conds, args = columns("e")
+    upto = _fresh_index(path) if conds or digest is not None else 0
+    if not upto:
+        return [_Walk("main.events AS e", "e.seq", 1, _LAST, conds + doc, args + doc_args)], None
+    x_conds, x_args = columns("x")
+    lo, hi = _seq_span(index_path(path), q, upto)
+    if digest is not None:
+        indexed = _Walk(
+            "ix.subject_index AS s JOIN ix.entries AS x ON x.seq = s.seq"
+            " JOIN main.events AS e ON e.seq = s.seq",
+            "s.seq",
+            lo,
+            hi,
+            ["s.subject = ?", *x_conds, *doc],
+            [subject_key(digest), *x_args, *doc_args],
+        )
+    else:
+        indexed = _Walk(
+            "ix.entries AS x JOIN main.events AS e ON e.seq = x.seq",
+            "x.seq",
+            lo,
+            hi,
+            [*x_conds, *doc],
+            [*x_args, *doc_args],
+        )
+    tail = _Walk("main.events AS e", "e.seq", upto + 1, _LAST, conds + doc, args + doc_args)
+    return [indexed, tail], index_path(path)
+
+
+def _seq_span(index: Path, q: AuditQuery, upto: int) -> tuple[int, int]:
+    """The indexed records a time range can reach, as a seq range (timestamps are not strictly in
+    seq order, so the range comes from the ts index, not from its two ends); (1, upto) without one."""
+    if q.since is None and q.until is None:
+        return 1, upto
+    conds: list[str] = ["seq <= ?"]
+    args: list[Any] = [upto]
+    if q.since is not None:
+        conds.append("ts >= ?")
+        args.append(iso(q.since))
+    if q.until is not None:
+        conds.append("ts <= ?")
+        args.append(iso(q.until))
+    conn = sqlite3.connect(f"file:{index}?mode=ro", uri=True)
+    try:
+        lo, hi = conn.execute(
+            f"SELECT min(seq), max(seq) FROM entries WHERE {' AND '.join(conds)}", args
+        ).fetchone()
+    finally:
+        conn.close()
+    return (lo, hi) if lo is not None else (1, 0)
+
+
+def _attach(path: Path, attach: Path | None) -> sqlite3.Connection:
+    conn = connect(path, readonly=True)
+    if attach is not None:
+        conn.execute("ATTACH DATABASE ? AS ix", (f"file:{attach}?mode=ro",))
+    return conn
+
+
 def scan(
     path: Path, q: AuditQuery, subject_hasher: Callable[[str], str]
 ) -> Iterator[dict[str, Any]]:
     """Every matching event from the journal, page by page (for exports: bounded memory)."""
     if not path.exists():
         return
-    w = _where(path, q, subject_hasher)
-    order, step = ("DESC", "<") if q.newest_first else ("ASC", ">")
-    after: int | None = None
-    while True:
-        clauses = [c for c in (w.clause, f"seq {step} ?" if after is not None else "") if c]
-        clause = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        args = [*w.args, *([after] if after is not None else [])]
-        conn = _open(path, w)
-        try:
-            rows = conn.execute(
-                f"SELECT seq, doc FROM {w.source}{clause} ORDER BY seq {order} LIMIT ?",
-                [*args, SCAN_PAGE],
-            ).fetchall()
-        finally:
-            conn.close()
-        for seq, doc in rows:
-            yield _event(seq, doc)
-        if len(rows) < SCAN_PAGE:
-            return
-        after = rows[-1][0]
+    walks, attach = _walks(path, q, subject_hasher)
+    for walk in reversed(walks) if q.newest_first else walks:
+        after: int | None = None
+        while True:
+            sql, args = walk.page(newest_first=q.newest_first, after=after, size=SCAN_PAGE)
+            conn = _attach(path, attach)
+            try:
+                rows = conn.execute(sql, args).fetchall()
+            finally:
+                conn.close()
+            for seq, doc in rows:
+                yield _event(seq, doc)
+            if len(rows) < SCAN_PAGE:
+                break
+            after = rows[-1][0]
