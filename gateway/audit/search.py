@@ -3,6 +3,7 @@ its answer over the journal. `stores.py` chooses between this and Elasticsearch.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping
@@ -41,6 +42,10 @@ class AuditQuery:
     limit: int = 100
     offset: int = 0
     newest_first: bool = True
+    # Keyset paging: only records before / after this seq. Pages stay put while events arrive,
+    # where an offset shifts by the events written since the last page.
+    before_seq: int | None = None
+    after_seq: int | None = None
 
     def __post_init__(self) -> None:
         if self.decision not in (None, "allow", "deny"):
@@ -56,6 +61,10 @@ class AuditQuery:
                 f"翻页不能超过第 {MAX_WINDOW} 条，请用导出 (offset + limit must not exceed"
                 f" {MAX_WINDOW}; use the export for more)"
             )
+        if (self.before_seq is not None or self.after_seq is not None) and self.offset:
+            raise ValueError(
+                "before_seq/after_seq 不与 offset 同用 (a seq cursor replaces the offset)"
+            )
         if self.since and self.until and self.since > self.until:
             raise ValueError("since 晚于 until (since is after until)")
         for value in (self.since, self.until):
@@ -64,7 +73,10 @@ class AuditQuery:
 
 
 FILTERS = ("user", "department", "dataset", "purpose", "decision", "request_id", "data_subject")
-PARAMS = (*FILTERS, "since", "until", "query", "kind", "limit", "offset", "order")
+PARAMS = (
+    *FILTERS,
+    *("since", "until", "query", "kind", "limit", "offset", "order", "before_seq", "after_seq"),
+)
 
 
 def query_from_params(params: Mapping[str, str | None]) -> AuditQuery:
@@ -79,7 +91,7 @@ def query_from_params(params: Mapping[str, str | None]) -> AuditQuery:
         values["text"] = params["query"]
     if params.get("kind"):
         values["kind"] = params["kind"]
-    for name in ("limit", "offset"):
+    for name in ("limit", "offset", "before_seq", "after_seq"):
         raw = params.get(name)
         if raw:
             try:
@@ -107,6 +119,13 @@ class SearchResult:
     # Events already durable in the journal but not yet searchable in this store (the
     # Elasticsearch shipping backlog); always 0 for the journal itself.
     pending: int = 0
+
+    def next_cursor(self, newest_first: bool) -> dict[str, int]:
+        """The parameter that asks for the page after this one (empty on a short page)."""
+        seqs = [e.get("shareguard", {}).get("seq") for e in self.events]
+        if not seqs or not isinstance(seqs[-1], int):
+            return {}
+        return {"before_seq" if newest_first else "after_seq": seqs[-1]}
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -209,22 +228,51 @@ def _open(path: Path, w: _Where) -> sqlite3.Connection:
 
 
 def search(path: Path, q: AuditQuery, subject_hasher: Callable[[str], str]) -> SearchResult:
-    """One page of matching events from the journal, in journal order."""
+    """One page of matching events from the journal, in journal order. The total (every match,
+    the cursor aside) and the page are read in one transaction: one state of the journal."""
     if not path.exists():
         return SearchResult(0, [])
     w = _where(path, q, subject_hasher)
     clause = f" WHERE {w.clause}" if w.clause else ""
     order = "DESC" if q.newest_first else "ASC"
-    conn = _open(path, w)
+    cursor = q.before_seq is not None or q.after_seq is not None
+    walks, attach = _walks(path, q, subject_hasher) if cursor else ([], None)
+    conn = _attach(path, w.attach or attach)
     try:
+        conn.execute("BEGIN")
         total = conn.execute(f"SELECT count(*) FROM {w.source}{clause}", w.args).fetchone()[0]
-        rows = conn.execute(
-            f"SELECT seq, doc FROM {w.source}{clause} ORDER BY seq {order} LIMIT ? OFFSET ?",
-            [*w.args, q.limit, q.offset],
-        ).fetchall()
+        if cursor:
+            rows = _cursor_page(conn, walks, q)
+        else:
+            rows = conn.execute(
+                f"SELECT seq, doc FROM {w.source}{clause} ORDER BY seq {order} LIMIT ? OFFSET ?",
+                [*w.args, q.limit, q.offset],
+            ).fetchall()
+        conn.execute("COMMIT")
     finally:
         conn.close()
     return SearchResult(total, [_event(seq, doc) for seq, doc in rows])
+
+
+def _narrow(walk: _Walk, q: AuditQuery) -> _Walk:
+    """The walk within the query's seq cursor."""
+    lo, hi = walk.lo, walk.hi
+    if q.after_seq is not None:
+        lo = max(lo, q.after_seq + 1)
+    if q.before_seq is not None:
+        hi = min(hi, q.before_seq - 1)
+    return dataclasses.replace(walk, lo=lo, hi=hi)
+
+
+def _cursor_page(conn: sqlite3.Connection, walks: list[_Walk], q: AuditQuery) -> list[Any]:
+    rows: list[Any] = []
+    for walk in reversed(walks) if q.newest_first else walks:
+        part = _narrow(walk, q)
+        sql, args = part.page(newest_first=q.newest_first, after=None, size=q.limit - len(rows))
+        rows += conn.execute(sql, args).fetchall()
+        if len(rows) >= q.limit:
+            break
+    return rows
 
 
 _LAST = 2**63 - 1  # the largest seq SQLite can hold
@@ -362,7 +410,7 @@ def scan(
     if not path.exists():
         return
     walks, attach = _walks(path, q, subject_hasher)
-    for walk in reversed(walks) if q.newest_first else walks:
+    for walk in [_narrow(w, q) for w in (reversed(walks) if q.newest_first else walks)]:
         after: int | None = None
         while True:
             sql, args = walk.page(newest_first=q.newest_first, after=after, size=SCAN_PAGE)

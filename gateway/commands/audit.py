@@ -34,6 +34,16 @@ def register(sub: Any) -> None:
     _add_filters(search)
     search.add_argument("--limit", type=int, default=100, help="最多返回条数 (page size)")
     search.add_argument("--offset", type=int, default=0, help="跳过条数 (page offset)")
+    search.add_argument(
+        "--before-seq",
+        type=int,
+        help="只看序号小于此的记录：上一页末条的序号即下一页 (next page, newest first; stable)",
+    )
+    search.add_argument(
+        "--after-seq",
+        type=int,
+        help="只看序号大于此的记录 (next page with --oldest-first; stable)",
+    )
     add_json_flag(search)
     add_setting_flags(search)
     search.set_defaults(func=_search)
@@ -149,7 +159,13 @@ def _params(args: argparse.Namespace) -> dict[str, str | None]:
         "limit": str(getattr(args, "limit", 100)),
         "offset": str(getattr(args, "offset", 0)),
         "order": "oldest" if args.oldest_first else None,
+        "before_seq": _optional(getattr(args, "before_seq", None)),
+        "after_seq": _optional(getattr(args, "after_seq", None)),
     }
+
+
+def _optional(value: int | None) -> str | None:
+    return None if value is None else str(value)
 
 
 def _store(settings: Settings, choice: str | None) -> AuditStore:
@@ -194,7 +210,15 @@ def _search(args: argparse.Namespace) -> int:
     params = _params(args)
     try:
         query = query_from_params(params)
-        result = _store(settings, args.store).search(query)
+        store = _store(settings, args.store)
+        if (
+            query.before_seq is not None or query.after_seq is not None
+        ) and store.name != "journal":
+            raise ValueError(
+                "--before-seq/--after-seq 仅支持本地日志，请加 --store journal"
+                " (seq cursors need the journal store)"
+            )
+        result = store.search(query)
     except ValueError as exc:
         return fail(f"参数错误 (bad argument): {exc}")
     except _Fail as exc:
@@ -206,6 +230,10 @@ def _search(args: argparse.Namespace) -> int:
         print_json(result.to_json())
         return 0
     _print_events(result.total, result.events)
+    cursor = result.next_cursor(query.newest_first) if len(result.events) == query.limit else {}
+    for name, seq in cursor.items():
+        option = name.replace("_", "-")
+        print(f"下一页 next page: --{option} {seq}")
     if result.pending:
         print(
             f"另有 {result.pending} 条事件尚未到达 Elasticsearch"

@@ -314,3 +314,32 @@ def test_an_export_reads_the_index_and_the_journal_beyond_it_in_either_order(
     for order, expected in (("newest", [5, 4, 3]), ("oldest", [3, 4, 5])):
         query = query_from_params({"user": "sw_officer", "order": order})
         assert [e["shareguard"]["seq"] for e in scan(path, query, HASHER)] == expected
+
+
+@pytest.mark.parametrize("indexed", [True, False], ids=["through the index", "journal only"])
+def test_keyset_pages_neither_repeat_nor_skip_while_events_arrive(
+    tmp_path: Path, indexed: bool
+) -> None:
+    path = tmp_path / "journal.db"
+    journal = Journal(path, StatementSigner.generate())
+    for n in range(1, 13):
+        journal.append(event(n, timestamp=T0 + timedelta(minutes=n)))
+    params = {"limit": "5"} | ({"department": "民政局"} if indexed else {})
+    first = search(path, query_from_params(params), HASHER)
+    before = [e["shareguard"]["seq"] for e in first.events]
+    expected = [e["shareguard"]["seq"] for e in search(path, AuditQuery(limit=10), HASHER).events]
+    for n in range(13, 16):  # the gateway goes on writing
+        journal.append(event(n, timestamp=T0 + timedelta(minutes=n)))
+    journal.close()
+    cursor = {k: str(v) for k, v in first.next_cursor(newest_first=True).items()}
+    second = search(path, query_from_params(params | cursor), HASHER)
+    after = [e["shareguard"]["seq"] for e in second.events]
+    assert not set(before) & set(after)
+    assert before + after == expected == list(range(12, 2, -1))
+    assert second.total == 15  # the count is of the journal as it is now, the cursor aside
+    oldest = query_from_params(params | {"order": "oldest", "after_seq": "13"})
+    assert [e["shareguard"]["seq"] for e in search(path, oldest, HASHER).events] == [14, 15]
+    exported = scan(path, query_from_params(params | cursor), HASHER)
+    assert [e["shareguard"]["seq"] for e in exported] == list(range(7, 0, -1))
+    with pytest.raises(ValueError):
+        query_from_params({"before_seq": "7", "offset": "5"})

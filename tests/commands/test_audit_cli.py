@@ -256,3 +256,14 @@ def test_the_search_table_shows_china_standard_time_and_json_keeps_the_ecs_times
     assert run(journal, "audit", "search", "--user", "tj_analyst", "--limit", "1", "--json") == 0
     stamp = orjson.loads(capsys.readouterr().out)["events"][0]["@timestamp"]
     assert stamp.startswith("2026-02-11T10:00:00") and stamp.endswith("Z")
+
+
+def test_search_pages_by_seq_with_before_seq(journal: Settings, capsys: Capture) -> None:
+    assert run(journal, "audit", "search", "--kind", "access", "--limit", "5", "--json") == 0
+    first = [e["shareguard"]["seq"] for e in orjson.loads(capsys.readouterr().out)["events"]]
+    assert run(journal, "audit", "search", "--kind", "access", "--limit", "5") == 0
+    assert f"--before-seq {first[-1]}" in capsys.readouterr().out
+    argv = ["audit", "search", "--kind", "access", "--limit", "5", "--before-seq", str(first[-1])]
+    assert run(journal, *argv, "--json") == 0
+    second = [e["shareguard"]["seq"] for e in orjson.loads(capsys.readouterr().out)["events"]]
+    assert second == list(range(first[-1] - 1, first[-1] - 6, -1))
