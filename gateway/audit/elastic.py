@@ -244,6 +244,11 @@ class ElasticStore:
         )
 
     def search(self, query: AuditQuery) -> SearchResult:
+        if query.before_seq is not None or query.after_seq is not None:
+            # Record numbers are per journal, and the cluster holds several gateways' journals.
+            raise ValueError(
+                "before_seq/after_seq 仅支持本地日志 (seq cursors need the journal store)"
+            )
         try:
             resp = self.client.search(
                 index=self.data_stream,

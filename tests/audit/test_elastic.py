@@ -162,3 +162,18 @@ def test_a_404_that_is_not_a_missing_index_is_not_read_as_an_empty_store(
     with pytest.raises(NotFoundError) as raised:
         store.search(AuditQuery())
     assert not isinstance(raised.value, DataStreamMissing)
+
+
+@pytest.mark.parametrize("cursor", [{"before_seq": 10}, {"after_seq": 10}])
+def test_a_seq_cursor_is_refused_by_elasticsearch_rather_than_ignored(
+    cursor: dict[str, int],
+) -> None:
+    # Record numbers are per journal; the cluster holds several gateways' journals. Ignored, the
+    # cursor would hand back the first page again.
+    class Unused:
+        def search(self, **kw: Any) -> Any:
+            raise AssertionError("the cluster must not be asked")
+
+    store = ElasticStore(Unused(), "audit", HASHER)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="journal"):
+        store.search(AuditQuery(**cursor))  # type: ignore[arg-type]
