@@ -38,12 +38,36 @@ or the segment, opened again): a statement that disagrees, is not genuine, or is
 no part of the journal holds fails verify. The order decides only which record a failure names
 (a late line names its own record, or the first one not vouched for when it was read, where a
 sorted log might have named an earlier one), never whether verify passes.
+
+The search index (subjects.py) is derived from the journal, but searches and reports trust it
+for the records up to its mark (`upto`), so verify checks it against the live journal's
+records after the archived ones up to that mark, and the mark itself:
+
+- every entry's filter columns equal the journal's, and there is an entry for every record;
+- the (data subject, record) pairs are exactly those the records name, as a multiset: each pair
+  is hashed with BLAKE2b under a key drawn at random for this run, and the hashes summed modulo
+  2^256, on each side, streamed (memory does not grow with the index). The key is not known
+  when the index is edited, so any change to the pairs moves the sum, except with probability
+  about 2^-256; sums of a public hash could be matched by a forger who adds many chosen pairs;
+- the mark: the indexer writes rows and moves the mark in one transaction, so a genuine index
+  holds no entry and no pair beyond its mark, and its mark is no further than the journal's
+  end. An index behind the journal is normal (its indexer runs after the commits; searches read
+  the records beyond the mark from the journal). A mark lowered with the rows beyond it deleted
+  too looks the same and hides nothing: those records are indexed again from the journal. But a
+  mark lowered below rows that remain fails, as does a mark beyond the journal's end (records
+  written there later would be looked up in an index that does not have them). The journal
+  records nothing about the index, which a process of its own writes: these rules are all
+  there is to hold it to. The mark is read in the index's snapshot, taken before the journal's,
+  so an indexer running meanwhile cannot make a genuine index look ahead of the journal.
 """
 
 from __future__ import annotations
 
+import hashlib
 import heapq
+import os
 import sqlite3
+import struct
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -118,27 +142,30 @@ class _Expectation:
     error: str | None = None
 
 
-_KEY_MODULUS = (
-    1_000_003  # the subject keys' sum is kept modulo a prime, so it fits SQLite's integers
-)
+_PAIR = struct.Struct(">qq")  # a (subject key, record) pair, as hashed for the multiset sum
+_SUM_MASK = (1 << 256) - 1
 
 
 @dataclass
 class _SubjectTally:
     """What the search index should hold for the live records it covers (after < seq <= upto):
-    how many (subject, record) pairs, and two sums over them that any change to a pair moves."""
+    how many (subject, record) pairs, and their multiset hash (see the module's notes)."""
 
     after: int = 0
     upto: int = 0
     pairs: int = 0
-    seq_sum: int = 0
-    key_sum: int = 0
+    digest: int = 0
+    key: bytes = field(default_factory=lambda: os.urandom(32))
 
     def add(self, seq: int, keys: set[int]) -> None:
         if self.after < seq <= self.upto and keys:
             self.pairs += len(keys)
-            self.seq_sum += seq * len(keys)
-            self.key_sum += sum(k % _KEY_MODULUS for k in keys)
+            for subject in keys:
+                self.digest += self.hash(subject, seq)
+
+    def hash(self, subject: int, seq: int) -> int:
+        data = _PAIR.pack(subject, seq)
+        return int.from_bytes(hashlib.blake2b(data, digest_size=32, key=self.key).digest())
 
 
 @dataclass
@@ -426,8 +453,11 @@ def _walk_source(walk: _Walk, path: Path, *, live: bool) -> None:
     indexed = live and _attach_index(walk, conn, index_path(path))
     try:
         # One snapshot for checkpoints, records and seal: the gateway may be writing meanwhile,
-        # and a seal newer than the records read would look like records cut off.
+        # and a seal newer than the records read would look like records cut off. The index's
+        # snapshot is taken first (by reading its mark), so it indexes nothing the journal's lacks.
         conn.execute("BEGIN")
+        if indexed:
+            indexed = _read_index_mark(walk, conn)
         meta = read_meta(conn)
         name = "当前日志 (live journal)" if live else f"归档分段 {path.name} (segment)"
         if meta.get("journal_id") != walk.journal_id:
@@ -503,24 +533,70 @@ def _walk_source(walk: _Walk, path: Path, *, live: bool) -> None:
 
 
 def _attach_index(walk: _Walk, conn: sqlite3.Connection, path: Path) -> bool:
-    """Attach the search index (before the snapshot begins: SQLite attaches outside transactions)
-    and note how far it reaches; False if there is none to check."""
+    """Attach the search index (before the snapshot begins: SQLite attaches outside transactions);
+    False if there is none to check."""
     if not path.exists():
         return False
     try:
         conn.execute("ATTACH DATABASE ? AS ix", (f"file:{path}?mode=ro",))
-        row = conn.execute("SELECT value FROM ix.index_meta WHERE name = 'upto'").fetchone()
     except sqlite3.DatabaseError as exc:
         walk.notes.append(f"检索索引无法读取，未核对 (search index unreadable, not checked): {exc}")
         return False
-    walk.subjects.upto = int(row[0]) if row else 0
-    return walk.subjects.upto > 0
+    return True
+
+
+def _read_index_mark(walk: _Walk, conn: sqlite3.Connection) -> bool:
+    """Note how far the index says it reaches (0: nowhere, so it must hold nothing), in the
+    transaction, which this read pins to the index's current snapshot; False if unreadable."""
+    try:
+        row = conn.execute("SELECT value FROM ix.index_meta WHERE name = 'upto'").fetchone()
+        walk.subjects.upto = int(row[0]) if row else 0
+    except (sqlite3.DatabaseError, TypeError, ValueError) as exc:
+        walk.notes.append(f"检索索引无法读取，未核对 (search index unreadable, not checked): {exc}")
+        return False
+    return True
 
 
 def _check_index(walk: _Walk, conn: sqlite3.Connection, index: Path) -> None:
     """The search index is derived from the journal; searches and reports trust it for the
-    records it covers, so a row changed or removed there would hide events from them."""
+    records up to its mark, so a row changed, removed or added there, or a mark moved, would hide
+    events from them (the rules are in the module's notes)."""
+    try:
+        found = _index_problem(walk, conn)
+    except sqlite3.DatabaseError as exc:
+        found = (walk.subjects.after + 1, f"无法读取 (unreadable: {exc})")
+    if found is not None:
+        bad, what = found
+        raise _Bad(
+            bad,
+            f"检索索引与日志不符（自记录 {bad} 起）：{what}；检索和报表可能漏掉事件；日志本身完好，"
+            f"删除 {index} 后由日志重建"
+            f" (the search index disagrees with the journal from record {bad}: searches and"
+            " reports could miss events; the journal itself is intact — delete the index file"
+            " and it is rebuilt from the journal)",
+        )
+
+
+def _index_problem(walk: _Walk, conn: sqlite3.Connection) -> tuple[int, str] | None:
+    """The first record the index is wrong about, and how (Chinese with English), or None."""
     tally = walk.subjects
+    last = walk.next_seq - 1
+    if tally.upto > last:
+        return last + 1, (
+            f"索引标记为记录 {tally.upto}，日志止于记录 {last}"
+            f" (its mark says it reaches record {tally.upto}; the journal ends at {last})"
+        )
+    # Entries beyond the mark (cheap: their primary key), then pairs, in one pass over them all.
+    row = conn.execute("SELECT min(seq) FROM ix.entries WHERE seq > ?", (tally.upto,)).fetchone()
+    beyond: int | None = row[0]
+    pairs, digest, pairs_beyond = _index_pairs(conn, tally)
+    if pairs_beyond is not None:
+        beyond = pairs_beyond if beyond is None else min(beyond, pairs_beyond)
+    if beyond is not None:
+        return beyond, (
+            f"含有其标记（记录 {tally.upto}）之后的条目，标记被调低"
+            f" (it holds rows beyond its mark, record {tally.upto}: the mark was lowered)"
+        )
     span = (tally.after, tally.upto)
     differs = " OR ".join(f"e.{c} IS NOT j.{c}" for c in COLUMNS)
     row = conn.execute(
@@ -531,25 +607,40 @@ def _check_index(walk: _Walk, conn: sqlite3.Connection, index: Path) -> None:
         "  WHERE j.seq > ? AND j.seq <= ? AND e.seq IS NULL)",
         (*span, *span),
     ).fetchone()
-    bad: int | None = row[0]
-    if bad is None:
-        pairs = conn.execute(
-            "SELECT count(*), coalesce(sum(seq), 0),"
-            f" coalesce(sum(((subject % {_KEY_MODULUS}) + {_KEY_MODULUS}) % {_KEY_MODULUS}), 0)"
-            " FROM ix.subject_index WHERE seq > ? AND seq <= ?",
-            span,
-        ).fetchone()
-        if tuple(pairs) != (tally.pairs, tally.seq_sum, tally.key_sum):
-            bad = tally.after + 1
-    if bad is not None:
-        raise _Bad(
-            bad,
-            f"检索索引与日志不符（自记录 {bad} 起），检索和报表可能漏掉事件；日志本身完好，"
-            f"删除 {index} 后由日志重建"
-            f" (the search index disagrees with the journal from record {bad}: searches and"
-            " reports could miss events; the journal itself is intact — delete the index file"
-            " and it is rebuilt from the journal)",
+    if row[0] is not None:
+        return row[0], (
+            f"记录 {row[0]} 的检索条目被改动或删除"
+            f" (the entry for record {row[0]} was changed, removed or added)"
         )
+    if (pairs, digest & _SUM_MASK) != (tally.pairs, tally.digest & _SUM_MASK):
+        return tally.after + 1, (
+            f"记录 {tally.after + 1}–{tally.upto} 的数据主体条目被改动"
+            f" (the data-subject pairs (subject, record) of records {tally.after + 1}-"
+            f"{tally.upto} differ from those the records name: a search for a person could miss"
+            " them)"
+        )
+    return None
+
+
+def _index_pairs(conn: sqlite3.Connection, tally: _SubjectTally) -> tuple[int, int, int | None]:
+    """The index's pairs for the records it should cover: how many, their multiset hash (as
+    `_SubjectTally`), and the first record a pair beyond the mark names (None if none), read
+    in one streamed pass (the pairs' table has no index by record)."""
+    count = digest = 0
+    beyond: int | None = None
+    lowest = min(tally.after, tally.upto)
+    for subject, seq in conn.execute(
+        "SELECT subject, seq FROM ix.subject_index WHERE seq > ?", (lowest,)
+    ):
+        if type(seq) is not int or seq > tally.upto:
+            first = seq if type(seq) is int else tally.upto + 1
+            beyond = first if beyond is None else min(beyond, first)
+        elif seq > tally.after:
+            if type(subject) is not int:
+                return -1, 0, beyond  # not a key the indexer writes: matches no record's pair
+            count += 1
+            digest += tally.hash(subject, seq)
+    return count, digest, beyond
 
 
 def _walk_records(

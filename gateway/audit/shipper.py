@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 MAX_BATCH_BYTES = 8 << 20
+# Record numbers bound into one `IN (...)`: far below SQLite's limit on variables (999 before 3.32).
+READ_SEQS_CHUNK = 500
 POLL_SECONDS = 0.5
 
 _SCHEMA = """
@@ -105,6 +107,13 @@ class ShipperState:
 
     def rejected(self) -> list[int]:
         return [r[0] for r in self._conn.execute("SELECT seq FROM rejected ORDER BY seq")]
+
+    def rejected_after(self, seq: int, limit: int) -> list[int]:
+        """Up to `limit` set-aside record numbers after `seq`, lowest first."""
+        rows = self._conn.execute(
+            "SELECT seq FROM rejected WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
+        )
+        return [r[0] for r in rows]
 
     def record(
         self,
@@ -249,13 +258,15 @@ def read_after(
 
 
 def read_seqs(journal_path: Path, seqs: list[int]) -> list[tuple[int, str]]:
+    """The records numbered `seqs` that any segment or the live journal holds (callers pass a
+    batch: every document found is held in memory)."""
     found: dict[int, str] = {}
     for source in [*segments(journal_path), journal_path]:
         wanted = [s for s in seqs if s not in found]
-        if not wanted:
-            break
-        marks = ",".join("?" * len(wanted))
-        found.update(_read(source, f"seq IN ({marks})", wanted, len(wanted), 1 << 62))
+        for start in range(0, len(wanted), READ_SEQS_CHUNK):
+            chunk = wanted[start : start + READ_SEQS_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            found.update(_read(source, f"seq IN ({marks})", chunk, len(chunk), 1 << 62))
     return sorted(found.items())
 
 
@@ -361,17 +372,32 @@ class Shipper:
         return outcome
 
     def retry_rejected(self) -> BatchOutcome:
-        """Send the set-aside documents again (after the mapping or the cluster was fixed)."""
+        """Send the set-aside documents again (after the mapping or the cluster was fixed), in
+        batches of `batch` lowest record first, each one's accepted documents cleared as soon as
+        it is answered (memory stays one batch however many were set aside). Stops at a batch
+        of which nothing was settled because of an error (the cluster is unreachable): what is
+        left stays set aside for the next try."""
         if not self._ready:
             self.setup()
-        rows = read_seqs(self.journal_path, self.state.rejected())
-        if not rows:
-            return BatchOutcome(position=self.state.position)
-        outcome, settled = self._send(rows)
-        resolved = [seq for seq, (kind, _, _) in settled.items() if kind in ("shipped", "existed")]
-        self.state.record(None, outcome.shipped, [], resolved)
-        outcome.position = self.state.position
-        return outcome
+        total = BatchOutcome()
+        after = 0
+        while seqs := self.state.rejected_after(after, self.batch):
+            after = seqs[-1]
+            rows = read_seqs(self.journal_path, seqs)
+            if not rows:
+                continue  # their segment is not here: they stay set aside
+            outcome, settled = self._send(rows)
+            resolved = [s for s, (kind, _, _) in settled.items() if kind in ("shipped", "existed")]
+            self.state.record(None, outcome.shipped, [], resolved)
+            for name in ("read", "shipped", "existed", "rejected", "failed"):
+                setattr(total, name, getattr(total, name) + getattr(outcome, name))
+            for status, count in outcome.statuses.items():
+                total.statuses[status] = total.statuses.get(status, 0) + count
+            total.error = outcome.error or total.error
+            if outcome.error is not None and not settled:
+                break
+        total.position = self.state.position
+        return total
 
     def _send(
         self, rows: list[tuple[int, str]]

@@ -10,6 +10,12 @@ while the gateway runs (a process, so it never contends for the proxy's interpre
 by every search before it looks. A search also reads any record the index has not reached yet,
 so its results are complete either way, and a lost index file is rebuilt from the journal.
 
+The mark (`index_meta.upto`, the last record indexed) moves in the same transaction as the rows
+for the records up to it, so a genuine index holds nothing beyond its mark. Catching up derives
+every record after the mark from the journal again: entries replace whatever row had their
+number, and if entries remain beyond the mark (it was lowered by hand), everything beyond it is
+dropped first, so nothing edited there survives. `audit verify` holds the index to these rules.
+
     python -m gateway.audit.subjects JOURNAL      # the indexer process (started by the gateway)
 """
 
@@ -95,12 +101,23 @@ def catch_up(journal_path: Path) -> int:
             conn.execute("BEGIN IMMEDIATE")  # one indexer at a time
             row = conn.execute("SELECT value FROM index_meta WHERE name = 'upto'").fetchone()
             upto = int(row[0]) if row else 0
+            _drop_beyond(conn, upto)
             done = _index_rows(conn, upto)
             conn.execute("COMMIT")
             if done is None:
                 return upto
     finally:
         conn.close()
+
+
+def _drop_beyond(conn: sqlite3.Connection, upto: int) -> None:
+    """Drop rows beyond the mark, which only a lowered mark leaves: they are indexed again. The
+    entries are looked up by their key; pairs are scanned (they have no index by record) only
+    then. Pairs beyond the mark with no entry there stay until verify reports them: a search
+    checks each match's document for the person, so they cannot hide or add events."""
+    if conn.execute("SELECT 1 FROM entries WHERE seq > ? LIMIT 1", (upto,)).fetchone():
+        conn.execute("DELETE FROM entries WHERE seq > ?", (upto,))
+        conn.execute("DELETE FROM subject_index WHERE seq > ?", (upto,))
 
 
 def _index_rows(conn: sqlite3.Connection, upto: int) -> int | None:
@@ -113,7 +130,7 @@ def _index_rows(conn: sqlite3.Connection, upto: int) -> int | None:
     if not rows:
         return None
     conn.executemany(
-        f"INSERT OR IGNORE INTO entries VALUES ({','.join('?' * (len(COLUMNS) + 1))})",
+        f"INSERT OR REPLACE INTO entries VALUES ({','.join('?' * (len(COLUMNS) + 1))})",
         [row[:-1] for row in rows],
     )
     pairs: list[tuple[int, int]] = []

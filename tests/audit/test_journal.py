@@ -14,8 +14,9 @@ import gateway.audit.journal as journal_module
 from gateway.audit import checkpoint_log
 from gateway.audit.integrity import verify
 from gateway.audit.journal import Journal, JournalError
+from gateway.audit.search import AuditQuery, search
 from gateway.audit.signing import StatementSigner
-from gateway.audit.subjects import catch_up, index_path
+from gateway.audit.subjects import catch_up, index_path, subject_key
 from tests.audit.tampering import append_forged, rewrite_chain_from, tamper
 from tests.factories import access_event as event
 from tests.factories import until
@@ -163,6 +164,42 @@ def _indexed(path: Path, signer: StatementSigner) -> Path:
             1,
         ),
         (["UPDATE subject_index SET seq = 2 WHERE seq = 9"], 1),
+        # Edits that keep the pairs' count and the sums of their record numbers and of their
+        # keys modulo 1,000,003 (what verify once compared): a search for the person of record
+        # 4, or of records 3 and 8, no longer finds them.
+        (
+            [
+                "UPDATE subject_index SET subject = subject + 1000003 WHERE seq = 4"
+                " AND subject = (SELECT min(subject) FROM subject_index WHERE seq = 4)"
+            ],
+            1,
+        ),
+        (
+            [
+                "UPDATE subject_index SET seq = 11 - seq WHERE subject IN ("
+                " (SELECT min(subject) FROM subject_index WHERE seq = 3),"
+                " (SELECT min(subject) FROM subject_index WHERE seq = 8))"
+            ],
+            1,
+        ),
+        # The mark lowered, so verify once skipped the index, and catch_up kept the changed row.
+        (
+            [
+                "UPDATE entries SET user_id = 'someone_else' WHERE seq = 4",
+                "UPDATE index_meta SET value = 0 WHERE name = 'upto'",
+            ],
+            1,
+        ),
+        (
+            [
+                "UPDATE entries SET user_id = 'someone_else' WHERE seq = 7",
+                "UPDATE index_meta SET value = 5 WHERE name = 'upto'",
+            ],
+            6,
+        ),
+        # A mark beyond the journal's end: records written there later would be looked up in
+        # the index, which does not have them.
+        (["UPDATE index_meta SET value = 20 WHERE name = 'upto'"], 11),
     ],
     ids=[
         "a user changed",
@@ -170,6 +207,11 @@ def _indexed(path: Path, signer: StatementSigner) -> Path:
         "an entry removed",
         "a data subject removed",
         "a data subject moved to another record",
+        "a data subject's key shifted by the old modulus",
+        "two records' data subjects swapped",
+        "an entry changed and the mark set to 0",
+        "an entry changed and the mark lowered below it",
+        "the mark beyond the journal's end",
     ],
 )
 def test_when_the_search_index_is_tampered_with_then_verify_says_searches_could_miss_events(
@@ -181,6 +223,64 @@ def test_when_the_search_index_is_tampered_with_then_verify_says_searches_could_
     result = verify(tmp_path / "journal.db", signer.verifier)
     assert not result.ok and result.first_bad_seq == first_bad
     assert "search index" in (result.problem or "")
+
+
+def test_when_a_data_subject_is_hidden_in_the_index_then_verify_fails_before_a_search_misses_it(
+    tmp_path: Path, signer: StatementSigner
+) -> None:
+    path = tmp_path / "journal.db"
+    index = _indexed(path, signer)
+    person = f"{4:02x}" * 32
+    hits = search(path, AuditQuery(data_subject="P", newest_first=False), lambda _: person)
+    assert [e["shareguard"]["seq"] for e in hits.events] == [4]
+    tamper(
+        index,
+        f"UPDATE subject_index SET subject = subject + 1000003 WHERE subject = {subject_key(person)}",
+    )
+    hits = search(path, AuditQuery(data_subject="P", newest_first=False), lambda _: person)
+    assert hits.events == []  # what the tampering does; verify must say so
+    result = verify(path, signer.verifier)
+    assert not result.ok and "data-subject" in (result.problem or "")
+
+
+def test_when_an_entry_was_changed_under_a_lowered_mark_then_the_next_search_indexes_it_again(
+    tmp_path: Path, signer: StatementSigner
+) -> None:
+    path = tmp_path / "journal.db"
+    index = _indexed(path, signer)
+    tamper(
+        index,
+        "UPDATE entries SET user_id = 'someone_else' WHERE seq = 4",
+        "UPDATE subject_index SET seq = 9 WHERE seq = 4",
+        "UPDATE index_meta SET value = 0 WHERE name = 'upto'",
+    )
+    assert not verify(path, signer.verifier).ok
+    hits = search(path, AuditQuery(user="mz_caseworker", newest_first=False), lambda h: h)
+    assert [e["shareguard"]["seq"] for e in hits.events] == list(range(1, 11))
+    assert verify(path, signer.verifier).ok  # catch_up re-derived what it re-indexed
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        [],
+        # What an index that is simply behind looks like: nothing beyond its mark.
+        [
+            "DELETE FROM entries WHERE seq > 6",
+            "DELETE FROM subject_index WHERE seq > 6",
+            "UPDATE index_meta SET value = 6 WHERE name = 'upto'",
+        ],
+    ],
+    ids=["caught up", "behind the journal"],
+)
+def test_when_the_index_is_behind_the_journal_then_verify_passes(
+    tmp_path: Path, signer: StatementSigner, sql: list[str]
+) -> None:
+    path = tmp_path / "journal.db"
+    tamper(_indexed(path, signer), *sql)
+    write_events(path, signer, range(11, 14))  # the indexer has not run since
+    result = verify(path, signer.verifier)
+    assert result.ok and result.records == 13, result.problem
 
 
 def test_when_a_record_is_appended_with_a_correct_hash_but_no_key_then_it_is_named(

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import gateway.audit.journal as journal_module
+import gateway.audit.shipper as shipper_module
 from gateway.audit.archive import archive
 from gateway.audit.elastic import document_id
 from gateway.audit.journal import Journal, journal_id
@@ -321,3 +325,44 @@ def test_a_data_stream_deleted_after_shipping_is_reported_not_read_as_no_events(
             elsewhere.search(AuditQuery())
         es.indices.delete_index_template(name=target.data_stream)  # taken down on purpose
         assert elsewhere.search(AuditQuery()).total == 0
+
+
+def test_when_more_were_refused_than_sqlite_binds_at_once_then_retrying_sends_them_in_batches(
+    fake_es: FakeElasticsearch,
+    target: EsTarget,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Four times the variables SQLite allowed in a statement before 3.32 (999, as some builds still
+    # have it; this one may allow more): 40,000 against today's default 32,766 fails the same
+    # way, in about ten seconds here.
+    count = 4_000
+    path = tmp_path / "journal.db"
+    conn = journal_module.connect(path)
+    conn.execute("PRAGMA synchronous = OFF")  # written quickly: this test is about the retry
+    jid = journal_module._init_meta(conn)
+    signer = StatementSigner.generate()
+    for start in range(1, count + 1, 1000):
+        batch = [
+            journal_module._pending(access_event(n, request_id=f"req-{n}"), waiter=False)
+            for n in range(start, start + 1000)
+        ]
+        journal_module._write_batch(conn, batch, signer, jid, False, True)
+    conn.close()
+    opened = shipper_module.connect
+
+    def stock_sqlite(p: Path, **kw: Any) -> sqlite3.Connection:
+        c = opened(p, **kw)
+        c.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+        return c
+
+    monkeypatch.setattr(shipper_module, "connect", stock_sqlite)
+    shipper = shipper_for(target, path, batch=500)
+    refused = [(seq, 400, "mapper_parsing_exception") for seq in range(1, count + 1)]
+    shipper.state.record(count, 0, refused)  # as if the mapping had refused every one
+    assert len(shipper.state.rejected()) == count
+    outcome = shipper.retry_rejected()
+    assert outcome.error is None and outcome.shipped == count
+    assert shipper.state.rejected() == []
+    assert max(fake_es.bulk_sizes()) <= 500  # never all of them at once
+    assert len(fake_es.ids(target.data_stream)) == count
