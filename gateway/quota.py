@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from datetime import date
+from datetime import date, timedelta
 from typing import Any, Protocol
 
 import redis
@@ -55,38 +55,45 @@ class QuotaCounter(Protocol):
 
 
 class LocalCounter:
-    """Counters in this process (one gateway): a dict under a lock, yesterday's keys dropped."""
+    """Counters in this process (one gateway): a dict under a lock, keyed by grant and day.
+
+    A request received just before midnight can reach the ledger after it, so the day before the
+    newest one seen is kept too (as Redis keeps each key two days); only older days are dropped.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._day: date | None = None
-        self._used: dict[str, int] = {}
+        self._newest: date | None = None
+        self._used: dict[tuple[str, date], int] = {}
 
     def _roll(self, day: date) -> None:
-        if day != self._day:
-            self._day = day
-            self._used = {}
+        if self._newest is not None and day <= self._newest:
+            return
+        self._newest = day
+        oldest = day - timedelta(days=1)
+        self._used = {key: n for key, n in self._used.items() if key[1] >= oldest}
 
     def used(self, grant_id: str, day: date) -> int:
         with self._lock:
             self._roll(day)
-            return self._used.get(grant_id, 0)
+            return self._used.get((grant_id, day), 0)
 
     def add(self, grant_id: str, day: date, amount: int, limit: int) -> tuple[bool, int]:
         with self._lock:
             self._roll(day)
-            used = self._used.get(grant_id, 0)
+            used = self._used.get((grant_id, day), 0)
             if used + amount > limit:
                 return False, used
-            self._used[grant_id] = used + amount
+            self._used[(grant_id, day)] = used + amount
             return True, used + amount
 
     def give_back(self, grant_id: str, day: date, amount: int) -> int:
         with self._lock:
-            if day != self._day:
-                return 0  # that day's counters are gone already
-            left = max(self._used.get(grant_id, 0) - amount, 0)
-            self._used[grant_id] = left
+            key = (grant_id, day)
+            if key not in self._used:
+                return 0  # nothing counted that day, or its counter is gone already
+            left = max(self._used[key] - amount, 0)
+            self._used[key] = left
             return left
 
     def close(self) -> None:

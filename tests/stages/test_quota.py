@@ -163,6 +163,27 @@ def test_a_counter_gives_back_no_more_than_it_holds_and_only_for_its_day(
     assert counter.used("GR-X", day) == 10
 
 
+@pytest.mark.parametrize("kind", ["local", "redis"])
+def test_when_a_late_request_charges_yesterday_after_midnight_then_todays_count_is_kept(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    # A request received at 23:59:59 reaches the ledger after midnight: it charges its own day,
+    # and must not wipe the new day's counts (the local counter used to drop every counter).
+    counter: QuotaCounter = (
+        LocalCounter() if kind == "local" else request.getfixturevalue("redis_counter")
+    )
+    day = date(2026, 1, 5)
+    today = day + timedelta(days=1)
+    assert counter.add("GR-X", today, 90, 100) == (True, 90)
+    assert counter.add("GR-X", day, 5, 100) == (True, 5)
+    assert counter.used("GR-X", today) == 90
+    assert counter.add("GR-X", today, 90, 100) == (False, 90)
+    assert counter.give_back("GR-X", day, 5) == 0  # yesterday's counter is still there to give back
+    # Days before yesterday are dropped as the days go by.
+    assert counter.add("GR-X", today + timedelta(days=2), 1, 100) == (True, 1)
+    assert counter.used("GR-X", today) == (0 if kind == "local" else 90)
+
+
 def _today() -> date:
     from gateway.workdays import china_today
 
