@@ -34,6 +34,17 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
 end
 return left
 """
+# Atomically: raise KEYS[2] to KEYS[1]'s count if lower (a replacement grant inherits the day's
+# usage of the grant it replaces); keep the key two days like any counter.
+_CARRY = """
+local from = tonumber(redis.call('GET', KEYS[1]) or '0')
+local to = tonumber(redis.call('GET', KEYS[2]) or '0')
+if from > to then
+  redis.call('SET', KEYS[2], from, 'EX', 172800)
+  return from
+end
+return to
+"""
 
 
 class QuotaUnavailable(Exception):
@@ -49,6 +60,14 @@ class QuotaCounter(Protocol):
 
     def give_back(self, grant_id: str, day: date, amount: int) -> int:
         """Take back `amount` added for a response that was refused after all; returns the total."""
+        ...
+
+    def carry(self, from_grant: str, to_grant: str, day: date) -> int:
+        """Raise `to_grant`'s count for `day` to `from_grant`'s if lower; returns `to_grant`'s.
+
+        A grant replacing another (a tightened quota, and back on revert) starts from what the
+        caller already took that day, not from zero.
+        """
         ...
 
     def close(self) -> None: ...
@@ -96,6 +115,14 @@ class LocalCounter:
             self._used[key] = left
             return left
 
+    def carry(self, from_grant: str, to_grant: str, day: date) -> int:
+        with self._lock:
+            self._roll(day)
+            total = max(self._used.get((from_grant, day), 0), self._used.get((to_grant, day), 0))
+            if total:
+                self._used[(to_grant, day)] = total
+            return total
+
     def close(self) -> None:
         pass
 
@@ -108,6 +135,7 @@ class RedisCounter:
         self._namespace = namespace
         self._script = client.register_script(_CHECK_AND_ADD)
         self._give_back = client.register_script(_GIVE_BACK)
+        self._carry = client.register_script(_CARRY)
 
     @classmethod
     def from_url(cls, redis_url: str, database_url: str) -> RedisCounter:
@@ -134,6 +162,13 @@ class RedisCounter:
     def give_back(self, grant_id: str, day: date, amount: int) -> int:
         try:
             return int(self._give_back(keys=[self._key(grant_id, day)], args=[amount]))
+        except redis.RedisError as exc:
+            raise QuotaUnavailable(str(exc)) from exc
+
+    def carry(self, from_grant: str, to_grant: str, day: date) -> int:
+        keys = [self._key(from_grant, day), self._key(to_grant, day)]
+        try:
+            return int(self._carry(keys=keys))
         except redis.RedisError as exc:
             raise QuotaUnavailable(str(exc)) from exc
 

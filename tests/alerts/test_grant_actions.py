@@ -16,6 +16,7 @@ from gateway.grants.admin import Actor
 from gateway.grants.model import Grant
 from gateway.pipeline import Pipeline
 from gateway.service import Gateway
+from gateway.workdays import china_today
 from tests.factories import body_of, drive, json_response, request_flow
 
 RECORD = {
@@ -158,3 +159,38 @@ async def test_a_later_finding_under_the_grant_the_response_put_in_place_is_left
     assert len(gateway.admin.list()) == grants  # not tightened again into a third grant
     assert grant(gateway, replacement).status == "active"
     assert [e["action"] for e in gateway.alerts.store.timeline(alert.id)] == ["opened", "action"]
+
+
+async def test_when_a_quota_is_tightened_then_todays_usage_carries_over_to_the_replacement(
+    gateway: Gateway, credentials: dict[str, Any]
+) -> None:
+    # A 5,000/day grant used 4,900 today; the alert tightens it to 500/day: the day is used up,
+    # not 500 more. Reverting carries what the replacement took back to the original.
+    actor = Actor("admin", ("admin",))
+    demo = grant(gateway, mz_grant(gateway))
+    gateway.admin.set_status(actor, demo.id, "revoked", reason="re-issued with a daily quota")
+    wide = gateway.admin.create(actor, demo.to_spec(max_per_day=5000)).grant
+    gateway.refresh()
+    day = china_today()
+    assert gateway.quota.add(wide.id, day, 4900, 5000) == (True, 4900)
+
+    alert = gateway.alerts.on_detection(detection(gateway, "tighten_quota", wide.id))
+    [entry] = [e for e in gateway.alerts.store.timeline(alert.id) if e["action"] == "action"]
+    tight = grant(gateway, entry["details"]["undo"]["replacement"])
+    assert tight.max_per_day == 500
+    assert gateway.quota.used(tight.id, day) == 4900
+    flow = request_flow(
+        "/api/v1/datasets/social_insurance/records?limit=10",
+        key=credentials["mz_caseworker"]["api_key"],
+        purpose="social_assistance_review",
+        case_id="MZ-2026-1",
+    )
+    ctx = await drive(Pipeline.of(gateway), flow, json_response({"records": [RECORD]}))
+    assert flow.response.status_code == 429
+    assert body_of(flow)["error"] == "quota_exceeded"
+    assert ctx.refusal is not None and ctx.refusal.reason == "quota_per_day"
+
+    assert gateway.quota.add(tight.id, day, 50, 10_000) == (True, 4950)  # taken meanwhile
+    gateway.alerts.revert(alert.id, "admin", ("admin",))
+    assert grant(gateway, wide.id).status == "active"
+    assert gateway.quota.used(wide.id, day) == 4950

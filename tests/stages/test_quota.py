@@ -184,6 +184,21 @@ def test_when_a_late_request_charges_yesterday_after_midnight_then_todays_count_
     assert counter.used("GR-X", today) == (0 if kind == "local" else 90)
 
 
+@pytest.mark.parametrize("kind", ["local", "redis"])
+def test_a_replacement_grant_carries_the_days_usage_of_the_grant_it_replaces(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    counter: QuotaCounter = (
+        LocalCounter() if kind == "local" else request.getfixturevalue("redis_counter")
+    )
+    day = date(2026, 1, 5)
+    assert counter.add("GR-OLD", day, 4900, 5000) == (True, 4900)
+    assert counter.carry("GR-OLD", "GR-NEW", day) == 4900
+    assert counter.add("GR-NEW", day, 1, 500) == (False, 4900)  # the tighter day is used up
+    assert counter.carry("GR-NEW", "GR-OLD", day) == 4900  # never lowers a count
+    assert counter.used("GR-NEW", date(2026, 1, 6)) == 0  # only that day
+
+
 def _today() -> date:
     from gateway.workdays import china_today
 
