@@ -106,6 +106,7 @@ class GrantResponses:
                 purposes=grant.purposes,
                 scenario=grant.scenario,
             ),
+            replaces=grant.id,  # approving re-issues this grant; never deemed approved
         )
         return ActionResult(
             "require_reapproval",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import pytest
@@ -194,3 +195,44 @@ async def test_when_a_quota_is_tightened_then_todays_usage_carries_over_to_the_r
     gateway.alerts.revert(alert.id, "admin", ("admin",))
     assert grant(gateway, wide.id).status == "active"
     assert gateway.quota.used(wide.id, day) == 4950
+
+
+async def test_a_reapproval_is_never_deemed_approved_and_approving_it_keeps_role_quota_and_profile(
+    gateway: Gateway,
+) -> None:
+    actor = Actor("admin", ("admin",))
+    demo = grant(gateway, mz_grant(gateway))
+    gateway.admin.set_status(actor, demo.id, "revoked", reason="re-issued narrower")
+    narrow = gateway.admin.create(
+        actor,
+        demo.to_spec(
+            role="caseworker", max_per_request=20, max_per_day=200, masking_profile="case_review"
+        ),
+    ).grant
+    gateway.refresh()
+    alert = gateway.alerts.on_detection(detection(gateway, "require_reapproval", narrow.id))
+    [entry] = [e for e in gateway.alerts.store.timeline(alert.id) if e["action"] == "action"]
+    app = gateway.desk.get(entry["details"]["undo"]["application_id"])
+    assert app is not None and app.grant_id == narrow.id  # the grant it re-approves
+
+    gateway.desk.overdue_approval = True  # SHAREGUARD_OVERDUE_APPROVAL=true
+    grants = len(gateway.admin.list())
+    after_deadline = datetime.combine(app.deadline + timedelta(days=1), time(12), tzinfo=UTC)
+    report = gateway.desk.sweep(now=after_deadline)
+    # (Other pending applications the demo seeded may be deemed approved: not this one.)
+    assert app.id not in [d["application"] for d in report.deemed_approved]
+    assert app.id in [o["application"] for o in report.overdue]  # reported, for a person
+    created = len(report.deemed_approved)
+    assert len(gateway.admin.list()) == grants + created
+    still = gateway.desk.get(app.id)
+    assert still is not None and still.status == "pending"
+
+    _, reissued = gateway.desk.approve(actor, app.id, max_per_day=500)
+    assert (reissued.department, reissued.role, reissued.principal) == (
+        "民政局",
+        "caseworker",
+        None,
+    )
+    assert (reissued.max_per_request, reissued.max_per_day) == (20, 200)  # never wider
+    assert reissued.masking_profile == "case_review"
+    assert reissued.application_id == app.id
