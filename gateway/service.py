@@ -123,7 +123,9 @@ class Gateway:
             overdue_approval=settings.overdue_approval,
             warning_days=settings.expiry_warning_days,
         )
-        for name, (action, undo) in GrantResponses(self.admin, self.desk).actions().items():
+        for name, (action, undo) in (
+            GrantResponses(self.admin, self.desk, self.quota).actions().items()
+        ):
             self.alerts.register_action(name, action, undo)
         self.watcher: PolicyWatcher | None = None
         self._background: BackgroundSweep | None = None

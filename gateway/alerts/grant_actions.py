@@ -16,6 +16,8 @@ from gateway.applications.desk import ApplicationDesk
 from gateway.applications.model import ApplicationSpec
 from gateway.grants.admin import Actor, GrantAdmin, GrantNotFound
 from gateway.grants.model import GrantError
+from gateway.quota import QuotaCounter
+from gateway.workdays import china_today
 
 # The tightened quota: a grant's own limits, or these if it had none, whichever is lower.
 TIGHT_PER_REQUEST = 50
@@ -41,9 +43,16 @@ def _active_grant(admin: GrantAdmin, target: ActionTarget, name: str) -> Any:
 
 
 class GrantResponses:
-    def __init__(self, admin: GrantAdmin, desk: ApplicationDesk) -> None:
+    def __init__(
+        self, admin: GrantAdmin, desk: ApplicationDesk, quota: QuotaCounter | None = None
+    ) -> None:
         self.admin = admin
         self.desk = desk
+        self.quota = quota  # the daily counters: a replacement grant inherits today's usage
+
+    def _carry(self, from_grant: str, to_grant: str) -> None:
+        if self.quota is not None:
+            self.quota.carry(from_grant, to_grant, china_today())
 
     def actions(self) -> dict[str, tuple[Any, Any]]:
         return {
@@ -97,6 +106,7 @@ class GrantResponses:
                 purposes=grant.purposes,
                 scenario=grant.scenario,
             ),
+            replaces=grant.id,  # approving re-issues this grant; never deemed approved
         )
         return ActionResult(
             "require_reapproval",
@@ -134,6 +144,13 @@ class GrantResponses:
         except GrantError:
             self.admin.set_status(actor, grant.id, "active", reason="收紧配额失败，恢复原授权")
             raise
+        try:
+            # Counters are per grant: without this the tighter daily quota would start from zero.
+            self._carry(grant.id, tight.id)
+        except Exception:
+            self.admin.set_status(actor, tight.id, "revoked", reason="收紧配额失败（计数不可用）")
+            self.admin.set_status(actor, grant.id, "active", reason="收紧配额失败，恢复原授权")
+            raise
         return ActionResult(
             "tighten_quota",
             True,
@@ -148,4 +165,10 @@ class GrantResponses:
             self.admin.set_status(actor, undo["replacement"], "revoked", reason="撤销收紧")
         except (GrantError, GrantNotFound) as exc:
             return f"替代授权 {undo['replacement']} 未能撤销：{exc}"
-        return self.resume(engine, undo) + f"，撤销替代授权 {undo['replacement']}"
+        try:
+            self._carry(undo["replacement"], undo["grant_id"])  # what was taken meanwhile counts
+        except Exception as exc:
+            note = f"（今日用量未能转回 (today's usage not carried back): {exc}）"
+        else:
+            note = ""
+        return self.resume(engine, undo) + f"，撤销替代授权 {undo['replacement']}{note}"

@@ -5,6 +5,10 @@ the holiday calendar; the answer is due by the end of that day. The sweep, run b
 once a minute and by `shareguard applications sweep`, deals with what time has made due: overdue
 applications (deemed approved where the deployment says so, otherwise reported once) and grants
 about to expire (warned once, ahead of time).
+
+A re-approval (an alert's `require_reapproval`) names the grant it re-approves: while pending its
+`grant_id` is that grant. Approving it re-issues that grant (role, quotas, masking profile
+included; the approver may only narrow), and it is never deemed approved: it needs a person.
 """
 
 from __future__ import annotations
@@ -81,12 +85,28 @@ class ApplicationDesk:
     # -- submitting -------------------------------------------------------------------------
 
     def submit(
-        self, actor: Actor, spec: ApplicationSpec, now: datetime | None = None
+        self,
+        actor: Actor,
+        spec: ApplicationSpec,
+        now: datetime | None = None,
+        *,
+        replaces: str | None = None,
     ) -> Application:
+        """Record an application; `replaces`: the grant a re-approval is for."""
         now = now or datetime.now(UTC)
         with self.engine.begin() as conn:
             app = self._new_application(conn, spec, now)
             store.insert_application(conn, app)
+            if replaces is not None:
+                old = grant_store.get_grant(conn, replaces, self.grants.scenarios)
+                if old is None or old.dataset != app.dataset:
+                    raise ApplicationError([f"没有可重新审批的授权 {replaces} (no such grant)"])
+                conn.execute(
+                    store.applications_table.update()
+                    .where(store.applications_table.c.id == app.id)
+                    .values(grant_id=replaces)
+                )
+                app = replace(app, grant_id=replaces)
             self.grants.audit(actor, "application-submit", app.id, None, app.to_dict())
         return app
 
@@ -210,9 +230,19 @@ class ApplicationDesk:
                 problems.append("批准的有效期不能长于申请的期限 (cannot grant a longer period)")
             if problems:
                 raise ApplicationError(problems)
+            base = self._grant_spec(app, app.department)
+            old = self._reapproved(conn, app)
+            if old is not None:
+                # A re-approval re-issues the grant it is for: its role, quotas and masking
+                # profile stay unless the approver narrows them (never a department-wide grant
+                # with no quota and the purpose's default profile).
+                base = old.to_spec(valid_from=app.valid_from, valid_until=app.valid_until)
+                max_per_request = _tighter(max_per_request, old.max_per_request)
+                max_per_day = _tighter(max_per_day, old.max_per_day)
+                masking_profile = masking_profile or old.masking_profile
             spec = replace(
-                self._grant_spec(app, app.department),
-                fields=fields or app.fields,
+                base,
+                fields=fields or base.fields,
                 valid_until=valid_until or app.valid_until,
                 max_per_request=max_per_request,
                 max_per_day=max_per_day,
@@ -274,6 +304,15 @@ class ApplicationDesk:
             self.grants.audit(actor, "application-withdraw", app.id, app.to_dict(), after.to_dict())
         return after
 
+    def _reapproved(self, conn: Connection, app: Application) -> Grant | None:
+        """The grant a pending re-approval is for, or None for an ordinary application."""
+        if app.status != "pending" or app.grant_id is None:
+            return None
+        old = grant_store.get_grant(conn, app.grant_id, self.grants.scenarios)
+        if old is None:
+            raise ApplicationError([f"重新审批的授权 {app.grant_id} 不存在 (grant missing)"])
+        return old
+
     def _pending(self, conn: Connection, app_id: str) -> Application:
         app = store.get_application(conn, app_id, lock=True)
         if app is None:
@@ -294,7 +333,12 @@ class ApplicationDesk:
         with self.engine.connect() as conn:
             overdue = store.overdue_pending(conn, today, unnoted=not self.overdue_approval)
         for app in overdue:
-            if self.overdue_approval:
+            if app.grant_id is not None:
+                # A re-approval after an alert: time alone never restores the access.
+                self._note_overdue(
+                    app, now, report, problem="重新审批须由人答复 (a re-approval needs a person)"
+                )
+            elif self.overdue_approval:
                 self._deem_approved(app, now, report)
             else:
                 self._note_overdue(app, now, report)
@@ -309,8 +353,8 @@ class ApplicationDesk:
         try:
             with self.engine.begin() as conn:
                 current = store.get_application(conn, app.id, lock=True)
-                if current is None or current.status != "pending":
-                    return  # answered meanwhile (a person, or another gateway's sweep)
+                if current is None or current.status != "pending" or current.grant_id:
+                    return  # answered meanwhile, or a re-approval (never deemed approved)
                 spec = replace(
                     self._grant_spec(current, current.department), application_id=app.id, note=note
                 )
@@ -413,3 +457,10 @@ class ApplicationDesk:
     def list(self, **filters: Any) -> list[Application]:
         with self.engine.connect() as conn:
             return store.list_applications(conn, **filters)
+
+
+def _tighter(asked: int | None, held: int | None) -> int | None:
+    """The lower of two quotas, None meaning no limit."""
+    if asked is None or held is None:
+        return held if asked is None else asked
+    return min(asked, held)

@@ -83,6 +83,12 @@ class Decider:
         )
         decision = self.policy.decide(sub, obj, action, env)
         grant_decided = len(decision.line) > GRANT_COLUMN and decision.line[GRANT_COLUMN] != "*"
+        if decision.allowed and _ungoverned(sub, dataset, resolution):
+            # A store seeded before policy.csv refused these states on every share type lets
+            # dept_unconditional allow them with every field: refuse as the current lines do.
+            rule = f"grant_{resolution.state}"
+            decision = Decision(False, rule, (rule,))
+            grant_decided = True
         if decision.allowed:
             obligations = None
             grant_id = None
@@ -139,6 +145,19 @@ class Decider:
         if dataset is not None and not taxonomy.covered_by_any(dataset.purposes, purpose.code):
             return "not_permitted"
         return "ok"
+
+
+def _ungoverned(sub: SubjectFacts, dataset: Dataset | None, resolution: GrantResolution) -> bool:
+    """A department allowed although a grant names it for the dataset and is not valid.
+
+    A grant narrows unconditional data only while valid; in any other state it must refuse, never
+    leave the request to the grant-less allow with every field and no quota.
+    """
+    return (
+        dataset is not None
+        and sub.kind == "department"
+        and resolution.state not in ("valid", "none")
+    )
 
 
 def _delivery(dataset: Dataset | None, action: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from gateway.grants.admin import Actor
 from gateway.grants.model import Grant
 from gateway.pipeline import Pipeline
 from gateway.service import Gateway
+from gateway.workdays import china_today
 from tests.factories import body_of, drive, json_response, request_flow
 
 RECORD = {
@@ -158,3 +160,79 @@ async def test_a_later_finding_under_the_grant_the_response_put_in_place_is_left
     assert len(gateway.admin.list()) == grants  # not tightened again into a third grant
     assert grant(gateway, replacement).status == "active"
     assert [e["action"] for e in gateway.alerts.store.timeline(alert.id)] == ["opened", "action"]
+
+
+async def test_when_a_quota_is_tightened_then_todays_usage_carries_over_to_the_replacement(
+    gateway: Gateway, credentials: dict[str, Any]
+) -> None:
+    # A 5,000/day grant used 4,900 today; the alert tightens it to 500/day: the day is used up,
+    # not 500 more. Reverting carries what the replacement took back to the original.
+    actor = Actor("admin", ("admin",))
+    demo = grant(gateway, mz_grant(gateway))
+    gateway.admin.set_status(actor, demo.id, "revoked", reason="re-issued with a daily quota")
+    wide = gateway.admin.create(actor, demo.to_spec(max_per_day=5000)).grant
+    gateway.refresh()
+    day = china_today()
+    assert gateway.quota.add(wide.id, day, 4900, 5000) == (True, 4900)
+
+    alert = gateway.alerts.on_detection(detection(gateway, "tighten_quota", wide.id))
+    [entry] = [e for e in gateway.alerts.store.timeline(alert.id) if e["action"] == "action"]
+    tight = grant(gateway, entry["details"]["undo"]["replacement"])
+    assert tight.max_per_day == 500
+    assert gateway.quota.used(tight.id, day) == 4900
+    flow = request_flow(
+        "/api/v1/datasets/social_insurance/records?limit=10",
+        key=credentials["mz_caseworker"]["api_key"],
+        purpose="social_assistance_review",
+        case_id="MZ-2026-1",
+    )
+    ctx = await drive(Pipeline.of(gateway), flow, json_response({"records": [RECORD]}))
+    assert flow.response.status_code == 429
+    assert body_of(flow)["error"] == "quota_exceeded"
+    assert ctx.refusal is not None and ctx.refusal.reason == "quota_per_day"
+
+    assert gateway.quota.add(tight.id, day, 50, 10_000) == (True, 4950)  # taken meanwhile
+    gateway.alerts.revert(alert.id, "admin", ("admin",))
+    assert grant(gateway, wide.id).status == "active"
+    assert gateway.quota.used(wide.id, day) == 4950
+
+
+async def test_a_reapproval_is_never_deemed_approved_and_approving_it_keeps_role_quota_and_profile(
+    gateway: Gateway,
+) -> None:
+    actor = Actor("admin", ("admin",))
+    demo = grant(gateway, mz_grant(gateway))
+    gateway.admin.set_status(actor, demo.id, "revoked", reason="re-issued narrower")
+    narrow = gateway.admin.create(
+        actor,
+        demo.to_spec(
+            role="caseworker", max_per_request=20, max_per_day=200, masking_profile="case_review"
+        ),
+    ).grant
+    gateway.refresh()
+    alert = gateway.alerts.on_detection(detection(gateway, "require_reapproval", narrow.id))
+    [entry] = [e for e in gateway.alerts.store.timeline(alert.id) if e["action"] == "action"]
+    app = gateway.desk.get(entry["details"]["undo"]["application_id"])
+    assert app is not None and app.grant_id == narrow.id  # the grant it re-approves
+
+    gateway.desk.overdue_approval = True  # SHAREGUARD_OVERDUE_APPROVAL=true
+    grants = len(gateway.admin.list())
+    after_deadline = datetime.combine(app.deadline + timedelta(days=1), time(12), tzinfo=UTC)
+    report = gateway.desk.sweep(now=after_deadline)
+    # (Other pending applications the demo seeded may be deemed approved: not this one.)
+    assert app.id not in [d["application"] for d in report.deemed_approved]
+    assert app.id in [o["application"] for o in report.overdue]  # reported, for a person
+    created = len(report.deemed_approved)
+    assert len(gateway.admin.list()) == grants + created
+    still = gateway.desk.get(app.id)
+    assert still is not None and still.status == "pending"
+
+    _, reissued = gateway.desk.approve(actor, app.id, max_per_day=500)
+    assert (reissued.department, reissued.role, reissued.principal) == (
+        "民政局",
+        "caseworker",
+        None,
+    )
+    assert (reissued.max_per_request, reissued.max_per_day) == (20, 200)  # never wider
+    assert reissued.masking_profile == "case_review"
+    assert reissued.application_id == app.id

@@ -149,8 +149,12 @@ def expected(kind: str, share: str, open_: str, state: str) -> tuple[bool, str |
         # No purpose may be declared by staff, so the purpose line refuses before staff_no_data.
         return False, "purpose_outside_duty"
     if kind == "department":
-        if share == "unconditional":
+        if share == "unconditional" and state == "none":
             return True, None
+        # A grant naming the caller governs unconditional data too: it narrows while valid and
+        # refuses in any other state. (This row used to allow every state on unconditional data,
+        # so suspending, revoking or letting a narrowing grant expire widened access to every
+        # field with no quota.)
         if state in SERVED:
             return True, None
         return False, "grant_" + ("required" if state == "none" else state)
@@ -231,3 +235,38 @@ def test_when_a_grant_is_for_a_child_purpose_then_the_parent_purpose_is_not_cove
         subject("department"), "intranet", ds, "list", TAXONOMY.get("assistance"), NOW
     )
     assert not verdict.allowed and verdict.reason == "grant_wrong_purpose"
+
+
+@pytest.mark.parametrize("state", ["suspended", "revoked", "expired", "wrong_purpose", "no_fields"])
+def test_when_the_store_was_seeded_with_conditional_only_grant_lines_then_unconditional_still_refuses(
+    tmp_path: Path, state: str
+) -> None:
+    # A state folder seeded before the grant-state lines covered unconditional data keeps its old
+    # lines (the store is seeded only when empty): the Decider refuses what they would let through.
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    for name in ("model.conf", "rules.toml"):
+        (policies / name).write_bytes((REPO_ROOT / "policies" / name).read_bytes())
+    lines = (REPO_ROOT / "policies" / "policy.csv").read_text(encoding="utf-8").splitlines()
+    old = [
+        line.replace("department, *, *, *, *", "department, *, *, conditional, *", 1)
+        if line.startswith("p, grant_") and not line.startswith("p, grant_required")
+        else line
+        for line in lines
+    ]
+    (policies / "policy.csv").write_text("\n".join(old) + "\n", encoding="utf-8")
+    db = create_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    create_schema(db)
+    try:
+        old_policy = PolicyEngine.open(db, policies)
+        assert all(
+            line[4] == "conditional"
+            for line in old_policy.policy_lines()
+            if line[0] == f"grant_{state}"
+        )
+        ds = dataset("unconditional", "closed")
+        verdict = decide(old_policy, "department", ds, grant_for(state, "department", ds))
+        assert not verdict.allowed and verdict.reason == f"grant_{state}"
+        assert verdict.obligations is None and verdict.grant_id == f"GR-{state}"
+    finally:
+        db.dispose()

@@ -163,6 +163,42 @@ def test_a_counter_gives_back_no_more_than_it_holds_and_only_for_its_day(
     assert counter.used("GR-X", day) == 10
 
 
+@pytest.mark.parametrize("kind", ["local", "redis"])
+def test_when_a_late_request_charges_yesterday_after_midnight_then_todays_count_is_kept(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    # A request received at 23:59:59 reaches the ledger after midnight: it charges its own day,
+    # and must not wipe the new day's counts (the local counter used to drop every counter).
+    counter: QuotaCounter = (
+        LocalCounter() if kind == "local" else request.getfixturevalue("redis_counter")
+    )
+    day = date(2026, 1, 5)
+    today = day + timedelta(days=1)
+    assert counter.add("GR-X", today, 90, 100) == (True, 90)
+    assert counter.add("GR-X", day, 5, 100) == (True, 5)
+    assert counter.used("GR-X", today) == 90
+    assert counter.add("GR-X", today, 90, 100) == (False, 90)
+    assert counter.give_back("GR-X", day, 5) == 0  # yesterday's counter is still there to give back
+    # Days before yesterday are dropped as the days go by.
+    assert counter.add("GR-X", today + timedelta(days=2), 1, 100) == (True, 1)
+    assert counter.used("GR-X", today) == (0 if kind == "local" else 90)
+
+
+@pytest.mark.parametrize("kind", ["local", "redis"])
+def test_a_replacement_grant_carries_the_days_usage_of_the_grant_it_replaces(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    counter: QuotaCounter = (
+        LocalCounter() if kind == "local" else request.getfixturevalue("redis_counter")
+    )
+    day = date(2026, 1, 5)
+    assert counter.add("GR-OLD", day, 4900, 5000) == (True, 4900)
+    assert counter.carry("GR-OLD", "GR-NEW", day) == 4900
+    assert counter.add("GR-NEW", day, 1, 500) == (False, 4900)  # the tighter day is used up
+    assert counter.carry("GR-NEW", "GR-OLD", day) == 4900  # never lowers a count
+    assert counter.used("GR-NEW", date(2026, 1, 6)) == 0  # only that day
+
+
 def _today() -> date:
     from gateway.workdays import china_today
 
