@@ -141,6 +141,7 @@ async def test_when_minzheng_reads_population_for_its_case_then_200_and_the_requ
     for stripped in ("authorization", "range", "if-none-match", "cookie"):
         assert stripped not in forwarded.headers
     assert forwarded.headers["accept-encoding"] == "identity"
+    assert forwarded.headers["x-case-id"] == "MZ-2026-000123"
     [event] = events(gateway)
     sg = event["shareguard"]
     assert (sg["decision"], sg["rule"], sg["records"]) == ("allow", "dept_unconditional", 2)
@@ -168,6 +169,43 @@ async def test_when_anyone_asks_for_classified_cases_then_403(
     await drive(pipeline, flow, json_response({"records": [{"secret": "x"}]}))
     assert_refusal(flow, 403, "forbidden")
     assert b"secret" not in (flow.response.content or b"")  # type: ignore[union-attr]
+
+
+async def test_only_the_callers_representation_headers_reach_the_platform_beside_the_gateways(
+    pipeline: Pipeline, credentials: Creds
+) -> None:
+    flow = request_flow(
+        "/api/v1/datasets/population/records?limit=2",
+        key=key(credentials, "mz_caseworker"),
+        purpose="social_assistance_review",
+        case_id=" MZ-2026-000123 ",
+        headers={
+            # An intermediary before the platform would drop the headers this names.
+            "connection": "x-forwarded-for, x-shareguard-principal",
+            # Read as X-ShareGuard-Principal by servers that see headers as CGI variables.
+            "x_shareguard_principal": "admin",
+            "x_purpose": "anything",
+            "x-internal-trust": "yes",
+            "accept": "application/json",
+            "user-agent": "caseworker-app/1.0",
+        },
+    )
+    upstream = json_response({"dataset": "population", "total": 2, "records": RECORDS})
+    await drive(pipeline, flow, upstream)
+    assert flow.response is not None and flow.response.status_code == 200
+    forwarded = flow.request.headers
+    assert sorted({k.lower() for k in forwarded}) == [
+        "accept",
+        "accept-encoding",
+        "user-agent",
+        "x-case-id",
+        "x-forwarded-for",
+        "x-purpose",
+        "x-request-id",
+        "x-shareguard-principal",
+    ]
+    assert forwarded["x-case-id"] == "MZ-2026-000123"  # as checked, not as sent
+    assert forwarded["x-shareguard-principal"] == "mz_caseworker"
 
 
 async def test_when_the_public_developer_asks_for_population_then_403_and_for_weather_200(

@@ -8,29 +8,18 @@ from gateway.context import RequestContext
 from gateway.errors import Refusal
 from gateway.upstream import UpstreamBreaker
 
-# Headers that would let a caller reach bytes the gateway never shaped (partial and cached
-# responses) or hand the platform the caller's credential.
-STRIPPED_REQUEST_HEADERS = frozenset(
-    {
-        b"authorization",
-        b"cookie",
-        b"proxy-authorization",
-        b"range",
-        b"if-range",
-        b"if-match",
-        b"if-none-match",
-        b"if-modified-since",
-        b"if-unmodified-since",
-        b"x-forwarded-for",
-        b"x-forwarded-host",
-        b"x-real-ip",
-        b"forwarded",
-        # Set below by the gateway itself; a caller's own copies are dropped.
-        b"accept-encoding",
-        b"x-request-id",
-        b"x-shareguard-principal",
-        b"x-purpose",
-    }
+# The caller's headers that go on to the platform: those that say what representation is wanted
+# and who asks in HTTP's own terms. Everything else is dropped, because the platform could act on
+# it or trust it:
+# - credentials (Authorization, Cookie) and conditional or partial requests (If-*, Range: bytes
+#   the gateway never shaped);
+# - hop-by-hop headers, and with them a `Connection` list naming the gateway's own headers,
+#   which an intermediary in front of the platform would then remove;
+# - the gateway's own headers as the caller spelt them, with hyphens or with underscores
+#   (`X_Purpose`: servers that read headers as CGI variables take it for X-Purpose);
+# - anything else a caller may invent. The gateway sets its own below.
+FORWARDED_REQUEST_HEADERS = frozenset(
+    {b"host", b"accept", b"accept-language", b"user-agent", b"content-type", b"content-length"}
 )
 
 
@@ -59,7 +48,7 @@ class ForwardStage:
         req.path = ctx.match.forward_path
         ctx.accept_encoding = req.headers.get("accept-encoding", "")
         # One pass over the raw fields: header-by-header removal costs far more per request.
-        kept = [(k, v) for k, v in req.headers.fields if k.lower() not in STRIPPED_REQUEST_HEADERS]
+        kept = [(k, v) for k, v in req.headers.fields if k.lower() in FORWARDED_REQUEST_HEADERS]
         # The gateway decodes and re-encodes bodies itself; ask the platform for plain bytes.
         kept += [
             (b"accept-encoding", b"identity"),
@@ -69,6 +58,8 @@ class ForwardStage:
         ]
         if ctx.purpose is not None:
             kept.append((b"x-purpose", ctx.purpose.code.encode()))
+        if ctx.case_id is not None:
+            kept.append((b"x-case-id", ctx.case_id.encode()))  # as checked, not as sent
         req.headers.fields = tuple(kept)
         ctx.forwarded = True
 
