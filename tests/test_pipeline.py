@@ -477,3 +477,39 @@ def test_the_gateways_pipeline_counts_its_requests_in_flight(gateway: Gateway) -
     # A pipeline built without the count never sees a request as alone: every event would go
     # through the writer thread, silently.
     assert Pipeline.of(gateway).in_flight is gateway.in_flight
+
+
+PERSON = "110105199003071237"
+
+
+async def test_when_a_de_identified_caller_filters_by_id_number_then_403_before_the_platform(
+    pipeline: Pipeline, gateway: Gateway, credentials: Creds
+) -> None:
+    # Statistics delivers id_number as a pseudonym: a lookup by the real one would pair the
+    # person named with their pseudonym, and so re-identify their rows everywhere.
+    flow = request_flow(
+        f"/api/v1/datasets/population/records?id_number={PERSON}",
+        key=key(credentials, "tj_analyst"),
+        purpose="statistics",
+    )
+    ctx = start_context(flow)
+    await pipeline.request(ctx, flow)
+    assert flow.response is not None  # answered by the gateway: the platform is never asked
+    await pipeline.response(ctx, flow)
+    body = assert_refusal(flow, 403, "forbidden")
+    assert "id_number" in body["message"]
+    assert events(gateway)[0]["shareguard"]["reason"] == "identifier_filter_not_allowed"
+
+
+async def test_when_the_profile_keeps_id_number_in_clear_then_a_lookup_by_it_is_served(
+    pipeline: Pipeline, credentials: Creds
+) -> None:
+    flow = request_flow(
+        f"/api/v1/datasets/population/records?id_number={PERSON}&limit=1",
+        key=key(credentials, "sw_officer"),
+        purpose="tax_administration",
+    )
+    row = {"record_id": "P00000009", "name": "张三", "id_number": PERSON}
+    await drive(pipeline, flow, json_response({"records": [row]}))
+    assert flow.response is not None and flow.response.status_code == 200
+    assert body_of(flow)["records"][0]["id_number"] == PERSON
