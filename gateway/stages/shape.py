@@ -10,6 +10,7 @@ from gateway.context import RequestContext
 from gateway.errors import Refusal
 from gateway.service import Gateway
 from gateway.shaping import Shaper, ShaperFactory
+from gateway.shaping.scanner import ScanResult
 from gateway.workdays import china_today
 
 # Query parameters that page or format a response; every other one filters records by a field.
@@ -75,7 +76,14 @@ class ShapeStage:
                 ctx.delivery.masked_fields = shaper.masked_fields if delivered else ()
                 ctx.delivery.undeclared = dict(shaper.found)
             return
-        if ctx.body is None or ctx.body.kind == "metadata":
+        if ctx.body is None:
+            return
+        if ctx.body.kind == "metadata":
+            # The catalog holds no personal data by contract; what the platform put there
+            # anyway is found and hidden as for a de-identified recipient.
+            found = ScanResult()
+            ctx.body.document = self.factory.scanner(True).mask_value(ctx.body.document, found)
+            ctx.delivery.undeclared = dict(found.found)
             return
         if shaper is None:
             # A data body with no shaper means no obligations were set: never pass it through.
