@@ -515,3 +515,94 @@ def test_the_gateways_pipeline_counts_its_requests_in_flight(gateway: Gateway) -
     # A pipeline built without the count never sees a request as alone: every event would go
     # through the writer thread, silently.
     assert Pipeline.of(gateway).in_flight is gateway.in_flight
+
+
+PERSON = "110105199003071237"
+
+
+async def test_when_a_de_identified_caller_filters_by_id_number_then_403_before_the_platform(
+    pipeline: Pipeline, gateway: Gateway, credentials: Creds
+) -> None:
+    # Statistics delivers id_number as a pseudonym: a lookup by the real one would pair the
+    # person named with their pseudonym, and so re-identify their rows everywhere.
+    flow = request_flow(
+        f"/api/v1/datasets/population/records?id_number={PERSON}",
+        key=key(credentials, "tj_analyst"),
+        purpose="statistics",
+    )
+    ctx = start_context(flow)
+    await pipeline.request(ctx, flow)
+    assert flow.response is not None  # answered by the gateway: the platform is never asked
+    await pipeline.response(ctx, flow)
+    body = assert_refusal(flow, 403, "forbidden")
+    assert "id_number" in body["message"]
+    assert events(gateway)[0]["shareguard"]["reason"] == "identifier_filter_not_allowed"
+
+
+async def test_when_the_profile_keeps_id_number_in_clear_then_a_lookup_by_it_is_served(
+    pipeline: Pipeline, credentials: Creds
+) -> None:
+    flow = request_flow(
+        f"/api/v1/datasets/population/records?id_number={PERSON}&limit=1",
+        key=key(credentials, "sw_officer"),
+        purpose="tax_administration",
+    )
+    row = {"record_id": "P00000009", "name": "张三", "id_number": PERSON}
+    await drive(pipeline, flow, json_response({"records": [row]}))
+    assert flow.response is not None and flow.response.status_code == 200
+    assert body_of(flow)["records"][0]["id_number"] == PERSON
+
+
+LEAKY_HEADERS = {
+    "Link": f"</api/v1/datasets/population/records?id_number={PERSON}>; rel=next",
+    "Content-Location": f"/api/v1/datasets/population/records?id_number={PERSON}",
+    "Location": f"/records?id_number={PERSON}",
+    "Refresh": f"0; url=/records?id_number={PERSON}",
+    "X-Subject-Name": "%E5%BC%A0%E4%B8%89",
+    "X-Powered-By": "exchange-7.3 10.2.3.4",
+    "Server-Timing": "db;dur=53, idx;desc=id_number",
+    "Via": "1.1 exchange-gw-10.2.3.4",
+    "Server": "exchange/7.3",
+    "ETag": '"abc"',
+    "X-ShareGuard-Provenance": "forged",
+}
+# What a caller may see: the gateway's own headers, the platform's Date, the signature.
+ALLOWED_RESPONSE_HEADERS = {
+    "content-type",
+    "content-length",
+    "content-encoding",
+    "date",
+    "cache-control",
+    "vary",
+    "x-content-type-options",
+    "x-request-id",
+    "x-shareguard-provenance",
+    "x-shareguard-body-digest",
+    "signature",
+    "signature-input",
+    "content-digest",
+}
+
+
+async def test_the_platforms_headers_and_trailers_reach_the_caller_only_as_allowed(
+    pipeline: Pipeline, credentials: Creds
+) -> None:
+    flow = request_flow(
+        "/api/v1/datasets/population/records",
+        key=key(credentials, "tj_analyst"),
+        purpose="statistics",
+        headers={"accept-encoding": "gzip"},
+    )
+    upstream = json_response(
+        {"records": RECORDS}, headers={**LEAKY_HEADERS, "Date": "Sat, 21 Nov 2026 08:00:00 GMT"}
+    )
+    upstream.trailers = http.Headers(x_subject=PERSON)
+    await drive(pipeline, flow, upstream)
+    resp = flow.response
+    assert resp is not None and resp.status_code == 200
+    names = {k.decode().lower() for k, _ in resp.headers.fields}
+    assert names <= ALLOWED_RESPONSE_HEADERS, names - ALLOWED_RESPONSE_HEADERS
+    assert resp.headers["date"] == "Sat, 21 Nov 2026 08:00:00 GMT"
+    assert resp.headers.get("x-shareguard-provenance") != "forged"
+    assert resp.trailers is None
+    assert PERSON not in str(resp.headers) and "10.2.3.4" not in str(resp.headers)

@@ -8,6 +8,7 @@ the recognizers. Free-text fields are also read for names introduced by a role w
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import re
 from collections import Counter
@@ -30,6 +31,26 @@ _FULLWIDTH = str.maketrans(
     | {"\uff0b": "+", "\uff20": "@", "\uff0d": "-"}
 )
 _HAS_FULLWIDTH = re.compile(r"[\uff0b\uff0d\uff10-\uff19\uff20-\uff3a\uff41-\uff5a]")
+# Separators a reader does not see or reads as a plain space or hyphen: Unicode format
+# characters (category Cf: zero-width space and joiners, soft hyphen, bidi marks, BOM ...) are
+# taken out, other spaces (Zs: no-break, ideographic, thin ...) read as " " and the dashes
+# U+2010-2015 as "-", so `138\u00a00013\u00a08000` reads as the mobile it shows. Cf as of
+# Unicode 15.0 (tests/shaping/test_scanner.py checks it against unicodedata).
+_FORMAT_CHARACTERS = (
+    "\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u180e\u200b-\u200f"
+    "\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
+    "\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001"
+    "\U000e0020-\U000e007f"
+)
+_OTHER_SPACES = "\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000"
+_DASHES = "\u2010-\u2015"
+_HAS_SEPARATOR = re.compile(f"[{_FORMAT_CHARACTERS}{_OTHER_SPACES}{_DASHES}]")
+_FORMAT = re.compile(f"[{_FORMAT_CHARACTERS}]")
+_SEPARATORS = str.maketrans(
+    {c: " " for c in "\u00a0\u1680\u202f\u205f\u3000"}
+    | {chr(c): " " for c in range(0x2000, 0x200B)}
+    | {chr(c): "-" for c in range(0x2010, 0x2016)}
+)
 # The cheap question. A 身份证号, bank card or passport number has a run of seven digits or
 # more, a 统一社会信用代码 its six-digit region code, a grouped mobile or card three digits, a
 # separator and four more; an email needs an @, a plate a province character and a letter.
@@ -149,8 +170,28 @@ class Scanner:
 
         `exclude` are the types the field declares: they are looked for too, and where one is
         found its span belongs to it (a declared 身份证号 is not also read as a bank card), but
-        it is not reported. `only` limits the types looked for (record keys, say).
+        it is not reported. `only` limits the types looked for (record keys, say). Invisible and
+        non-ASCII separators are read as a person reads them (`_normalised`); the findings'
+        spans are always in `text`, covering what was taken out inside them.
         """
+        if text.isascii() or _HAS_SEPARATOR.search(text) is None:  # isascii: O(1), a flag
+            return self._scan(text, exclude, free_text, only)
+        plain, positions = _normalised(text)
+        found = self._scan(plain, exclude, free_text, only)
+        if positions is None or not found:
+            return found
+        return [
+            dataclasses.replace(f, start=positions[f.start], end=positions[f.end - 1] + 1)
+            for f in found
+        ]
+
+    def _scan(
+        self,
+        text: str,
+        exclude: frozenset[str],
+        free_text: bool,
+        only: frozenset[str] | None,
+    ) -> list[Finding]:
         if _HAS_FULLWIDTH.search(text):
             text = text.translate(_FULLWIDTH)
         candidates: list[Finding] = []
@@ -227,10 +268,10 @@ class Scanner:
 
     def worth_scanning(self, text: str) -> bool:
         if len(text) > WORTH_CACHED_LENGTH:
-            return _ANY_DIGIT.search(text) is not None and _PREFILTER.search(text) is not None
+            return _ANY_DIGIT.search(text) is not None and _worth(text)
         if text in self.plain:
             return False
-        if _ANY_DIGIT.search(text) is not None and _PREFILTER.search(text) is not None:
+        if _ANY_DIGIT.search(text) is not None and _worth(text):
             return True
         if len(self.plain) >= WORTH_CACHE:
             self.plain.clear()
@@ -327,3 +368,22 @@ class Scanner:
         if kind is list:
             return [self.mask_value(v, result, free_text=free_text, depth=depth + 1) for v in value]
         return value
+
+
+def _worth(text: str) -> bool:
+    """The prefilter, on the text as a person reads it when it holds odd separators."""
+    if _PREFILTER.search(text) is not None:
+        return True
+    if text.isascii() or _HAS_SEPARATOR.search(text) is None:
+        return False
+    return _PREFILTER.search(_normalised(text)[0]) is not None
+
+
+def _normalised(text: str) -> tuple[str, list[int] | None]:
+    """`text` with other spaces and dashes made ASCII (one to one) and format characters taken
+    out; with them out, the position in `text` of each character kept."""
+    spaced = text.translate(_SEPARATORS)
+    if _FORMAT.search(spaced) is None:
+        return spaced, None
+    positions = [i for i, ch in enumerate(spaced) if _FORMAT.match(ch) is None]
+    return "".join(spaced[i] for i in positions), positions

@@ -71,12 +71,97 @@ class DecodeStage:
             raise unreadable(
                 "上游响应不是合法 JSON (upstream body is not valid JSON)", "json"
             ) from None
-        ctx.body = _body(ctx.match.route.body, data)
+        dataset_id = ctx.match.dataset.id if ctx.match.dataset is not None else None
+        ctx.body = _body(ctx.match.route.body, data, dataset_id)
 
 
-def _body(kind: str, data: Any) -> Body:
+# What the records envelope may carry besides its records (CONTRACT.md; the demo platform sends
+# exactly these): anything else the platform adds (debug output, links holding the query) is
+# neither shaped nor scanned, so it is dropped.
+ENVELOPE_COUNTS = ("total", "offset", "limit")
+# The catalog document, key by key (gateway/catalog.py, Dataset.public_metadata): the rest is
+# dropped; what is kept is still scanned by the shape stage.
+CATALOG_TEXT = frozenset(
+    {
+        "id",
+        "title",
+        "provider",
+        "share",
+        "share_name",
+        "open",
+        "open_name",
+        "sensitivity",
+        "update_cycle",
+        "legal_basis",
+    }
+)
+CATALOG_LISTS = frozenset({"formats", "delivery"})
+CATALOG_FIELD_KEYS = frozenset({"name", "label", "class"})
+
+
+def _malformed(what: str) -> Refusal:
+    return unreadable(f"上游响应的 {what} 不合规 (upstream {what} is malformed)", "shape")
+
+
+def _envelope(data: dict[str, Any], dataset_id: str | None) -> dict[str, Any]:
+    envelope: dict[str, Any] = {}
+    if "dataset" in data:
+        if data["dataset"] != dataset_id:
+            raise _malformed("dataset")
+        envelope["dataset"] = dataset_id
+    for name in ENVELOPE_COUNTS:
+        if name in data:
+            value = data[name]
+            if type(value) is not int or value < 0:
+                raise _malformed(name)
+            envelope[name] = value
+    return envelope
+
+
+def _catalog(data: Any) -> dict[str, Any]:
+    datasets = data.get("datasets") if isinstance(data, dict) else None
+    if not isinstance(datasets, list):
+        raise _malformed("catalog")
+    return {"datasets": [_catalog_entry(entry) for entry in datasets]}
+
+
+def _catalog_entry(entry: Any) -> dict[str, Any]:
+    if not isinstance(entry, dict):
+        raise _malformed("catalog")
+    out: dict[str, Any] = {}
+    for key, value in entry.items():
+        if key in CATALOG_TEXT:
+            if not isinstance(value, str):
+                raise _malformed(f"catalog {key}")
+        elif key in CATALOG_LISTS:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise _malformed(f"catalog {key}")
+        elif key == "fields":
+            if not isinstance(value, list):
+                raise _malformed("catalog fields")
+            value = [_catalog_field(f) for f in value]
+        else:
+            continue
+        out[key] = value
+    return out
+
+
+def _catalog_field(field: Any) -> dict[str, str]:
+    if not isinstance(field, dict):
+        raise _malformed("catalog fields")
+    out = {}
+    for key, value in field.items():
+        if key in CATALOG_FIELD_KEYS:
+            if not isinstance(value, str):
+                raise _malformed(f"catalog field {key}")
+            out[key] = value
+    return out
+
+
+def _body(kind: str, data: Any, dataset_id: str | None = None) -> Body:
     if kind == "metadata":
-        return Body(kind=kind, document=data)
+        # The only metadata route forwarded is the catalog (the health check is local).
+        return Body(kind=kind, document=_catalog(data))
     if kind == "record":
         if not isinstance(data, dict):
             raise unreadable("上游记录不是 JSON 对象 (upstream record is not an object)", "shape")
@@ -87,6 +172,5 @@ def _body(kind: str, data: Any) -> Body:
             raise unreadable(
                 "上游响应缺少 records 列表 (upstream body has no records list)", "shape"
             )
-        envelope = {k: v for k, v in data.items() if k != "records"}
-        return Body(kind=kind, records=records, envelope=envelope)
+        return Body(kind=kind, records=records, envelope=_envelope(data, dataset_id))
     raise unreadable(f"该路由的响应不能缓冲处理 (route body {kind} is not buffered)", "shape")

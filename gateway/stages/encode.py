@@ -18,29 +18,13 @@ from gateway.context import RequestContext
 from gateway.delivery import DeliveryLedger
 
 SUPPORTED_ENCODINGS = ("zstd", "br", "gzip", "deflate")
-# Response headers that describe the platform's bytes, not the ones the gateway delivers.
-STRIPPED_RESPONSE_HEADERS = frozenset(
-    {
-        b"etag",
-        b"last-modified",
-        b"content-range",
-        b"accept-ranges",
-        b"content-md5",
-        b"digest",
-        b"content-digest",
-        b"repr-digest",
-        b"set-cookie",
-        b"content-encoding",
-        b"content-length",
-        b"transfer-encoding",
-        b"content-disposition",
-        b"server",
-        # Set below by the gateway itself.
-        b"cache-control",
-        b"vary",
-        b"x-content-type-options",
-    }
-)
+# The platform's response headers the caller may see: only these. Everything else (links and
+# locations that carry the query, names in custom headers, server and timing details, validators
+# and cookies) is dropped, whatever it is called. The gateway sets the content type and encoding,
+# the cache and sniffing headers below; X-Request-Id is the gateway's own (the pipeline sets it,
+# on a streamed export before this runs) and the provenance and signature headers are added by
+# the sign stage after this.
+KEPT_RESPONSE_HEADERS = frozenset({b"date", b"x-request-id"})
 
 
 def choose_encoding(accept_encoding: str) -> str | None:
@@ -65,13 +49,15 @@ def choose_encoding(accept_encoding: str) -> str | None:
 
 
 def clean_response_headers(resp: http.Response) -> None:
-    kept = [(k, v) for k, v in resp.headers.fields if k.lower() not in STRIPPED_RESPONSE_HEADERS]
+    """The platform's headers reduced to the allow-list, its trailers removed."""
+    kept = [(k, v) for k, v in resp.headers.fields if k.lower() in KEPT_RESPONSE_HEADERS]
     kept += [
         (b"cache-control", b"no-store"),
         (b"vary", b"Accept-Encoding"),
         (b"x-content-type-options", b"nosniff"),
     ]
     resp.headers.fields = tuple(kept)
+    resp.trailers = None
 
 
 class EncodeStage:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from mitmproxy import http
 
 from gateway.context import RequestContext
 from gateway.errors import Refusal
 from gateway.service import Gateway
-from gateway.shaping import ShaperFactory
+from gateway.shaping import Shaper, ShaperFactory
+from gateway.shaping.scanner import ScanResult
 from gateway.workdays import china_today
+
+# Query parameters that page or format a response; every other one filters records by a field.
+NON_FILTER_PARAMETERS = frozenset({"limit", "offset", "format", "scale"})
 
 
 class ShapeStage:
@@ -60,6 +66,7 @@ class ShapeStage:
         )
         ctx.delivery.masking_profile = profile.name
         ctx.delivery.key_version = ctx.shaper.key_version
+        _check_filters(ctx.match.query, ctx.shaper)
 
     def response(self, ctx: RequestContext, flow: http.HTTPFlow) -> None:
         shaper = ctx.shaper
@@ -69,7 +76,14 @@ class ShapeStage:
                 ctx.delivery.masked_fields = shaper.masked_fields if delivered else ()
                 ctx.delivery.undeclared = dict(shaper.found)
             return
-        if ctx.body is None or ctx.body.kind == "metadata":
+        if ctx.body is None:
+            return
+        if ctx.body.kind == "metadata":
+            # The catalog holds no personal data by contract; what the platform put there
+            # anyway is found and hidden as for a de-identified recipient.
+            found = ScanResult()
+            ctx.body.document = self.factory.scanner(True).mask_value(ctx.body.document, found)
+            ctx.delivery.undeclared = dict(found.found)
             return
         if shaper is None:
             # A data body with no shaper means no obligations were set: never pass it through.
@@ -82,3 +96,24 @@ class ShapeStage:
         ctx.body.records = shaper.shape_all(ctx.body.records)
         ctx.delivery.masked_fields = shaper.masked_fields if ctx.body.records else ()
         ctx.delivery.undeclared = dict(shaper.found)
+
+
+def _check_filters(query: Mapping[str, str], shaper: Shaper) -> None:
+    """A record may be looked up only by a field the caller receives in clear.
+
+    Filtering on a field the profile masks, pseudonymises or drops would let the caller pair a
+    person it names with what it receives in their place (a pseudonym stable across all its
+    responses): the de-identification undone. Refused before the platform is asked.
+    """
+    clear = {p.name for p in shaper.plan.fields if not p.masked}
+    for name in query:
+        if name in NON_FILTER_PARAMETERS or name in clear:
+            continue
+        raise Refusal(
+            "forbidden",
+            403,
+            f"按字段 {name} 查询须能明文获得该字段，当前脱敏规则不允许 "
+            f"(filtering by {name} needs the field in clear, which this masking profile "
+            "does not deliver)",
+            reason="identifier_filter_not_allowed",
+        )

@@ -167,3 +167,60 @@ def test_the_plain_values_remembered_stay_bounded_and_no_value_worth_reading_is_
     assert all(scanner.worth_scanning(text) for text in worth)
     remembered = [v for v in vars(scanner).values() if isinstance(v, set | dict)]
     assert not any(text in held for text in worth for held in remembered)
+
+
+# -- separators a reader does not see, or reads as a space or a hyphen --------------------------
+
+SPLIT_ID = "11010519491231002X"  # the reviewer's 110105199003071237 fails its check digit
+
+
+@pytest.mark.parametrize(
+    ("value", "kind", "hidden"),
+    [
+        (f"证件{SPLIT_ID[:6]}\u200b{SPLIT_ID[6:]}", "id_number", SPLIT_ID[6:]),
+        ("电话138\u00a00013\u00a08000", "mobile", "0013\u00a08000"),
+        ("138\u30000013\u30008000", "mobile", "0013\u30008000"),
+        ("138\u20130013\u20138000", "mobile", "0013\u20138000"),
+        ("手机 1\u200d38\u2060 0013 8000", "mobile", "0013 8000"),
+        ("138\u20020013\u20028000 备注", "mobile", "0013\u20028000"),
+    ],
+    ids=["zero-width space", "no-break spaces", "ideographic spaces", "en dashes", "joiners", "en"],
+)
+@pytest.mark.parametrize("free_text", [True, False], ids=["free text", "kept field"])
+def test_when_an_identifier_is_split_by_odd_separators_then_it_is_still_masked_whole(
+    scanner: Scanner, value: str, kind: str, hidden: str, free_text: bool
+) -> None:
+    out, found = masked(scanner, value, free_text=free_text)
+    assert found == {kind: 1}
+    assert isinstance(out, str) and hidden not in out
+    assert len(out) == len(value)  # the mask covers the original span, separators included
+    step = KeepStep(frozenset(), free_text, None, scanner.min_length(None, free_text))
+    result = ScanResult()
+    assert _scanning(scanner, step, result)(value) == out
+    assert dict(result.found) == {kind: 1}
+
+
+def test_plain_spaces_and_odd_separators_read_alike(scanner: Scanner) -> None:
+    plain, _ = masked(scanner, "138 0013 8000")
+    for sep in ("\u00a0", "\u3000", "\u2013", "\u2009"):
+        assert masked(scanner, f"138{sep}0013{sep}8000")[0] == plain.replace(" ", sep)  # type: ignore[union-attr]
+
+
+def test_a_string_with_odd_separators_and_nothing_personal_is_left_as_it_was(
+    scanner: Scanner,
+) -> None:
+    for value in ("2026\u20132027 年度", "第\u00a03\u00a0组\u200b", "门牌 12\u3000号"):
+        assert masked(scanner, value, free_text=True) == (value, {})
+
+
+def test_the_format_characters_taken_out_are_unicodes_category_cf() -> None:
+    import sys
+    import unicodedata
+
+    from gateway.shaping.scanner import _FORMAT
+
+    cf = {chr(c) for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Cf"}
+    assert {ch for ch in cf if _FORMAT.match(ch)} == cf
+    assert all(
+        unicodedata.category(chr(c)) == "Cf" for c in range(0x10000) if _FORMAT.match(chr(c))
+    )

@@ -161,3 +161,57 @@ async def test_when_the_connection_breaks_midway_then_what_was_sent_is_audited_a
     assert entry is not None and not entry.complete
     # The registry keeps real records and decoys apart.
     assert (entry.records, entry.records + entry.decoys) == (len(real), len(lines))
+
+
+async def test_an_exports_headers_and_trailers_reach_the_caller_only_as_allowed(
+    gateway: Gateway, credentials: dict[str, Any]
+) -> None:
+    person = "110105199003071237"
+    pipeline = Pipeline.of(gateway)
+    flow = request_flow(
+        "/api/v1/datasets/population/export?format=ndjson",
+        key=credentials["tj_analyst"]["api_key"],
+        purpose="statistics",
+    )
+    ctx = start_context(flow)
+    await pipeline.request(ctx, flow)
+    assert flow.response is None
+    flow.response = http.Response.make(
+        200,
+        b"",
+        {
+            "content-type": "application/x-ndjson",
+            "transfer-encoding": "chunked",
+            "Date": "Sat, 21 Nov 2026 08:00:00 GMT",
+            "Link": f"</export?id_number={person}>; rel=next",
+            "Content-Location": f"/records?id_number={person}",
+            "Location": f"/records?id_number={person}",
+            "Refresh": f"0; url=/records?id_number={person}",
+            "X-Subject-Name": "%E5%BC%A0%E4%B8%89",
+            "X-Powered-By": "exchange-7.3 10.2.3.4",
+            "Server-Timing": "db;dur=53",
+            "Via": "1.1 exchange-gw-10.2.3.4",
+            "Content-Disposition": 'attachment; filename="population.ndjson"',
+        },
+    )
+    flow.response.trailers = http.Headers(x_subject=person)
+    await pipeline.responseheaders(ctx, flow)
+    stream = flow.response.stream
+    assert callable(stream)
+    stream(upstream_body("ndjson"))
+    stream(b"")
+    await pipeline.response(ctx, flow)
+    names = {k.decode().lower() for k, _ in flow.response.headers.fields}
+    assert names <= {
+        "content-type",
+        "transfer-encoding",
+        "date",
+        "cache-control",
+        "vary",
+        "x-content-type-options",
+        "x-request-id",
+        "x-shareguard-provenance",
+    }, names
+    assert "x-request-id" in names
+    assert flow.response.trailers is None
+    assert person not in str(flow.response.headers)

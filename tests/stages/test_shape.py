@@ -617,3 +617,77 @@ def test_no_raw_value_a_caller_may_not_see_leaves_in_any_format_or_encoding(
 
 def test_the_demo_data_gives_the_property_free_text_with_identifiers_to_find() -> None:
     assert 10 <= len(interesting_records("medical_visits")) < 100
+
+
+# -- what the platform sends beside the records ------------------------------------------------
+
+LEAKY_ID = "110105199003071237"  # a wrong check digit: no scanner finds it, only the allow-list
+VALID_ID = "11010519491231002X"
+
+
+async def test_what_the_platform_puts_beside_the_records_does_not_reach_the_caller(
+    gateway: Gateway, credentials: Creds
+) -> None:
+    upstream = {
+        "dataset": "population",
+        "total": 1,
+        "offset": 0,
+        "limit": 20,
+        "debug": {"id_number": LEAKY_ID, "name": "张三"},
+        "next": f"/api/v1/datasets/population/records?id_number={LEAKY_ID}",
+        "records": [],
+    }
+    flow = request_flow(
+        "/api/v1/datasets/population/records",
+        key=credentials["tj_analyst"]["api_key"],
+        purpose="statistics",
+    )
+    await drive(pipeline_for(gateway, "strict"), flow, json_response(upstream))
+    assert flow.response is not None and flow.response.status_code == 200
+    raw = flow.response.get_content() or b""
+    assert LEAKY_ID.encode() not in raw and "张三".encode() not in raw
+    assert body_of(flow) == {
+        "dataset": "population",
+        "total": 1,
+        "offset": 0,
+        "limit": 20,
+        "records": [],
+    }
+
+
+@pytest.mark.parametrize(
+    "envelope",
+    [{"dataset": "medical_visits"}, {"total": -1}, {"total": "1"}, {"limit": True}],
+    ids=["other dataset", "negative", "string", "bool"],
+)
+async def test_when_the_envelope_is_malformed_then_it_is_refused(
+    gateway: Gateway, credentials: Creds, envelope: dict[str, Any]
+) -> None:
+    flow = request_flow(
+        "/api/v1/datasets/population/records",
+        key=credentials["tj_analyst"]["api_key"],
+        purpose="statistics",
+    )
+    await drive(pipeline_for(gateway), flow, json_response({**envelope, "records": []}))
+    assert flow.response is not None and flow.response.status_code == 502
+    assert body_of(flow)["error"] == "upstream_unreadable"
+
+
+async def test_the_catalog_keeps_its_public_metadata_and_nothing_else(
+    gateway: Gateway, credentials: Creds
+) -> None:
+    expected = {"datasets": [ds.public_metadata() for ds in gateway.catalog]}
+    leaky = orjson.loads(orjson.dumps(expected))
+    leaky["debug"] = {"id_number": LEAKY_ID, "name": "张三"}
+    leaky["datasets"][0]["contact"] = "张三"
+    leaky["datasets"][0]["fields"][0]["example"] = LEAKY_ID
+    leaky["datasets"][1]["title"] += f" 联系人手机 13800138000 {VALID_ID}"
+    flow = request_flow("/api/v1/catalog", key=credentials["public_dev"]["api_key"])
+    await drive(pipeline_for(gateway), flow, json_response(leaky))
+    assert flow.response is not None and flow.response.status_code == 200
+    raw = flow.response.get_content() or b""
+    assert LEAKY_ID.encode() not in raw and b"13800138000" not in raw
+    assert VALID_ID.encode() not in raw and "张三".encode() not in raw
+    got = body_of(flow)
+    assert got["datasets"][0] == expected["datasets"][0]
+    assert got["datasets"][2:] == expected["datasets"][2:]
