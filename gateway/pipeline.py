@@ -163,6 +163,9 @@ class Pipeline:
             self.in_flight.enter(ctx)
         for name, run, _ in self._hooks["request"]:
             if not await self._run(name, run, ctx, flow):
+                # Refused by a stage after forward's: the platform is never asked, and its
+                # circuit breaker must not count this answer as the platform's.
+                ctx.forwarded = False
                 return
             if flow.response is not None:
                 return  # answered by the gateway itself

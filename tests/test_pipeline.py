@@ -539,6 +539,26 @@ async def test_when_a_de_identified_caller_filters_by_id_number_then_403_before_
     assert events(gateway)[0]["shareguard"]["reason"] == "identifier_filter_not_allowed"
 
 
+async def test_a_request_refused_after_the_forward_stage_is_not_the_platforms_answer(
+    pipeline: Pipeline, gateway: Gateway, credentials: Creds
+) -> None:
+    # The platform is down: the breaker lets one trial request through after its cool-down.
+    breaker = gateway.upstream
+    breaker.cool_down = 0.0
+    breaker.failed()
+    flow = request_flow(
+        f"/api/v1/datasets/population/records?id_number={PERSON}",
+        key=key(credentials, "tj_analyst"),
+        purpose="statistics",
+    )
+    ctx = start_context(flow)
+    await pipeline.request(ctx, flow)  # the trial, refused by shape after forward let it go
+    await pipeline.response(ctx, flow)
+    assert_refusal(flow, 403, "forbidden")
+    # Nothing reached the platform, so nothing says it is back: still one trial at a time.
+    assert breaker.allow() is False
+
+
 async def test_when_the_profile_keeps_id_number_in_clear_then_a_lookup_by_it_is_served(
     pipeline: Pipeline, credentials: Creds
 ) -> None:
