@@ -169,20 +169,32 @@ def _fresh_index(path: Path) -> int:
         return indexed_upto(index_path(path))
 
 
-def _where(path: Path, q: AuditQuery, subject_hasher: Callable[[str], str]) -> _Where:
+def _column_conditions(
+    q: AuditQuery, alias: str = "", *, ts_index: bool = True
+) -> tuple[list[str], list[Any]]:
+    """The query's filters on the journal's columns (the index's entries have the same ones), as
+    SQL conditions and their arguments. `ts_index=False` writes the time range with a unary +,
+    which keeps the planner off the ts index (its order would need a sort per page)."""
+    column_of = f"{alias}." if alias else ""
+    ts = ("" if ts_index else "+") + column_of + "ts"
     conds: list[str] = []
     args: list[Any] = []
     for column, attr in _COLUMNS:
         value = getattr(q, attr)
         if value is not None:
-            conds.append(f"{column} = ?")
+            conds.append(f"{column_of}{column} = ?")
             args.append(value)
     if q.since is not None:
-        conds.append("ts >= ?")
+        conds.append(f"{ts} >= ?")
         args.append(iso(q.since))
     if q.until is not None:
-        conds.append("ts <= ?")
+        conds.append(f"{ts} <= ?")
         args.append(iso(q.until))
+    return conds, args
+
+
+def _where(path: Path, q: AuditQuery, subject_hasher: Callable[[str], str]) -> _Where:
+    conds, args = _column_conditions(q)
     doc: list[str] = []
     doc_args: list[Any] = []
     digest = subject_hasher(q.data_subject) if q.data_subject is not None else None
@@ -319,21 +331,7 @@ def _walks(
     primary key or the journal's rowid), so a page costs its own rows, not every match left."""
 
     def columns(alias: str) -> tuple[list[str], list[Any]]:
-        conds: list[str] = []
-        args: list[Any] = []
-        for column, attr in _COLUMNS:
-            value = getattr(q, attr)
-            if value is not None:
-                conds.append(f"{alias}.{column} = ?")
-                args.append(value)
-        # Unary + keeps the planner off the ts index, whose order would need a sort per page.
-        if q.since is not None:
-            conds.append(f"+{alias}.ts >= ?")
-            args.append(iso(q.since))
-        if q.until is not None:
-            conds.append(f"+{alias}.ts <= ?")
-            args.append(iso(q.until))
-        return conds, args
+        return _column_conditions(q, alias, ts_index=False)
 
     digest = subject_hasher(q.data_subject) if q.data_subject is not None else None
     doc: list[str] = []
