@@ -26,8 +26,7 @@ import httpx
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from gateway.alerts.store import CLOSED, AlertStore
-from gateway.audit.integrity import segments
-from gateway.audit.journal import connect
+from gateway.audit.integrity import reaches_into_archive, segments
 from gateway.audit.search import AuditQuery, scan, search
 from gateway.catalog import Catalog
 from gateway.formats import NdjsonReader
@@ -191,25 +190,10 @@ def _parse(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
-def _oldest_live(settings: Settings) -> datetime | None:
-    """When the oldest record still in the live journal was written (None: it is empty)."""
-    path = settings.journal_path
-    if not path.exists():
-        return None
-    conn = connect(path, readonly=True)
-    try:
-        row = conn.execute("SELECT ts FROM events ORDER BY seq LIMIT 1").fetchone()
-    finally:
-        conn.close()
-    return _parse(row[0]) if row else None
-
-
 def _archived_note(settings: Settings, since: datetime) -> str | None:
     """Reports read the live journal only: say so if the scope reaches back into archives."""
-    if not segments(settings.journal_path):
-        return None
-    oldest = _oldest_live(settings)
-    if oldest is not None and oldest <= since:
+    archived, oldest = reaches_into_archive(settings.journal_path, since)
+    if not archived:
         return None
     start = _local(oldest) if oldest else "—"
     return (

@@ -71,6 +71,7 @@ import struct
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,25 @@ def segments(journal_path: Path) -> list[Path]:
     """Archived segments, oldest first (their names carry zero-padded sequence numbers)."""
     folder = archive_dir(journal_path)
     return sorted(folder.glob(SEGMENT_GLOB)) if folder.exists() else []
+
+
+def reaches_into_archive(journal_path: Path, since: datetime) -> tuple[bool, datetime | None]:
+    """Whether records from `since` on may lie in archived segments rather than the live journal
+    (segments exist, and the live journal is empty or its oldest record is later than `since`);
+    and when the live journal's oldest record was written (None: it is empty). What reads the
+    live journal only (reports) says so with this."""
+    if not segments(journal_path):
+        return False, None
+    oldest = None
+    if journal_path.exists():
+        conn = connect(journal_path, readonly=True)
+        try:
+            row = conn.execute("SELECT ts FROM events ORDER BY seq LIMIT 1").fetchone()
+        finally:
+            conn.close()
+        if row is not None:
+            oldest = datetime.fromisoformat(row[0].replace("Z", "+00:00"))
+    return oldest is None or oldest > since, oldest
 
 
 @dataclass(frozen=True, slots=True)

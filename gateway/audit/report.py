@@ -24,6 +24,7 @@ import jinja2
 
 from gateway.audit import report_sources
 from gateway.audit.csvexport import BOM, safe_cell
+from gateway.audit.integrity import reaches_into_archive
 from gateway.audit.report_sources import Listing
 from gateway.audit.stores import AuditStore, Group, Slice
 from gateway.catalog import Catalog
@@ -98,6 +99,9 @@ class DepartmentReport:
     overdue_applications: Listing
     alerts: Listing
     titles: dict[str, str] = field(default_factory=dict)
+    # Read from the live journal, a period reaching back into archived segments is not counted
+    # whole: what the report says about it (None: nothing left out).
+    archived_note: str | None = None
 
     @property
     def used_requests(self) -> int:
@@ -163,6 +167,20 @@ def build_report(
         ),
         alerts=report_sources.listing("alerts", settings, department, period.since, period.until),
         titles={d.id: d.title for d in catalog.datasets.values()},
+        archived_note=_archived_note(settings, period) if store.name == "journal" else None,
+    )
+
+
+def _archived_note(settings: Settings, period: Period) -> str | None:
+    archived, oldest = reaches_into_archive(settings.journal_path, period.since)
+    if not archived:
+        return None
+    start = china_time(oldest) if oldest is not None else "—"
+    return (
+        f"统计期间早于在线审计日志的最早记录（{start}），此前的记录已归档，未计入本报告；"
+        f"请以 Elasticsearch 或归档分段核对 (the period reaches back before the oldest record in"
+        f" the live journal, {start}: archived records are not counted in this report; check"
+        f" them in Elasticsearch or the archived segments)"
     )
 
 
@@ -197,6 +215,8 @@ def render_html(report: DepartmentReport, templates: Path = TEMPLATES) -> str:
 def csv_rows(report: DepartmentReport) -> Iterator[list[str]]:
     """One table: section, key, requests, records (and the extra columns of listed sections)."""
     yield ["部门 department", report.department, "期间 period", report.period.label]
+    if report.archived_note:
+        yield ["note", "archived_not_counted", "", "", report.archived_note]
     yield ["部分 section", "项目 key", "请求数 requests", "记录数 records"]
     for section, groups in (
         ("used_by_dataset", report.used_by_dataset),

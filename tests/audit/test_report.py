@@ -13,11 +13,14 @@ from typing import Any
 import pytest
 
 from gateway.audit import report_sources
+from gateway.audit.archive import archive
 from gateway.audit.journal import Journal
 from gateway.audit.report import (
     CHINA,
     build_report,
+    csv_rows,
     parse_period,
+    period_between,
     render_csv,
     render_html,
     report_json,
@@ -122,6 +125,29 @@ def test_a_consumer_sees_what_it_used_and_what_it_was_refused(
         ("statistics", 4, 1, 530)
     ]
     assert report.provided_datasets == ()  # the catalog lists nothing provided by 统计局
+    assert report.archived_note is None  # nothing archived: nothing left out
+
+
+def test_a_period_reaching_into_archived_records_says_they_are_not_counted(
+    settings: Settings,
+) -> None:
+    signer = StatementSigner.generate()
+    journal = Journal(settings.journal_path, signer)
+    for n in range(6):
+        journal.append(_event(n, user_id="tj_analyst", department="统计局", records=10))
+    journal.close()
+    archive(settings.journal_path, signer, upto=4)
+    store = JournalStore(settings.journal_path, SubjectHasher(b"r" * 32))
+    report = build_report(store, CATALOG, settings, "统计局", parse_period("2026"))
+    assert report.used_requests == 2  # the live journal's two: the four archived are not read
+    assert report.archived_note is not None and "archived records are not counted" in (
+        report.archived_note
+    )
+    assert any(row[:2] == ["note", "archived_not_counted"] for row in csv_rows(report))
+    assert 'id="archived-note"' in render_html(report)
+    # A period wholly after the archived records reads the live journal whole: no note.
+    later = period_between(T0 + timedelta(minutes=5), T0 + timedelta(hours=1))
+    assert build_report(store, CATALOG, settings, "统计局", later).archived_note is None
 
 
 def test_a_provider_sees_who_got_its_datasets(store: JournalStore, settings: Settings) -> None:
