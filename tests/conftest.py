@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,3 +49,19 @@ def credentials(settings: Settings) -> dict[str, dict[str, Any]]:
 
 def read_credentials(path: Path) -> dict[str, dict[str, Any]]:
     return {e["name"]: e for e in json.loads(path.read_text(encoding="utf-8"))}
+
+
+@pytest.fixture
+def utc_server() -> Iterator[None]:
+    """The machine's own time zone is UTC, as on most servers."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = before
+        time.tzset()

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -156,22 +153,6 @@ def test_when_the_index_cannot_be_updated_then_records_beyond_it_are_still_found
     assert who(path, ALICE) == ["mz_caseworker", "sw_officer", "sw_officer"]
     found = search(path, AuditQuery(user="sw_officer", newest_first=False), HASHER)
     assert [e["shareguard"]["seq"] for e in found.events] == [3, 4]
-
-
-@pytest.fixture
-def utc_server() -> Iterator[None]:
-    """The machine's own time zone is UTC, as on most servers."""
-    before = os.environ.get("TZ")
-    os.environ["TZ"] = "UTC"
-    time.tzset()
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ["TZ"]
-        else:
-            os.environ["TZ"] = before
-        time.tzset()
 
 
 @pytest.mark.usefixtures("utc_server")

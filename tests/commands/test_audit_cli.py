@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import sqlite3
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -200,22 +198,6 @@ def test_ship_drains_the_backlog_and_archive_waits_for_shipping(
     assert len(fake_es.docs("shareguard-audit")) == 13
     assert run(journal, "audit", "search", "--json", "--kind", "access", *es) == 0
     assert orjson.loads(capsys.readouterr().out)["store"] == "elasticsearch"
-
-
-@pytest.fixture
-def utc_server() -> Iterator[None]:
-    """The machine's own time zone is UTC, as on most servers."""
-    before = os.environ.get("TZ")
-    os.environ["TZ"] = "UTC"
-    time.tzset()
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ["TZ"]
-        else:
-            os.environ["TZ"] = before
-        time.tzset()
 
 
 @pytest.mark.usefixtures("utc_server")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,7 +11,7 @@ import pytest
 
 from gateway.audit.search import AuditQuery, search
 from gateway.service import Gateway
-from tests.console.common import Creds, basic, console_client
+from tests.console.common import Creds, basic, console_client, loop_gaps
 
 
 @pytest.fixture
@@ -115,21 +114,7 @@ async def test_the_overview_reads_the_audit_status_off_the_event_loop(
     user, password = basic(credentials, "admin")
     await client.post("/login", data={"username": user, "password": password})
     monkeypatch.setattr(gateway.audit.status, "audit_status", slow_status)
-    gaps: list[float] = []
-    stop = asyncio.Event()
-
-    async def ticker() -> None:
-        last = time.perf_counter()
-        while not stop.is_set():
-            await asyncio.sleep(0.01)
-            now = time.perf_counter()
-            gaps.append(now - last)
-            last = now
-
-    ticks = asyncio.create_task(ticker())
-    await asyncio.sleep(0.05)
-    response = await client.get(path)
-    stop.set()
-    await ticks
+    async with loop_gaps() as gaps:
+        response = await client.get(path)
     assert response.status_code == 200
     assert max(gaps) < 0.1, f"the event loop stalled for {max(gaps) * 1000:.0f} ms"
