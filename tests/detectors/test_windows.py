@@ -9,12 +9,12 @@ import pytest
 
 from detectors.engine import Detection, DetectionEngine
 from detectors.kinds import DetectionContext
-from detectors.observation import Observation
 from detectors.rules import load_rules
 from detectors.samples import BASE
 from detectors.windows import DAY, FIRST_SEEN_RETENTION, MemoryWindows, RedisWindows, WindowStore
 from gateway.keys import SubjectHasher
 from gateway.workdays import is_working_time
+from tests.detectors.test_engine import refusal
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
 
@@ -152,24 +152,7 @@ def test_two_gateways_sharing_redis_see_one_burst_of_refusals() -> None:
         found: list[Detection] = []
         engines = [DetectionEngine(rules, context, found.append, windows=shared) for _ in range(2)]
         for i in range(24):  # 12 refusals on each instance: neither alone reaches 20
-            obs = Observation(
-                ts=BASE.timestamp() + i,
-                request_id=f"r{i}",
-                user="public_dev",
-                department=None,
-                credential="k1",
-                source_ip="203.0.113.9",
-                zone="internet",
-                dataset="population",
-                sensitivity="sensitive",
-                action="list",
-                record_key=None,
-                purpose="open_data_use",
-                case_id=None,
-                decision="deny",
-                status=403,
-            )
-            engines[i % 2].process(obs)
+            engines[i % 2].process(refusal(i))
         assert len(found) == 1 and found[0].rule.id == "refusal_burst"
     finally:
         shared.clear()
