@@ -165,6 +165,16 @@ def es_query(q: AuditQuery, hasher: Hasher) -> dict[str, Any]:
     return {"bool": {"filter": filters, "must": must}}
 
 
+def _no_seq_cursor(query: AuditQuery) -> None:
+    """Record numbers are per journal, and the cluster holds several gateways' journals: a seq
+    cursor is refused here, never ignored (ignored, it would answer the first page again)."""
+    if query.before_seq is not None or query.after_seq is not None:
+        raise ValueError(
+            "before_seq/after_seq 仅支持本地日志，请用 store=journal"
+            " (seq cursors need the journal store)"
+        )
+
+
 def _sort(newest_first: bool) -> list[dict[str, Any]]:
     order = "desc" if newest_first else "asc"
     return [
@@ -244,11 +254,7 @@ class ElasticStore:
         )
 
     def search(self, query: AuditQuery) -> SearchResult:
-        if query.before_seq is not None or query.after_seq is not None:
-            # Record numbers are per journal, and the cluster holds several gateways' journals.
-            raise ValueError(
-                "before_seq/after_seq 仅支持本地日志 (seq cursors need the journal store)"
-            )
+        _no_seq_cursor(query)
         try:
             resp = self.client.search(
                 index=self.data_stream,
@@ -267,6 +273,10 @@ class ElasticStore:
 
     def scan(self, query: AuditQuery) -> Iterator[dict[str, Any]]:
         """Every match, page by page with search_after on a sort that is unique per event."""
+        _no_seq_cursor(query)
+        return self._scan(query)
+
+    def _scan(self, query: AuditQuery) -> Iterator[dict[str, Any]]:
         after: list[Any] | None = None
         while True:
             extra: dict[str, Any] = {"search_after": after} if after is not None else {}

@@ -211,13 +211,6 @@ def _search(args: argparse.Namespace) -> int:
     try:
         query = query_from_params(params)
         store = _store(settings, args.store)
-        if (
-            query.before_seq is not None or query.after_seq is not None
-        ) and store.name != "journal":
-            raise ValueError(
-                "--before-seq/--after-seq 仅支持本地日志，请加 --store journal"
-                " (seq cursors need the journal store)"
-            )
         result = store.search(query)
     except ValueError as exc:
         return fail(f"参数错误 (bad argument): {exc}")
@@ -230,7 +223,9 @@ def _search(args: argparse.Namespace) -> int:
         print_json(result.to_json())
         return 0
     _print_events(result.total, result.events)
-    cursor = result.next_cursor(query.newest_first) if len(result.events) == query.limit else {}
+    # Only the journal pages by record number (Elasticsearch holds several journals' numbers).
+    full = len(result.events) == query.limit and result.store == "journal"
+    cursor = result.next_cursor(query.newest_first) if full else {}
     for name, seq in cursor.items():
         option = name.replace("_", "-")
         print(f"下一页 next page: --{option} {seq}")

@@ -148,6 +148,8 @@ def routes(console: Console) -> list[Route]:
             # The first event is fetched before the answer starts: a store that is down is a
             # 503, not a 200 with the header line and a cut connection.
             first, rest = await asyncio.to_thread(start)
+        except ValueError as exc:  # a query this store cannot answer (a seq cursor, say)
+            return api_error(400, "bad_request", str(exc))
         except STORE_ERRORS as exc:
             return store_unavailable(exc)
         await console.record(

@@ -177,3 +177,5 @@ def test_a_seq_cursor_is_refused_by_elasticsearch_rather_than_ignored(
     store = ElasticStore(Unused(), "audit", HASHER)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="journal"):
         store.search(AuditQuery(**cursor))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="journal"):  # an export too: refused before any page
+        store.scan(AuditQuery(**cursor))  # type: ignore[arg-type]

@@ -198,6 +198,12 @@ def test_ship_drains_the_backlog_and_archive_waits_for_shipping(
     assert len(fake_es.docs("shareguard-audit")) == 13
     assert run(journal, "audit", "search", "--json", "--kind", "access", *es) == 0
     assert orjson.loads(capsys.readouterr().out)["store"] == "elasticsearch"
+    # A full page from Elasticsearch offers no record-number cursor, and one given is refused.
+    assert run(journal, "audit", "search", "--kind", "access", "--limit", "5", *es) == 0
+    assert "--before-seq" not in capsys.readouterr().out
+    argv = ["audit", "search", "--kind", "access", "--before-seq", "9", *es]
+    assert run(journal, *argv) != 0
+    assert "journal" in capsys.readouterr().err
 
 
 @pytest.mark.usefixtures("utc_server")

@@ -179,6 +179,22 @@ async def test_an_export_whose_store_fails_before_the_first_event_is_a_503_not_a
     assert ("auditor", "audit-export") not in staff_actions(gateway)
 
 
+async def test_an_export_the_store_cannot_answer_is_a_400_not_a_cut_csv(
+    client: httpx.AsyncClient,
+    gateway: Gateway,
+    credentials: Creds,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As Elasticsearch answers a record-number cursor: refused when the export is asked for.
+    monkeypatch.setattr(
+        JournalStore, "scan", failing_scan(ValueError("seq cursors need the journal store"))
+    )
+    response = await client.get("/api/admin/audit/export", auth=basic(credentials, "auditor"))
+    assert response.status_code == 400
+    assert response.json()["error"] == "bad_request"
+    assert ("auditor", "audit-export") not in staff_actions(gateway)
+
+
 async def test_an_export_with_no_match_is_the_header_line_and_is_recorded(
     client: httpx.AsyncClient, gateway: Gateway, credentials: Creds
 ) -> None:
