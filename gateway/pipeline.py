@@ -27,6 +27,7 @@ from gateway.errors import Refusal
 from gateway.service import Gateway
 from gateway.stages.decode import unreadable
 from gateway.stages.forward import upstream_unavailable
+from gateway.upstream import UpstreamBreaker
 
 log = logging.getLogger(__name__)
 
@@ -163,9 +164,12 @@ class Pipeline:
             self.in_flight.enter(ctx)
         for name, run, _ in self._hooks["request"]:
             if not await self._run(name, run, ctx, flow):
-                # Refused by a stage after forward's: the platform is never asked, and its
-                # circuit breaker must not count this answer as the platform's.
-                ctx.forwarded = False
+                if ctx.forwarded:
+                    # Refused by a stage after forward's: the platform is never asked. Its
+                    # circuit breaker must not count this answer as the platform's, nor keep a
+                    # trial this request took (it would stay open until a restart).
+                    ctx.forwarded = False
+                    self._upstream(UpstreamBreaker.release)
                 return
             if flow.response is not None:
                 return  # answered by the gateway itself
@@ -232,10 +236,13 @@ class Pipeline:
 
     def upstream_failed(self) -> None:
         """Tell the forward stage's breaker that the platform could not be reached."""
+        self._upstream(UpstreamBreaker.failed)
+
+    def _upstream(self, tell: Callable[[UpstreamBreaker], None]) -> None:
         for stage in self.stages:
             breaker = getattr(stage, "breaker", None)
             if breaker is not None:
-                breaker.failed()
+                tell(breaker)
 
     async def _run(
         self,

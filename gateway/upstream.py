@@ -38,6 +38,12 @@ class UpstreamBreaker:
             self._open_until = time.monotonic() + self.cool_down
             self._trial_out = False
 
+    def release(self) -> None:
+        """A request let through was refused by the gateway before it left: the platform said
+        nothing, so the breaker stays as it was, and a trial it held goes to the next request."""
+        with self._lock:
+            self._trial_out = False
+
     def succeeded(self) -> None:
         with self._lock:
             self._open_until = 0.0

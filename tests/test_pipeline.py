@@ -555,8 +555,11 @@ async def test_a_request_refused_after_the_forward_stage_is_not_the_platforms_an
     await pipeline.request(ctx, flow)  # the trial, refused by shape after forward let it go
     await pipeline.response(ctx, flow)
     assert_refusal(flow, 403, "forbidden")
-    # Nothing reached the platform, so nothing says it is back: still one trial at a time.
-    assert breaker.allow() is False
+    # Nothing reached the platform, so nothing says it is back: the breaker stays open, and the
+    # trial this request took goes to the next one (held, the breaker would never close again).
+    assert breaker.is_open
+    assert breaker.allow() is True
+    assert breaker.allow() is False  # still one trial at a time
 
 
 async def test_when_the_profile_keeps_id_number_in_clear_then_a_lookup_by_it_is_served(
