@@ -438,7 +438,7 @@ else
   first = redis.call('HGET', KEYS[3], member)
 end
 if first then
-  if not redis.call('HEXISTS', KEYS[1], member) then redis.call('HSET', KEYS[1], member, first) end
+  if redis.call('HEXISTS', KEYS[1], member) == 0 then redis.call('HSET', KEYS[1], member, first) end
 else
   redis.call('HSET', KEYS[1], member, ARGV[2])
 end

@@ -116,13 +116,15 @@ def test_redis_keys_are_given_a_ttl() -> None:
     try:
         r.hset(f"{p}s:old", "x", 1.0)  # first-seen as an earlier version kept it: no TTL
         assert windows.first_seen("old", "x", 2.0) == 1.0
+        # ... and copied into the new keeping, so it is still known once the old hash expires.
+        assert r.hget(f"{p}f:old", "x") == b"1.0"
         windows.first_seen("s", "y", 5.0)
         windows.put("v", 1, 30, ts=5.0)
         windows.add("c", 5.0, 1, 60)
         windows.add_distinct("d", 5.0, "a", 60)
         windows.add_members("m", 5.0, {"a"}, 60)
         keys = list(r.scan_iter(f"{p}*"))
-        assert len(keys) == 8
+        assert len(keys) == 9
         assert {k: r.ttl(k) > 0 for k in keys} == {k: True for k in keys}
     finally:
         windows.clear()
