@@ -276,3 +276,31 @@ def test_the_notifiers_counts_are_in_the_alert_services_status(settings: Setting
         "dropped": 0,
         "backlog": 0,
     }
+
+
+def test_a_syslog_stream_is_checked_for_hang_up_whatever_its_descriptor_number() -> None:
+    # select() refuses descriptors above 1024, which a busy proxy process has.
+    import os
+    import resource
+    import socket
+
+    from gateway.alerts.notify import _hung_up
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard <= 1500:
+        pytest.skip("the process may not open descriptor 1500 here")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2048), hard))
+    ours, collector = socket.socketpair()
+    try:
+        os.dup2(ours.fileno(), 1500)
+        high = socket.socket(fileno=1500)
+        try:
+            assert _hung_up(high) is False
+            collector.close()
+            assert _hung_up(high) is True
+        finally:
+            high.close()
+    finally:
+        ours.close()
+        collector.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
