@@ -232,7 +232,10 @@ class Pipeline:
         """What to tell the caller of a flow that broke (`error`) before any answer left: its
         refusal, or for an export that broke before its first byte, the broken platform's."""
         refusal = ctx.refusal or upstream_unavailable(flow.error.msg if flow.error else "unknown")
-        return refusal_response(ctx, refusal)
+        # mitmproxy's own words (English, naming the platform's address) stay in the audit event.
+        return refusal_response(
+            ctx, Refusal(refusal.code, refusal.status, refusal.message, reason=refusal.reason)
+        )
 
     def upstream_failed(self) -> None:
         """Tell the forward stage's breaker that the platform could not be reached."""
