@@ -116,13 +116,13 @@ class GrantResponses:
         )
 
     def cancel_reapproval(self, engine: Engine, undo: dict[str, Any]) -> str:
-        with_app = ""
         try:
             self.desk.withdraw(Actor("system:revert", ("system",)), undo["application_id"])
-            with_app = f"，撤回申请 {undo['application_id']}"
-        except Exception as exc:  # already answered: leave the answer standing
-            with_app = f"（申请 {undo['application_id']} 已处理，不撤回：{exc}）"
-        return self.resume(engine, undo) + with_app
+        except Exception as exc:
+            # Already answered: the answer stands (approved, the grant was re-issued and the old
+            # one revoked; refused, it stays suspended), so nothing is resumed beside it.
+            return f"申请 {undo['application_id']} 已处理，不撤回、不恢复原授权：{exc}"
+        return self.resume(engine, undo) + f"，撤回申请 {undo['application_id']}"
 
     def tighten_quota(self, engine: Engine, target: ActionTarget) -> ActionResult:
         grant = _active_grant(self.admin, target, "tighten_quota")

@@ -239,7 +239,15 @@ class ApplicationDesk:
                 base = old.to_spec(valid_from=app.valid_from, valid_until=app.valid_until)
                 max_per_request = _tighter(max_per_request, old.max_per_request)
                 max_per_day = _tighter(max_per_day, old.max_per_day)
-                masking_profile = masking_profile or old.masking_profile
+                if masking_profile not in (None, old.masking_profile):
+                    # Profiles are not ranked: any other one could show more than the old.
+                    raise ApplicationError(
+                        [
+                            f"重新批准沿用原授权的脱敏规则 {old.masking_profile}，不能更换"
+                            " (a re-approval keeps the grant's masking profile)"
+                        ]
+                    )
+                masking_profile = old.masking_profile
             spec = replace(
                 base,
                 fields=fields or base.fields,
@@ -261,6 +269,12 @@ class ApplicationDesk:
                 grant_id=created.grant.id,
             )
             self.grants.audit(actor, "application-approve", app.id, app.to_dict(), after.to_dict())
+        if old is not None:
+            # Re-issued: the suspended grant it replaces must never come back beside it (an
+            # alert's revert resumes what it suspended).
+            self.grants.set_status(
+                actor, old.id, "revoked", reason=f"由申请 {app.id} 重新批准的授权替代"
+            )
         self.grants.announce()
         return after, created.grant
 

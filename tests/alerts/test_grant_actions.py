@@ -13,6 +13,7 @@ from detectors.kinds import Finding
 from detectors.observation import Observation
 from detectors.rules import load_rules
 from detectors.samples import BASE
+from gateway.applications.desk import ApplicationError
 from gateway.grants.admin import Actor
 from gateway.grants.model import Grant
 from gateway.pipeline import Pipeline
@@ -236,3 +237,26 @@ async def test_a_reapproval_is_never_deemed_approved_and_approving_it_keeps_role
     assert (reissued.max_per_request, reissued.max_per_day) == (20, 200)  # never wider
     assert reissued.masking_profile == "case_review"
     assert reissued.application_id == app.id
+    # The grant it replaces is gone for good: a revert of the alert does not bring it back.
+    replaced = gateway.admin.get(narrow.id)
+    assert replaced is not None and replaced.status == "revoked"
+    gateway.alerts.revert(alert.id, "admin", ("admin",))
+    replaced = gateway.admin.get(narrow.id)
+    assert replaced is not None and replaced.status == "revoked"
+
+
+async def test_a_reapproval_cannot_change_the_masking_profile(gateway: Gateway) -> None:
+    actor = Actor("admin", ("admin",))
+    demo = grant(gateway, mz_grant(gateway))
+    gateway.admin.set_status(actor, demo.id, "revoked", reason="re-issued narrower")
+    narrow = gateway.admin.create(
+        actor, demo.to_spec(role="caseworker", masking_profile="case_review")
+    ).grant
+    gateway.refresh()
+    alert = gateway.alerts.on_detection(detection(gateway, "require_reapproval", narrow.id))
+    [entry] = [e for e in gateway.alerts.store.timeline(alert.id) if e["action"] == "action"]
+    app_id = entry["details"]["undo"]["application_id"]
+    with pytest.raises(ApplicationError, match="masking profile"):
+        gateway.desk.approve(actor, app_id, masking_profile="statistics")
+    still = gateway.desk.get(app_id)
+    assert still is not None and still.status == "pending"  # nothing half-done
