@@ -83,7 +83,7 @@ class Decider:
         )
         decision = self.policy.decide(sub, obj, action, env)
         grant_decided = len(decision.line) > GRANT_COLUMN and decision.line[GRANT_COLUMN] != "*"
-        if decision.allowed and _ungoverned(sub, dataset, resolution):
+        if decision.rule == DEPT_UNCONDITIONAL and _ungoverned(sub, dataset, resolution):
             # A store seeded before policy.csv refused these states on every share type lets
             # dept_unconditional allow them with every field: refuse as the current lines do.
             rule = f"grant_{resolution.state}"
@@ -145,6 +145,11 @@ class Decider:
         if dataset is not None and not taxonomy.covered_by_any(dataset.purposes, purpose.code):
             return "not_permitted"
         return "ok"
+
+
+# The grant-less allow of unconditional data (policy.csv); an allow line an operator added to
+# the policy store is the operator's to answer for, and is left alone.
+DEPT_UNCONDITIONAL = "dept_unconditional"
 
 
 def _ungoverned(sub: SubjectFacts, dataset: Dataset | None, resolution: GrantResolution) -> bool:
