@@ -977,7 +977,10 @@ class _SheetRows:
         if not text:
             return None
         if kind == "s":
-            return self.book.strings[int(text)]
+            index = int(text)
+            if index < 0:  # Python would read it from the end of the table
+                raise IndexError(f"shared string index {index}")
+            return self.book.strings[index]
         if kind == "b":
             return text.strip() not in ("0", "false", "")
         if kind in ("str", "e"):

@@ -318,6 +318,18 @@ def test_a_workbook_cut_off_inside_a_sheet_is_a_clear_error(tmp_path: Path) -> N
         read_leak(path)
 
 
+@pytest.mark.parametrize("index", ["-1", "99"])
+def test_a_shared_string_index_outside_the_table_is_a_clear_error(
+    tmp_path: Path, index: str
+) -> None:
+    # -1 is no string of the workbook: never read as the table's last one.
+    rows = f'<row r="1"><c r="A1" t="s"><v>0</v></c><c r="B1" t="s"><v>{index}</v></c></row>'
+    path = tmp_path / "leak.xlsx"
+    path.write_bytes(workbook(rows, HEADER))
+    with pytest.raises(LeakError, match=r"damaged file.*Sheet1"):
+        read_leak(path)
+
+
 # -- JSON cut off, NDJSON with lines past the limit, nesting past the limit --------------------
 
 
