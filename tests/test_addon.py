@@ -5,6 +5,9 @@ from __future__ import annotations
 import gc
 import weakref
 
+import orjson
+import pytest
+
 from gateway.proxy.addon import ShareGuard
 from gateway.service import Gateway
 
@@ -42,3 +45,22 @@ def test_garbage_left_at_start_is_collected_before_the_rest_is_frozen(gateway: G
     finally:
         gc.unfreeze()
         gc.enable()
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [(413, "payload_too_large"), (502, "upstream_unavailable"), (400, "bad_request")],
+)
+def test_an_error_no_gateway_hook_saw_is_answered_in_the_contract_shape(
+    status: int, code: str
+) -> None:
+    # mitmproxy refused the request before any hook: no audited refusal to send, so one of the
+    # same shape, whose request id names nothing in the log, and nothing of mitmproxy's words.
+    from gateway.proxy.layers import _unhooked
+
+    answer = _unhooked(status, "Response body exceeds mitmproxy's body_size_limit. 10.0.0.5:8090")
+    body = orjson.loads(answer.content or b"")
+    assert answer.status_code == status and body["error"] == code
+    assert body["request_id"] == answer.headers["x-request-id"]
+    assert "detail" not in body and "10.0.0.5" not in (answer.text or "")
+    assert answer.headers["connection"] == "close"

@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from mitmproxy import ctx as mitm_ctx
 from mitmproxy import http
 from mitmproxy.connection import ConnectionState
@@ -41,20 +41,14 @@ from mitmproxy.proxy.layers.http._events import ResponseProtocolError
 from mitmproxy.proxy.layers.http._http1 import Http1Server
 
 from gateway.context import METADATA_KEY, RequestContext
+from gateway.errors import Refusal, payload_too_large, unreadable_request
 from gateway.ids import new_request_id
+from gateway.pipeline import refusal_response
+from gateway.stages.forward import upstream_unavailable
 
 # The answer the gateway chose for a request that mitmproxy ends with an error of its own. Weak:
 # an entry lives as long as its request, whether or not mitmproxy then answers at all.
 _ANSWERS: weakref.WeakKeyDictionary[http.Request, http.Response] = weakref.WeakKeyDictionary()
-
-_UNHOOKED = {
-    413: ("payload_too_large", "请求体过大 (request body too large)"),
-    502: (
-        "upstream_unavailable",
-        "交换平台不可达或连接中断 (platform unreachable or connection broken)",
-    ),
-}
-_UNHOOKED_OTHER = ("bad_request", "请求无法处理 (the request could not be processed)")
 
 
 def keep_answer(request: http.Request, response: http.Response) -> None:
@@ -67,21 +61,26 @@ def answer_kept(request: http.Request) -> http.Response | None:
     return _ANSWERS.get(request)
 
 
-def _unhooked(status: int) -> http.Response:
-    code, message = _UNHOOKED.get(status, _UNHOOKED_OTHER)
-    request_id = new_request_id()
-    body = orjson.dumps({"error": code, "message": message, "request_id": request_id})
-    return http.Response.make(
-        status,
-        body,
-        {
-            "Content-Type": "application/json; charset=utf-8",
-            "Cache-Control": "no-store",
-            "X-Content-Type-Options": "nosniff",
-            "X-Request-Id": request_id,
-            "Connection": "close",
-        },
+def _unhooked(status: int, message: str) -> http.Response:
+    """The answer to a request no hook of the gateway saw (mitmproxy refused it before any): in
+    the contract's shape, with a request id of its own that names nothing in the log."""
+    if status == 413:
+        refusal = payload_too_large()
+    elif status >= 500:
+        refusal = upstream_unavailable(message)
+    else:
+        refusal = unreadable_request(message)
+    ctx = RequestContext(
+        request_id=new_request_id(),
+        received=datetime.now(UTC),
+        started_ns=0,
+        source_ip="",
+        method="",
+        raw_path="",
     )
+    answer = refusal_response(ctx, Refusal(refusal.code, status, refusal.message))
+    answer.headers["Connection"] = "close"
+    return answer
 
 
 class GatewayHttp1Server(Http1Server):
@@ -97,7 +96,7 @@ class GatewayHttp1Server(Http1Server):
             if status is not None:  # None: the connection is cut without an answer (a kill)
                 answer = _ANSWERS.pop(self.request, None) if self.request is not None else None
                 if answer is None:
-                    answer = _unhooked(status)
+                    answer = _unhooked(status, event.message)
                 yield commands.SendData(self.conn, http1.assemble_response(answer))
                 yield commands.CloseConnection(self.conn)
                 return
