@@ -7,7 +7,7 @@ import dataclasses
 import logging
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -119,13 +119,10 @@ class SearchResult:
     # Events already durable in the journal but not yet searchable in this store (the
     # Elasticsearch shipping backlog); always 0 for the journal itself.
     pending: int = 0
-
-    def next_cursor(self, newest_first: bool) -> dict[str, int]:
-        """The parameter that asks for the page after this one (empty on a short page)."""
-        seqs = [e.get("shareguard", {}).get("seq") for e in self.events]
-        if not seqs or not isinstance(seqs[-1], int):
-            return {}
-        return {"before_seq" if newest_first else "after_seq": seqs[-1]}
+    # The parameter that asks for the page after this one: {"before_seq": N} (newest first) or
+    # {"after_seq": N}, set by the journal on a full page. Empty on a short page, and always
+    # from Elasticsearch, which holds several journals' record numbers (it pages by offset).
+    next: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -133,7 +130,15 @@ class SearchResult:
             "events": self.events,
             "store": self.store,
             "pending": self.pending,
+            "next": self.next or None,
         }
+
+
+def next_page(q: AuditQuery, seqs: list[int]) -> dict[str, int]:
+    """The seq cursor of the page after a journal page that holds these records, in its order."""
+    if len(seqs) < q.limit or not seqs:
+        return {}
+    return {"before_seq" if q.newest_first else "after_seq": seqs[-1]}
 
 
 def iso(value: datetime) -> str:
@@ -263,7 +268,8 @@ def search(path: Path, q: AuditQuery, subject_hasher: Callable[[str], str]) -> S
         conn.execute("COMMIT")
     finally:
         conn.close()
-    return SearchResult(total, [_event(seq, doc) for seq, doc in rows])
+    events = [_event(seq, doc) for seq, doc in rows]
+    return SearchResult(total, events, next=next_page(q, [seq for seq, _ in rows]))
 
 
 def _narrow(walk: _Walk, q: AuditQuery) -> _Walk:

@@ -223,10 +223,7 @@ def _search(args: argparse.Namespace) -> int:
         print_json(result.to_json())
         return 0
     _print_events(result.total, result.events)
-    # Only the journal pages by record number (Elasticsearch holds several journals' numbers).
-    full = len(result.events) == query.limit and result.store == "journal"
-    cursor = result.next_cursor(query.newest_first) if full else {}
-    for name, seq in cursor.items():
+    for name, seq in result.next.items():
         option = name.replace("_", "-")
         print(f"下一页 next page: --{option} {seq}")
     if result.pending:

@@ -60,6 +60,49 @@ class _BadStore(ValueError):
     pass
 
 
+# Where a page starts, not what it matches. `at` is the number of matches before a cursor page,
+# carried by the "Next" link only to number its rows (a page reached otherwise is not numbered).
+PAGE_PARAMS = ("offset", "before_seq", "after_seq", "at")
+
+
+def _page_links(
+    params: dict[str, str], filters: dict[str, str], result: SearchResult | None
+) -> dict[str, Any]:
+    """The search page's position and its links. The journal pages by record number (a page
+    stays put while events arrive, and paging goes on past the offset window); Elasticsearch,
+    which gives no cursor, by offset."""
+    if result is None:
+        return {"first_row": None, "next_href": None, "previous_href": None, "first_href": None}
+    cursor = any(params.get(k) for k in ("before_seq", "after_seq"))
+    offset = _number(params.get("offset")) or 0
+    start = (_number(params.get("at")) if cursor else offset) if result.events else None
+    previous = next_ = None
+    if result.next:
+        next_ = {**filters, **{k: str(v) for k, v in result.next.items()}}
+        if start is not None:
+            next_["at"] = str(start + len(result.events))
+    elif not cursor and offset + len(result.events) < result.total:
+        next_ = {**filters, "offset": str(offset + PAGE_SIZE)}
+    if not cursor and offset > 0:
+        previous = {**filters, "offset": str(max(offset - PAGE_SIZE, 0))}
+    return {
+        "first_row": None if start is None else start + 1,
+        "next_href": None if next_ is None else "?" + urlencode(next_),
+        "previous_href": None if previous is None else "?" + urlencode(previous),
+        # A cursor page cannot step back (that would be the other order): it goes to the start.
+        "first_href": "?" + urlencode(filters) if cursor else None,
+    }
+
+
+def _number(raw: str | None) -> int | None:
+    """A whole number from the query string, None if absent or not one (position only)."""
+    try:
+        value = int(raw or "")
+    except ValueError:
+        return None
+    return value if value >= 0 else None
+
+
 def routes(console: Console) -> list[Route]:
     gateway = console.gateway
     settings = gateway.settings
@@ -100,14 +143,16 @@ def routes(console: Console) -> list[Route]:
                 query=public_params(params),
                 store=result.store,
             )
-        export_query = urlencode({k: v for k, v in params.items() if v and k != "offset"})
+        # The filters alone: what the export and every page link carry.
+        filters = {k: v for k, v in params.items() if v and k not in PAGE_PARAMS}
         context: dict[str, Any] = {
             "staff": request.state.staff,
             "params": params,
             "error": error,
             "result": result,
             "page_size": PAGE_SIZE,
-            "export_query": export_query,
+            "export_query": urlencode(filters),
+            **_page_links(params, filters, result),
         }
         return console.templates.TemplateResponse(request, "audit.html", context)
 

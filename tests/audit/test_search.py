@@ -297,6 +297,32 @@ def test_an_export_reads_the_index_and_the_journal_beyond_it_in_either_order(
         assert [e["shareguard"]["seq"] for e in scan(path, query, HASHER)] == expected
 
 
+def test_a_cursor_page_reads_across_the_index_and_the_journal_beyond_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.audit import search as search_module
+
+    path = tmp_path / "journal.db"
+    journal = write(path, close=False)  # record 3 is sw_officer's
+    for n in (4, 5):
+        journal.append(event(n, user_id="sw_officer", timestamp=T0))
+    catch_up(path)  # the index reaches record 5
+    for n in (6, 7):
+        journal.append(event(n, user_id="sw_officer", timestamp=T0))
+    journal.close()
+    monkeypatch.setattr(search_module, "catch_up", lambda path: 5)  # ... and stays there
+    params = {"user": "sw_officer", "limit": "3"}
+
+    def page(**cursor: str) -> tuple[list[int], dict[str, int], int]:
+        result = search(path, query_from_params(params | cursor), HASHER)
+        return [e["shareguard"]["seq"] for e in result.events], result.next, result.total
+
+    assert page(before_seq="8") == ([7, 6, 5], {"before_seq": 5}, 5)  # 7, 6 beyond the index
+    assert page(before_seq="5") == ([4, 3], {}, 5)
+    assert page(after_seq="3", order="oldest") == ([4, 5, 6], {"after_seq": 6}, 5)
+    assert page(after_seq="6", order="oldest") == ([7], {}, 5)
+
+
 @pytest.mark.parametrize("indexed", [True, False], ids=["through the index", "journal only"])
 def test_keyset_pages_neither_repeat_nor_skip_while_events_arrive(
     tmp_path: Path, indexed: bool
@@ -312,12 +338,16 @@ def test_keyset_pages_neither_repeat_nor_skip_while_events_arrive(
     for n in range(13, 16):  # the gateway goes on writing
         journal.append(event(n, timestamp=T0 + timedelta(minutes=n)))
     journal.close()
-    cursor = {k: str(v) for k, v in first.next_cursor(newest_first=True).items()}
+    assert first.to_json()["next"] == first.next == {"before_seq": 8}
+    cursor = {k: str(v) for k, v in first.next.items()}
     second = search(path, query_from_params(params | cursor), HASHER)
     after = [e["shareguard"]["seq"] for e in second.events]
     assert not set(before) & set(after)
     assert before + after == expected == list(range(12, 2, -1))
     assert second.total == 15  # the count is of the journal as it is now, the cursor aside
+    last = search(path, query_from_params(params | {"before_seq": "3"}), HASHER)
+    assert [e["shareguard"]["seq"] for e in last.events] == [2, 1]
+    assert last.next == {} and last.to_json()["next"] is None  # a short page is the last
     oldest = query_from_params(params | {"order": "oldest", "after_seq": "13"})
     assert [e["shareguard"]["seq"] for e in search(path, oldest, HASHER).events] == [14, 15]
     exported = scan(path, query_from_params(params | cursor), HASHER)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import csv
+import html
 import io
+import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 import pytest
@@ -225,3 +228,64 @@ async def test_a_journal_sqlite_error_in_a_search_is_a_503_and_a_readable_page(
     assert "(the local audit journal cannot be read): database disk image is malformed" in (
         page.text
     )
+
+
+def _link(page: str, anchor: str) -> str | None:
+    """The href of the page's link with this id, unescaped."""
+    found = re.search(rf'id="{anchor}" href="([^"]*)"', page)
+    return html.unescape(found.group(1)) if found else None
+
+
+def _request_ids(page: str) -> list[str]:
+    return re.findall(r"<td><code>(r\d+)</code></td>", page)
+
+
+async def test_the_search_page_pages_the_journal_by_record_and_its_pages_stay_put(
+    client: httpx.AsyncClient,
+    gateway: Gateway,
+    credentials: Creds,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gateway.console import audit_pages
+
+    monkeypatch.setattr(audit_pages, "PAGE_SIZE", 2)
+    user, password = basic(credentials, "auditor")
+    await client.post("/login", data={"username": user, "password": password})
+    first = (await client.get("/audit", params={"department": "统计局"})).text
+    assert _request_ids(first) == ["r5", "r4"]
+    assert "第 1–2 条" in first and _link(first, "first-page") is None
+    next_href = _link(first, "next-page")
+    assert next_href is not None
+    assert parse_qs(next_href[1:]) == {"department": ["统计局"], "before_seq": ["4"], "at": ["2"]}
+    # An access arrives between two pages: the second page is still the records after the first.
+    gateway.journal.append(access_event(6, department="统计局"))
+    second = (await client.get("/audit" + next_href)).text
+    assert _request_ids(second) == ["r3", "r2"]
+    assert 'id="total">6<' in second and "第 3–4 条" in second
+    assert _link(second, "first-page") == "?department=%E7%BB%9F%E8%AE%A1%E5%B1%80"
+    last_href = _link(second, "next-page")
+    assert last_href is not None
+    last = (await client.get("/audit" + last_href)).text
+    assert _request_ids(last) == ["r1"] and "第 5–5 条" in last
+    assert _link(last, "next-page") is None  # a short page is the last
+    # The export link carries the filters, not the page.
+    assert _link(last, "export") == "/api/admin/audit/export?department=%E7%BB%9F%E8%AE%A1%E5%B1%80"
+
+
+def test_a_store_without_record_cursors_pages_by_offset() -> None:
+    from gateway.console.audit_pages import PAGE_SIZE, _page_links
+
+    filters = {"department": "统计局"}
+    events = [{}] * PAGE_SIZE
+    page = SearchResult(3 * PAGE_SIZE, events, store="elasticsearch")
+    links = _page_links({**filters, "offset": str(PAGE_SIZE)}, filters, page)
+    assert links["first_row"] == PAGE_SIZE + 1
+    assert parse_qs(links["next_href"][1:])["offset"] == [str(2 * PAGE_SIZE)]
+    assert parse_qs(links["previous_href"][1:])["offset"] == ["0"]
+    last = _page_links({**filters, "offset": str(2 * PAGE_SIZE)}, filters, page)
+    assert last["next_href"] is None  # the total is reached
+    # A cursor page reached without `at` (typed in) is not numbered, and still links onward.
+    typed = SearchResult(10, events, next={"before_seq": 3})
+    links = _page_links({**filters, "before_seq": "9"}, filters, typed)
+    assert links["first_row"] is None
+    assert parse_qs(links["next_href"][1:]) == {"department": ["统计局"], "before_seq": ["3"]}
