@@ -71,7 +71,7 @@ import struct
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -103,21 +103,41 @@ def segments(journal_path: Path) -> list[Path]:
 
 def reaches_into_archive(journal_path: Path, since: datetime) -> tuple[bool, datetime | None]:
     """Whether records from `since` on may lie in archived segments rather than the live journal
-    (segments exist, and the live journal is empty or its oldest record is later than `since`);
-    and when the live journal's oldest record was written (None: it is empty). What reads the
-    live journal only (reports) says so with this."""
-    if not segments(journal_path):
+    (the newest archived record was written at `since` or later); and when the live journal's
+    oldest record was written (None: it is empty). What reads the live journal only (reports)
+    says so with this. A segment that cannot be read may hold anything: it reaches."""
+    archived = segments(journal_path)
+    if not archived:
         return False, None
-    oldest = None
-    if journal_path.exists():
-        conn = connect(journal_path, readonly=True)
+    return _newest_ts(archived[-1]) >= since, _oldest_ts(journal_path)
+
+
+def _stamp(row: tuple[Any, ...] | None) -> datetime | None:
+    return None if row is None or row[0] is None else datetime.fromisoformat(row[0])
+
+
+def _newest_ts(segment: Path) -> datetime:
+    """When the segment's newest record was written (clocks may step back: the largest time,
+    not the last record's); the latest time there is if the segment cannot be read."""
+    try:
+        conn = connect(segment, readonly=True)
         try:
-            row = conn.execute("SELECT ts FROM events ORDER BY seq LIMIT 1").fetchone()
+            newest = _stamp(conn.execute("SELECT max(ts) FROM events").fetchone())
         finally:
             conn.close()
-        if row is not None:
-            oldest = datetime.fromisoformat(row[0].replace("Z", "+00:00"))
-    return oldest is None or oldest > since, oldest
+    except sqlite3.Error:
+        newest = None
+    return newest or datetime.max.replace(tzinfo=UTC)
+
+
+def _oldest_ts(journal_path: Path) -> datetime | None:
+    if not journal_path.exists():
+        return None
+    conn = connect(journal_path, readonly=True)
+    try:
+        return _stamp(conn.execute("SELECT ts FROM events ORDER BY seq LIMIT 1").fetchone())
+    finally:
+        conn.close()
 
 
 @dataclass(frozen=True, slots=True)

@@ -150,6 +150,24 @@ def test_a_period_reaching_into_archived_records_says_they_are_not_counted(
     assert build_report(store, CATALOG, settings, "统计局", later).archived_note is None
 
 
+def test_a_period_after_every_archived_record_has_no_note_when_the_live_journal_is_empty(
+    settings: Settings,
+) -> None:
+    signer = StatementSigner.generate()
+    journal = Journal(settings.journal_path, signer)
+    for n in range(4):
+        journal.append(_event(n, user_id="tj_analyst", department="统计局", records=10))
+    journal.close()
+    archive(settings.journal_path, signer)  # everything: the live journal is empty
+    store = JournalStore(settings.journal_path, SubjectHasher(b"r" * 32))
+    later = period_between(T0 + timedelta(hours=1), T0 + timedelta(hours=2))
+    assert build_report(store, CATALOG, settings, "统计局", later).archived_note is None
+    # A period reaching back to them says so.
+    since_third = period_between(T0 + timedelta(minutes=3), T0 + timedelta(hours=2))
+    note = build_report(store, CATALOG, settings, "统计局", since_third).archived_note
+    assert note is not None and "archived records are not counted" in note
+
+
 def test_a_provider_sees_who_got_its_datasets(store: JournalStore, settings: Settings) -> None:
     report = build_report(store, CATALOG, settings, "公安局", parse_period("2026-Q2"))
     assert "population" in report.provided_datasets
