@@ -90,6 +90,11 @@ def _library_workday(day: date) -> bool:
     return bool(chinese_calendar.is_workday(day))
 
 
+def china_time(moment: datetime, *, seconds: bool = False) -> str:
+    """A moment as people here read it: China Standard Time, to the minute (or the second)."""
+    return moment.astimezone(CHINA).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+
+
 def china_today(now: datetime | None = None) -> date:
     """Today's date in China (deadlines and daily quotas follow the Chinese calendar day)."""
     return (now or datetime.now(UTC)).astimezone(CHINA).date()

@@ -31,7 +31,7 @@ from gateway.audit.search import AuditQuery, scan, search
 from gateway.catalog import Catalog
 from gateway.formats import NdjsonReader
 from gateway.settings import REPO_ROOT, Settings
-from gateway.workdays import CHINA
+from gateway.workdays import china_time
 
 TEMPLATES = REPO_ROOT / "dashboards" / "templates"
 DEFAULT_WINDOW = 86_400.0
@@ -367,4 +367,4 @@ def _label(field: dict[str, Any]) -> str:
 
 
 def _local(ts: datetime) -> str:
-    return ts.astimezone(CHINA).strftime("%Y-%m-%d %H:%M:%S")
+    return china_time(ts, seconds=True)

@@ -10,7 +10,7 @@ from gateway.alerts.store import STATUS_NAMES, alerts
 from gateway.audit.report_sources import Listing
 from gateway.db import make_engine
 from gateway.settings import Settings
-from gateway.workdays import CHINA
+from gateway.workdays import china_time
 
 COLUMNS = (
     "告警编号 alert",
@@ -46,7 +46,7 @@ class DepartmentAlerts:
             rows = [
                 (
                     r.id,
-                    _aware(r.created_at).astimezone(CHINA).strftime("%Y-%m-%d %H:%M"),
+                    china_time(_aware(r.created_at)),
                     r.name,
                     r.severity,
                     STATUS_NAMES.get(r.status, r.status),

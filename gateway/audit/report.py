@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import jinja2
 
@@ -29,8 +28,8 @@ from gateway.audit.report_sources import Listing
 from gateway.audit.stores import AuditStore, Group, Slice
 from gateway.catalog import Catalog
 from gateway.settings import REPO_ROOT, Settings
+from gateway.workdays import CHINA, china_time
 
-CHINA = ZoneInfo("Asia/Shanghai")
 TEMPLATES = REPO_ROOT / "dashboards" / "templates"
 _PERIOD = re.compile(r"(\d{4})(?:-(Q[1-4]|H[12]|\d{2}))?")
 
@@ -71,7 +70,7 @@ def parse_period(text: str) -> Period:
 def period_between(since: datetime, until: datetime) -> Period:
     if since >= until:
         raise ValueError("起始时间须早于结束时间 (since must be before until)")
-    label = f"{since.astimezone(CHINA):%Y-%m-%d %H:%M} – {until.astimezone(CHINA):%Y-%m-%d %H:%M}"
+    label = f"{china_time(since)} – {china_time(until)}"
     return Period(label, since, until)
 
 
@@ -186,10 +185,6 @@ def _archived_note(settings: Settings, period: Period) -> str | None:
 
 def _with(part: Slice, decision: str) -> Slice:
     return Slice(part.since, part.until, part.department, part.datasets, decision)
-
-
-def china_time(moment: datetime) -> str:
-    return moment.astimezone(CHINA).strftime("%Y-%m-%d %H:%M")
 
 
 def register_filters(env: jinja2.Environment) -> None:

@@ -272,7 +272,7 @@ def _china_time(stamp: Any) -> str:
     """An ECS @timestamp (UTC) as China Standard Time, the time auditors read."""
     from datetime import datetime
 
-    from gateway.workdays import CHINA
+    from gateway.workdays import china_time
 
     if not isinstance(stamp, str) or not stamp:
         return ""
@@ -282,7 +282,7 @@ def _china_time(stamp: Any) -> str:
         return stamp
     if moment.tzinfo is None:
         return stamp
-    return moment.astimezone(CHINA).strftime("%Y-%m-%d %H:%M:%S")
+    return china_time(moment, seconds=True)
 
 
 def _print_events(total: int, events: list[dict[str, Any]]) -> None:

@@ -24,7 +24,7 @@ from gateway.policy.engine import (
 )
 from gateway.policy.obligations import Obligations
 from gateway.purposes import Purpose, Taxonomy
-from gateway.workdays import CHINA
+from gateway.workdays import china_time
 
 # Which delivery method (共享方式) each action uses.
 ACTION_DELIVERY = {"list": ("online", "system"), "read": ("online", "system"), "export": ("bulk",)}
@@ -172,19 +172,15 @@ def _delivery(dataset: Dataset | None, action: str) -> str:
     return "ok" if offered else "not_offered"
 
 
-def _day(moment: datetime) -> str:
-    return moment.astimezone(CHINA).strftime("%Y-%m-%d %H:%M")
-
-
 def _grant_detail(resolution: GrantResolution) -> str:
     """The specifics a caller needs after a grant-state refusal: which grant, until or from when."""
     grant = resolution.grant
     if grant is None:
         return ""
     if resolution.state == "expired":
-        return f"（授权 {grant.id} 已于 {_day(grant.valid_until)} 到期 (expired)）"
+        return f"（授权 {grant.id} 已于 {china_time(grant.valid_until)} 到期 (expired)）"
     if resolution.state == "not_yet_valid":
-        return f"（授权 {grant.id} 自 {_day(grant.valid_from)} 起生效 (valid from)）"
+        return f"（授权 {grant.id} 自 {china_time(grant.valid_from)} 起生效 (valid from)）"
     if resolution.state == "wrong_purpose":
         covered = ", ".join(sorted(grant.covered))
         return f"（授权 {grant.id} 的用途为 {covered} (granted purposes)）"
