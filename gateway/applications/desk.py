@@ -345,7 +345,7 @@ class ApplicationDesk:
         report = SweepReport()
         today = china_today(now)
         with self.engine.connect() as conn:
-            overdue = store.overdue_pending(conn, today, unnoted=not self.overdue_approval)
+            overdue = store.overdue_pending(conn, today, deemable=self.overdue_approval)
         for app in overdue:
             if app.grant_id is not None:
                 # A re-approval after an alert: time alone never restores the access.

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     Column,
+    ColumnElement,
     Connection,
     Date,
     Index,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    or_,
     select,
     update,
 )
@@ -187,12 +189,15 @@ def list_applications(
     return [row_to_application(r) for r in rows]
 
 
-def overdue_pending(conn: Connection, today: date, *, unnoted: bool = False) -> list[Application]:
-    query = select(applications_table).where(
-        applications_table.c.status == "pending", applications_table.c.deadline < today
-    )
-    if unnoted:
-        query = query.where(applications_table.c.overdue_noted_at.is_(None))
+def overdue_pending(conn: Connection, today: date, *, deemable: bool = False) -> list[Application]:
+    """Pending applications past their deadline that a sweep has something to do with: those not
+    reported overdue yet and, when `deemable` (overdue means approved), the reported ones that
+    may still become a grant. A re-approval (it names the grant it re-approves) never does."""
+    t = applications_table
+    waiting: ColumnElement[bool] = t.c.overdue_noted_at.is_(None)
+    if deemable:
+        waiting = or_(waiting, t.c.grant_id.is_(None))
+    query = select(t).where(t.c.status == "pending", t.c.deadline < today, waiting)
     rows = conn.execute(query.order_by(applications_table.c.deadline, applications_table.c.id))
     return [row_to_application(r) for r in rows.mappings()]
 
