@@ -239,8 +239,25 @@ def load_principal(conn: Connection, principal_id: str) -> Principal | None:
     return _principal_from_row(dict(row)) if row else None
 
 
-def verify_staff_password(engine: Engine, username: str, password: str) -> Principal | None:
-    """The staff principal if the password is right and the account active, else None."""
+def check_staff_password(
+    engine: Engine, username: str, password: str
+) -> tuple[Principal, str] | None:
+    """(the staff principal, the password hash the password was checked against) if the password
+    is right and the account active, else None. The hash tells a caller that remembers the check
+    whether the password has changed since (`staff_password_hash`)."""
+    found = staff_password_hash(engine, username)
+    if found is None:
+        _hasher.hash(password)  # spend the same time whether or not the user exists
+        return None
+    try:
+        _hasher.verify(found[1], password)
+    except VerificationError:
+        return None
+    return found
+
+
+def staff_password_hash(engine: Engine, username: str) -> tuple[Principal, str] | None:
+    """The active staff principal of this name and its password hash as stored now, or None."""
     with engine.connect() as conn:
         row = (
             conn.execute(
@@ -250,10 +267,5 @@ def verify_staff_password(engine: Engine, username: str, password: str) -> Princ
             .first()
         )
     if row is None or row["status"] != "active" or not row["password_hash"]:
-        _hasher.hash(password)  # spend the same time whether or not the user exists
         return None
-    try:
-        _hasher.verify(str(row["password_hash"]), password)
-    except VerificationError:
-        return None
-    return _principal_from_row(dict(row))
+    return _principal_from_row(dict(row)), str(row["password_hash"])

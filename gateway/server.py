@@ -78,7 +78,7 @@ async def serve(
                 host=settings.console_host,
                 port=settings.console_port,
                 log_level="warning",
-                lifespan="off",
+                lifespan="on",  # the console's shutdown closes its password-check pool
             )
         )
         tasks.add(asyncio.create_task(web.serve(), name="console"))

@@ -11,7 +11,9 @@ Pages and endpoints live in route modules, one per area, listed in ROUTE_MODULES
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -102,8 +104,17 @@ def create_app(gateway: Gateway, *, dashboards: Path = DASHBOARDS) -> Starlette:
         Mount("/static", StaticFiles(directory=str(dashboards / "static")), name="static")
     )
     secret = load_or_create_secret(gateway.settings.keys_dir / "console-session.key")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            console.passwords.close()  # its worker threads, and the checks it remembers
+
     return Starlette(
         routes=routes,
+        lifespan=lifespan,
         middleware=[
             Middleware(
                 SessionMiddleware,

@@ -4,6 +4,11 @@ The console runs in the event loop the proxy shares, so nothing here may hold th
 
 - a password is checked (argon2, about 0.15-0.4 s of CPU) in a small pool of its own, never
   on the loop; a flood of checks waits there, and past a bound is refused at once as busy;
+- a script calling the admin API with HTTP Basic sends its password on every request: a check
+  that passed is remembered for a few minutes (a keyed digest of the password, never the
+  password), so the next ones cost one read of the account instead of argon2. The read is of the
+  account's stored hash and status as they are now: a changed password or a suspended account
+  ends the remembered check at once;
 - an address that fails to sign in too often is refused before any password is hashed;
 - a session is looked up (one read by primary key) in a worker thread on every request, so a
   member of staff suspended, deleted or given other roles is held to that on the next request.
@@ -14,9 +19,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
+import hmac
+import os
 import re
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,12 +33,14 @@ from urllib.parse import parse_qsl
 from sqlalchemy import Engine
 from starlette.requests import Request
 
-from gateway.identity import Principal, load_principal, verify_staff_password
+from gateway.identity import Principal, check_staff_password, load_principal, staff_password_hash
 
 ROLE_NAMES = {"admin": "系统管理员", "security": "安全管理员", "auditor": "审计管理员"}
 
 PASSWORD_WORKERS = 2  # passwords hashed at once: a flood cannot take every thread or core
 PASSWORD_WAITING = 16  # checks waiting for a worker beyond which a new one is refused as busy
+REMEMBER_SECONDS = 300.0  # how long a passed check is remembered ...
+REMEMBERED_CHECKS = 256  # ... for this many (account, password) pairs at most
 MAX_BASIC_CREDENTIALS = 1024  # characters of base64; longer is no account of ours
 FAILURES_ALLOWED = 10  # failed sign-ins from one address within FAILURE_WINDOW ...
 FAILURE_WINDOW = 300.0  # ... seconds, after which that address is refused until one ages out
@@ -69,33 +79,62 @@ class PasswordBusy(Exception):
 
 
 class PasswordChecks:
-    """Staff password checks in a bounded pool of their own, off the event loop."""
+    """Staff password checks in a bounded pool of their own, off the event loop; a check that
+    passed is remembered for a while, against the stored hash it passed with."""
 
     def __init__(
-        self, engine: Engine, *, workers: int = PASSWORD_WORKERS, waiting: int = PASSWORD_WAITING
+        self,
+        engine: Engine,
+        *,
+        workers: int = PASSWORD_WORKERS,
+        waiting: int = PASSWORD_WAITING,
+        remember: float = REMEMBER_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.engine = engine
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="staff-password")
         self._limit = workers + waiting
         self._pending = 0  # touched on the event loop only
+        self._remember = remember
+        self._clock = clock
+        self._key = os.urandom(32)  # this process's: a digest is worth nothing anywhere else
+        # (account, digest of the password) -> (the stored hash it was checked against, until);
+        # touched on the event loop only, the oldest first.
+        self._passed: OrderedDict[tuple[str, bytes], tuple[str, float]] = OrderedDict()
 
     async def verify(self, username: str, password: str) -> Principal | None:
+        key = (username, hmac.digest(self._key, password.encode(), hashlib.sha256))
+        remembered = self._passed.pop(key, None)
+        if remembered is not None and remembered[1] > self._clock():
+            now = await asyncio.to_thread(staff_password_hash, self.engine, username)
+            if now is not None and hmac.compare_digest(now[1], remembered[0]):
+                self._passed[key] = remembered  # still good, and now the newest
+                return now[0]
         if self._pending >= self._limit:
             raise PasswordBusy
         self._pending += 1
         try:
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._pool, _verify, self.engine, username, password)
+            checked = await loop.run_in_executor(
+                self._pool, _check, self.engine, username, password
+            )
         finally:
             self._pending -= 1
+        if checked is None:
+            return None
+        self._passed[key] = (checked[1], self._clock() + self._remember)
+        while len(self._passed) > REMEMBERED_CHECKS:
+            self._passed.popitem(last=False)
+        return checked[0]
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._passed.clear()
 
 
-def _verify(engine: Engine, username: str, password: str) -> Principal | None:
+def _check(engine: Engine, username: str, password: str) -> tuple[Principal, str] | None:
     # looked up at call time, so a test can stand a slow check in for it
-    return verify_staff_password(engine, username, password)
+    return check_staff_password(engine, username, password)
 
 
 class SignInThrottle:

@@ -10,14 +10,18 @@ from typing import Any
 
 import httpx
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy import Engine, delete, update
 from starlette import formparsers
 
 from gateway.audit.search import AuditQuery, search
 from gateway.console import auth
+from gateway.console.app import create_app
 from gateway.identity import Principal, principals
 from gateway.service import Gateway
 from tests.console.common import Creds, basic, loop_gaps
+
+Checked = tuple[Principal, str] | None
 
 
 def staff_logins(gateway: Gateway) -> list[tuple[str, str, str]]:
@@ -30,11 +34,11 @@ def staff_logins(gateway: Gateway) -> list[tuple[str, str, str]]:
 async def test_a_basic_sign_in_hashes_the_password_off_the_event_loop(
     client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def slow_verify(engine: Engine, username: str, password: str) -> Principal | None:
+    def slow_verify(engine: Engine, username: str, password: str) -> Checked:
         time.sleep(0.3)  # argon2 takes about this long here
-        return Principal(id="auditor", name="审计管理员", kind="staff", roles=("auditor",))
+        return Principal(id="auditor", name="审计管理员", kind="staff", roles=("auditor",)), "h"
 
-    monkeypatch.setattr(auth, "verify_staff_password", slow_verify)
+    monkeypatch.setattr(auth, "check_staff_password", slow_verify)
     async with loop_gaps() as gaps:
         started = time.perf_counter()
         response = await client.get("/api/admin/audit/search", auth=("auditor", "whatever"))
@@ -57,11 +61,11 @@ async def test_an_address_that_fails_too_often_is_refused_without_a_password_che
 ) -> None:
     checks: list[str] = []
 
-    def counting_verify(engine: Engine, username: str, password: str) -> Principal | None:
+    def counting_verify(engine: Engine, username: str, password: str) -> Checked:
         checks.append(username)
         return None
 
-    monkeypatch.setattr(auth, "verify_staff_password", counting_verify)
+    monkeypatch.setattr(auth, "check_staff_password", counting_verify)
     for _ in range(auth.FAILURES_ALLOWED):
         response = await client.get("/api/admin/grants", auth=("auditor", "guess"))
         assert response.status_code == 401
@@ -98,11 +102,11 @@ def test_the_throttle_remembers_a_bounded_number_of_addresses() -> None:
 async def test_password_checks_past_the_bound_are_refused_as_busy(
     client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def slow_verify(engine: Engine, username: str, password: str) -> Principal | None:
+    def slow_verify(engine: Engine, username: str, password: str) -> Checked:
         time.sleep(0.3)
         return None
 
-    monkeypatch.setattr(auth, "verify_staff_password", slow_verify)
+    monkeypatch.setattr(auth, "check_staff_password", slow_verify)
     bound = auth.PASSWORD_WORKERS + auth.PASSWORD_WAITING
     answers = await asyncio.gather(
         *(client.get("/api/admin/grants", auth=(f"user{n}", "guess")) for n in range(bound + 3))
@@ -237,3 +241,75 @@ async def test_a_failed_form_username_is_recorded_in_at_most_64_characters(
     assert response.status_code == 401
     [(actor, _, outcome)] = staff_logins(gateway)
     assert len(actor) <= 64 and outcome == "failure"
+
+
+def counted_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The accounts whose passwords are checked in full (argon2), in order."""
+    checks: list[str] = []
+    real = auth.check_staff_password
+
+    def counting(engine: Engine, username: str, password: str) -> Checked:
+        checks.append(username)
+        return real(engine, username, password)
+
+    monkeypatch.setattr(auth, "check_staff_password", counting)
+    return checks
+
+
+async def test_a_basic_password_that_passed_is_not_hashed_again_until_the_account_changes(
+    client: httpx.AsyncClient,
+    gateway: Gateway,
+    credentials: Creds,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    checks = counted_checks(monkeypatch)
+    user, password = basic(credentials, "admin")
+    for _ in range(3):
+        assert (await client.get("/api/admin/grants", auth=(user, password))).status_code == 200
+    assert checks == ["admin"]  # one argon2 check for three calls
+    assert (await client.get("/api/admin/grants", auth=(user, "wrong"))).status_code == 401
+    assert checks == ["admin", "admin"]  # another password is checked in full
+    # The password is changed: the remembered check ends at once, the new one works.
+    change_principal(gateway, "admin", password_hash=PasswordHasher().hash("new-password-1"))
+    assert (await client.get("/api/admin/grants", auth=(user, password))).status_code == 401
+    assert (await client.get("/api/admin/grants", auth=(user, "new-password-1"))).status_code == 200
+    assert (await client.get("/api/admin/grants", auth=(user, "new-password-1"))).status_code == 200
+    assert len(checks) == 4
+    # The account is suspended: refused at once, remembered or not.
+    change_principal(gateway, "admin", status="suspended")
+    assert (await client.get("/api/admin/grants", auth=(user, "new-password-1"))).status_code == 401
+
+
+async def test_a_remembered_password_check_expires_and_only_so_many_are_kept(
+    gateway: Gateway, credentials: Creds, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checks = counted_checks(monkeypatch)
+    now = [0.0]
+    passwords = auth.PasswordChecks(gateway.engine, remember=60, clock=lambda: now[0])
+    try:
+        user, password = basic(credentials, "admin")
+        assert await passwords.verify(user, password) is not None
+        now[0] = 59
+        assert await passwords.verify(user, password) is not None
+        assert len(checks) == 1
+        now[0] = 61
+        assert await passwords.verify(user, password) is not None
+        assert len(checks) == 2  # expired: checked in full again
+        monkeypatch.setattr(auth, "REMEMBERED_CHECKS", 1)
+        auditor, auditor_password = basic(credentials, "auditor")
+        assert await passwords.verify(auditor, auditor_password) is not None
+        assert await passwords.verify(user, password) is not None
+        assert checks[2:] == ["auditor", "admin"]  # the auditor's pushed the admin's out
+    finally:
+        passwords.close()
+
+
+async def test_the_console_closes_its_password_checks_when_it_shuts_down(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    closed: list[auth.PasswordChecks] = []
+    monkeypatch.setattr(auth.PasswordChecks, "close", lambda self: closed.append(self))
+    app = create_app(gateway)
+    async with app.router.lifespan_context(app):  # what uvicorn runs around serving it
+        assert closed == []
+    assert len(closed) == 1
