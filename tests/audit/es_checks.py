@@ -22,7 +22,7 @@ from gateway.audit.elastic import (
     mappings,
 )
 from gateway.audit.journal import Journal, journal_id
-from gateway.audit.search import AuditQuery
+from gateway.audit.search import AuditQuery, query_from_params
 from gateway.audit.shipper import Shipper, ShipperState, state_path, target_of
 from gateway.audit.signing import StatementSigner
 from gateway.audit.staff import staff_event
@@ -219,6 +219,36 @@ def check_search_answers_as_the_journal_does(target: EsTarget, tmp_path: Path) -
             assert _seqs(got.events) == _seqs(want.events), params
 
 
+def check_a_date_alone_bounds_whole_china_days_as_the_journal_does(
+    target: EsTarget, tmp_path: Path
+) -> None:
+    # China Standard Time: 2026-03-02 is 2026-03-01 16:00 to 2026-03-02 16:00 UTC.
+    edges = [
+        datetime(2026, 3, 1, 15, 59, 59, 999000, tzinfo=UTC),  # 03-01 23:59:59.999 CST
+        datetime(2026, 3, 1, 16, 0, tzinfo=UTC),  # 03-02 00:00 CST
+        datetime(2026, 3, 2, 15, 59, 59, 999000, tzinfo=UTC),  # 03-02 23:59:59.999 CST
+        datetime(2026, 3, 2, 16, 0, tzinfo=UTC),  # 03-03 00:00 CST
+    ]
+    events = [access_event(n, timestamp=t) for n, t in enumerate(edges, start=1)]
+    path = tmp_path / "journal.db"
+    write_journal(path, events)
+    shipper = shipper_for(target, path)
+    shipper.drain(never_stop)
+    shipper.close()
+    target.refresh()
+    journal = JournalStore(path, HASHER)
+    with target.client() as es:
+        elastic = ElasticStore(es, target.data_stream, HASHER)
+        for params, seqs in (
+            ({"since": "2026-03-02", "until": "2026-03-02"}, [2, 3]),
+            ({"until": "2026-03-01"}, [1]),
+            ({"since": "2026-03-03"}, [4]),
+        ):
+            query = query_from_params({**params, "order": "oldest"})
+            assert _seqs(journal.search(query).events) == seqs, params
+            assert _seqs(elastic.search(query).events) == seqs, params
+
+
 def check_exports_and_report_counts_agree(target: EsTarget, tmp_path: Path) -> None:
     path = tmp_path / "journal.db"
     write_journal(path)
@@ -267,6 +297,7 @@ CHECKS: list[Callable[[EsTarget, Path], None]] = [
     check_resources_are_created_as_declared,
     check_every_event_arrives_once_even_when_resent,
     check_search_answers_as_the_journal_does,
+    check_a_date_alone_bounds_whole_china_days_as_the_journal_does,
     check_exports_and_report_counts_agree,
     check_a_report_lists_every_group_beyond_one_page,
 ]
