@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]  # called with the number of bytes just read
 MAX_ROWS = 100_000
-MAX_COLUMNS = 256  # cells past this column are not read
+MAX_COLUMNS = 256  # cells past this column are not kept (their invisible marks are still read)
 HEAD_SIZE = 1 << 16  # read first to tell the format
 _CHUNK = 1 << 16  # read at a time where the reading is done here
 MAX_HTTP_NESTING = 4  # a saved response inside a saved response, at most this deep
@@ -79,8 +79,7 @@ class _Sink:
 
     def add(self, row: list[Any]) -> None:
         for cell in row:
-            if isinstance(cell, str) and _ZERO_WIDTH.search(cell):
-                self.marks.update(read_invisible(cell))
+            self.read_marks(cell)
         if len(row) > MAX_COLUMNS:  # a CSV line of commas: not held 100,000 times over
             self.note(_columns_past(MAX_COLUMNS))
             row = row[:MAX_COLUMNS]
@@ -91,6 +90,12 @@ class _Sink:
         at = self._rng.randrange(self.seen)
         if at < self.max_rows:
             self.rows[at] = row
+
+    def read_marks(self, cell: Any) -> None:
+        """The invisible marks in a cell, kept or not (a mark past the columns kept is still
+        evidence of where the file came from)."""
+        if isinstance(cell, str) and _ZERO_WIDTH.search(cell):
+            self.marks.update(read_invisible(cell))
 
     def note(self, text: str) -> None:
         if text not in self.notes:
@@ -315,6 +320,7 @@ class _Records:
                         f"第 {MAX_COLUMNS} 个字段之后的字段未读取 (fields past the first"
                         f" {MAX_COLUMNS} names were not read)"
                     )
+                    self.sink.read_marks(_cell(record[name]))
                     continue
                 self.names[name] = len(self.names)
         out: list[Any] = [None] * len(self.names)
@@ -327,6 +333,8 @@ class _Records:
     def _row(self, values: list[Any]) -> None:
         if len(values) > MAX_COLUMNS:
             self.sink.note(_columns_past(MAX_COLUMNS))
+            for value in values[MAX_COLUMNS:]:
+                self.sink.read_marks(_cell(value))
             values = values[:MAX_COLUMNS]
         cells = [_cell(v) for v in values]
         self.arrays += 1
@@ -713,6 +721,7 @@ def _xlsx_table(book: _Workbook, max_rows: int, progress: Progress | None) -> Le
                 f"文件已损坏 (damaged file): 工作表 (sheet) {name} 第 {rows.at} 行附近"
                 f" (near row {rows.at}): {exc}"
             ) from None
+        sink.marks |= rows.marks
         if rows.wide:
             sink.note(_columns_past(MAX_COLUMNS))
         if read > MAX_XLSX_ROWS:
@@ -873,6 +882,7 @@ class _SheetRows:
         self.progress = progress
         self.at = 0  # the number of the row being read, for messages
         self.wide = False
+        self.marks: set[int] = set()  # invisible marks in cells past MAX_COLUMNS, not kept
         self._done: list[list[Any]] = []
         self._cells: dict[int, Any] | None = None
         self._col = 0
@@ -949,6 +959,8 @@ class _SheetRows:
                 return
             if self._col > MAX_COLUMNS:
                 self.wide = True
+                if isinstance(value, str) and _ZERO_WIDTH.search(value):
+                    self.marks.update(read_invisible(value))
                 return
             self._cells[self._col] = _cell(value)
         elif tag == "row" and self._cells is not None:

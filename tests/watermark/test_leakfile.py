@@ -532,3 +532,30 @@ def test_cells_past_column_256_are_not_held_in_any_format(tmp_path: Path) -> Non
     table = read_leak(path)
     assert table.total_rows == 200 and {len(row) for row in table.rows} == {256}
     assert table.partial is not None and "past column 256" in table.partial
+
+
+def _mark(payload: int) -> str:
+    """An invisible mark carrying `payload` (as the marker writes one; not checked here)."""
+    chars = ("\u200b", "\u200c", "\u200d", "\u2060")
+    return "".join(chars[(payload >> (2 * i)) & 3] for i in reversed(range(48)))
+
+
+@pytest.mark.parametrize("fmt", ["xlsx", "json records", "json arrays", "csv"])
+def test_an_invisible_mark_past_column_256_is_still_read(tmp_path: Path, fmt: str) -> None:
+    payload = (0xABCDEF << 32) | 0x1234
+    hidden = f"备注{_mark(payload)}"
+    path = tmp_path / f"leak.{fmt.split()[0]}"
+    if fmt == "xlsx":
+        far = f'<c r="XFD2" t="inlineStr"><is><t>{hidden}</t></is></c>'
+        rows = people(5).replace("</row>", far + "</row>", 2)  # the header's and the first row's
+        path.write_bytes(workbook(rows, HEADER, dimension="A1:XFD6"))
+    elif fmt == "json records":
+        wide = [{**{f"f{n}": n for n in range(300)}, "note": hidden} for _ in range(3)]
+        path.write_bytes(orjson.dumps(wide))
+    elif fmt == "json arrays":
+        path.write_bytes(orjson.dumps([[*range(300), hidden] for _ in range(3)]))
+    else:
+        path.write_text("".join("P1,王五" + "," * 300 + hidden + "\n" for _ in range(3)))
+    table = read_leak(path)
+    assert table.partial is not None and "256" in table.partial  # the cells are not kept ...
+    assert payload in table.marks  # ... but their marks are read
