@@ -61,7 +61,8 @@ class Dataset:
         return None
 
     def public_metadata(self) -> dict[str, Any]:
-        """What any caller may know about the dataset (the catalog endpoint)."""
+        """What any caller may know about the dataset (the catalog endpoint). The gateway keeps
+        exactly these keys of the platform's catalog (PUBLIC_*): one added here goes there too."""
         return {
             "id": self.id,
             "title": self.title,
@@ -77,6 +78,26 @@ class Dataset:
             "fields": [{"name": f.name, "label": f.label, "class": f.cls} for f in self.fields],
             **({"legal_basis": self.legal_basis} if self.legal_basis else {}),
         }
+
+
+# The keys of Dataset.public_metadata by kind of value: what the gateway lets through of the
+# platform's catalog document (gateway/stages/decode.py), anything else being dropped.
+PUBLIC_TEXT = frozenset(
+    {
+        "id",
+        "title",
+        "provider",
+        "share",
+        "share_name",
+        "open",
+        "open_name",
+        "sensitivity",
+        "update_cycle",
+        "legal_basis",
+    }
+)
+PUBLIC_LISTS = frozenset({"formats", "delivery"})
+PUBLIC_FIELD_KEYS = frozenset({"name", "label", "class"})  # each of "fields"
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 from mitmproxy import http
 
+from gateway.catalog import PUBLIC_FIELD_KEYS, PUBLIC_LISTS, PUBLIC_TEXT
 from gateway.codecs import CodecError, decode_all
 from gateway.context import Body, RequestContext
 from gateway.errors import Refusal
@@ -79,24 +80,8 @@ class DecodeStage:
 # exactly these): anything else the platform adds (debug output, links holding the query) is
 # neither shaped nor scanned, so it is dropped.
 ENVELOPE_COUNTS = ("total", "offset", "limit")
-# The catalog document, key by key (gateway/catalog.py, Dataset.public_metadata): the rest is
-# dropped; what is kept is still scanned by the shape stage.
-CATALOG_TEXT = frozenset(
-    {
-        "id",
-        "title",
-        "provider",
-        "share",
-        "share_name",
-        "open",
-        "open_name",
-        "sensitivity",
-        "update_cycle",
-        "legal_basis",
-    }
-)
-CATALOG_LISTS = frozenset({"formats", "delivery"})
-CATALOG_FIELD_KEYS = frozenset({"name", "label", "class"})
+# The catalog document is kept key by key (catalog.PUBLIC_*, beside Dataset.public_metadata):
+# the rest is dropped; what is kept is still scanned by the shape stage.
 
 
 def _malformed(what: str) -> Refusal:
@@ -130,10 +115,10 @@ def _catalog_entry(entry: Any) -> dict[str, Any]:
         raise _malformed("catalog")
     out: dict[str, Any] = {}
     for key, value in entry.items():
-        if key in CATALOG_TEXT:
+        if key in PUBLIC_TEXT:
             if not isinstance(value, str):
                 raise _malformed(f"catalog {key}")
-        elif key in CATALOG_LISTS:
+        elif key in PUBLIC_LISTS:
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise _malformed(f"catalog {key}")
         elif key == "fields":
@@ -151,7 +136,7 @@ def _catalog_field(field: Any) -> dict[str, str]:
         raise _malformed("catalog fields")
     out = {}
     for key, value in field.items():
-        if key in CATALOG_FIELD_KEYS:
+        if key in PUBLIC_FIELD_KEYS:
             if not isinstance(value, str):
                 raise _malformed(f"catalog field {key}")
             out[key] = value
