@@ -35,6 +35,7 @@ def create_schema(engine: Engine) -> None:
     import gateway.grants.store
     import gateway.identity
     import gateway.revision
+    import gateway.sessions
     import gateway.watermark.registry  # noqa: F401
 
     metadata.create_all(engine)

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import importlib
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,11 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from gateway.console.auth import FormRefused, Refused, small_form
+from gateway.console.auth import FormRefused, Refused, session_ref, small_form
 from gateway.console.common import Console, refusal_headers
 from gateway.keys import load_or_create_secret
 from gateway.service import Gateway
+from gateway.sessions import SESSION_LIFETIME, end_session, start_session
 from gateway.settings import REPO_ROOT
 
 DASHBOARDS = REPO_ROOT / "dashboards"
@@ -65,13 +67,17 @@ def create_app(gateway: Gateway, *, dashboards: Path = DASHBOARDS) -> Starlette:
                 status_code=staff.status,
                 headers=refusal_headers(staff),
             )
-        request.session["staff"] = {"id": staff.id, "name": staff.name, "roles": list(staff.roles)}
+        token = await asyncio.to_thread(start_session, gateway.engine, staff.id, datetime.now(UTC))
+        request.session["staff"] = {"id": staff.id, "token": token}
         await console.record(request, staff, "login")
         return RedirectResponse("/", status_code=303)
 
     async def logout(request: Request) -> Response:
         staff = await console.session_staff(request)
+        ref = session_ref(request)
         request.session.clear()
+        if ref is not None:  # ended for every copy of the cookie, not just this browser's
+            await asyncio.to_thread(end_session, gateway.engine, ref[1], datetime.now(UTC))
         if staff is not None:
             await console.record(request, staff, "logout")
         return RedirectResponse("/login", status_code=303)
@@ -120,7 +126,7 @@ def create_app(gateway: Gateway, *, dashboards: Path = DASHBOARDS) -> Starlette:
                 SessionMiddleware,
                 secret_key=secret.hex(),
                 session_cookie="shareguard_session",
-                max_age=8 * 3600,
+                max_age=int(SESSION_LIFETIME.total_seconds()),
                 same_site="strict",
                 https_only=False,
             )

@@ -10,8 +10,10 @@ The console runs in the event loop the proxy shares, so nothing here may hold th
   account's stored hash and status as they are now: a changed password or a suspended account
   ends the remembered check at once;
 - an address that fails to sign in too often is refused before any password is hashed;
-- a session is looked up (one read by primary key) in a worker thread on every request, so a
-  member of staff suspended, deleted or given other roles is held to that on the next request.
+- a session is looked up (two reads by key: the session, kept server-side in gateway/sessions.py,
+  and the member of staff) in a worker thread on every request, so a session signed out (from
+  any copy of its cookie), or a member of staff suspended, deleted or given other roles, is held
+  to that on the next request.
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from urllib.parse import parse_qsl
 
 from sqlalchemy import Engine
 from starlette.requests import Request
 
 from gateway.identity import Principal, check_staff_password, load_principal, staff_password_hash
+from gateway.sessions import session_is_live
 
 ROLE_NAMES = {"admin": "系统管理员", "security": "安全管理员", "auditor": "审计管理员"}
 
@@ -256,17 +260,24 @@ def failed_actor(username: str) -> str:
     return username if _ACCOUNT_ID.fullmatch(username) else INVALID_ACTOR
 
 
-def session_staff_id(request: Request) -> str | None:
+def session_ref(request: Request) -> tuple[str, str] | None:
+    """(member of staff, session token) as the signed cookie names them; None without a session
+    (a cookie from before sessions were kept server-side has no token: it is no session)."""
     session = request.scope.get("session") or {}
     data = session.get("staff")
-    if isinstance(data, dict) and isinstance(data.get("id"), str):
-        return str(data["id"])
+    if isinstance(data, dict):
+        principal_id, token = data.get("id"), data.get("token")
+        if isinstance(principal_id, str) and isinstance(token, str) and token:
+            return principal_id, token
     return None
 
 
-def load_staff(engine: Engine, principal_id: str) -> Staff | None:
-    """The member of staff as the database has them now, if active (blocking: one indexed read)."""
+def load_session_staff(engine: Engine, principal_id: str, token: str) -> Staff | None:
+    """The member of staff as the database has them now, if the session is live and they are
+    active (blocking: two reads by key, in one connection)."""
     with engine.connect() as conn:
+        if not session_is_live(conn, token, principal_id, datetime.now(UTC)):
+            return None
         principal = load_principal(conn, principal_id)
     if principal is None or principal.kind != "staff" or principal.status != "active":
         return None

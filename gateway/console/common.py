@@ -25,8 +25,8 @@ from gateway.console.auth import (
     basic_credentials,
     client_address,
     failed_actor,
-    load_staff,
-    session_staff_id,
+    load_session_staff,
+    session_ref,
 )
 from gateway.service import Gateway
 
@@ -97,12 +97,14 @@ class Console:
         return WRONG_PASSWORD
 
     async def session_staff(self, request: Request) -> Staff | None:
-        """The member of staff the session names, as they are now; a session whose principal
-        is gone, suspended or no longer staff is cleared."""
-        principal_id = session_staff_id(request)
-        if principal_id is None:
+        """The member of staff the session names, as they are now; a session signed out or
+        expired, or whose principal is gone, suspended or no longer staff, is cleared."""
+        if not request.scope.get("session"):
             return None
-        staff = await asyncio.to_thread(load_staff, self.gateway.engine, principal_id)
+        ref = session_ref(request)
+        staff = None
+        if ref is not None:
+            staff = await asyncio.to_thread(load_session_staff, self.gateway.engine, *ref)
         if staff is None:
             request.session.clear()
         return staff
@@ -110,7 +112,7 @@ class Console:
     async def authenticate(self, request: Request) -> Staff | Refused | None:
         """Who is calling: the session's member of staff, else HTTP Basic credentials checked
         (off the loop), else None."""
-        if session_staff_id(request) is not None:
+        if request.scope.get("session"):
             staff = await self.session_staff(request)
             if staff is not None:
                 return staff

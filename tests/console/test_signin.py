@@ -3,23 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from tempfile import SpooledTemporaryFile
 from typing import Any
 
 import httpx
+import itsdangerous
+import orjson
 import pytest
 from argon2 import PasswordHasher
-from sqlalchemy import Engine, delete, update
+from sqlalchemy import Engine, delete, select, update
 from starlette import formparsers
 
 from gateway.audit.search import AuditQuery, search
 from gateway.console import auth
 from gateway.console.app import create_app
 from gateway.identity import Principal, principals
+from gateway.keys import load_or_create_secret
 from gateway.service import Gateway
-from tests.console.common import Creds, basic, loop_gaps
+from gateway.sessions import console_sessions
+from tests.console.common import Creds, basic, console_client, loop_gaps
 
 Checked = tuple[Principal, str] | None
 
@@ -313,3 +319,58 @@ async def test_the_console_closes_its_password_checks_when_it_shuts_down(
     async with app.router.lifespan_context(app):  # what uvicorn runs around serving it
         assert closed == []
     assert len(closed) == 1
+
+
+async def test_a_session_cookie_copied_before_sign_out_is_refused_after_it(
+    gateway: Gateway, credentials: Creds
+) -> None:
+    async with console_client(gateway) as browser, console_client(gateway) as other:
+        await signed_in(browser, credentials, "admin")
+        await signed_in(other, credentials, "admin")  # the same member of staff, elsewhere
+        copied = browser.cookies["shareguard_session"]
+        assert (await browser.post("/logout")).status_code == 303
+        async with console_client(gateway, cookies={"shareguard_session": copied}) as thief:
+            response = await thief.get("/api/admin/grants")
+            assert response.status_code == 401
+            assert (await thief.get("/grants")).headers["location"] == "/login"
+        # Only the session signed out ends: the other one goes on.
+        assert (await other.get("/api/admin/grants")).status_code == 200
+
+
+async def test_a_session_ends_server_side_when_it_expires_and_old_cookies_are_no_session(
+    client: httpx.AsyncClient,
+    gateway: Gateway,
+    credentials: Creds,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await signed_in(client, credentials, "admin")
+    assert (await client.get("/api/admin/grants")).status_code == 200
+    with gateway.engine.begin() as conn:  # eight hours later, whatever the cookie says
+        conn.execute(
+            update(console_sessions).values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    assert (await client.get("/api/admin/grants")).status_code == 401
+    # A cookie signed with the console's key but naming no session (as one from before sessions
+    # were kept server-side) is no session: signing is not enough.
+    await signed_in(client, credentials, "admin")
+    signer = itsdangerous.TimestampSigner(
+        load_or_create_secret(gateway.settings.keys_dir / "console-session.key").hex()
+    )
+
+    def signed(session: dict[str, Any]) -> str:
+        return signer.sign(base64.b64encode(orjson.dumps(session))).decode()
+
+    live = orjson.loads(base64.b64decode(client.cookies["shareguard_session"].split(".")[0]))
+    async with console_client(gateway, cookies={"shareguard_session": signed(live)}) as same:
+        assert (
+            await same.get("/api/admin/grants")
+        ).status_code == 200  # signed as the console does
+    async with console_client(
+        gateway, cookies={"shareguard_session": signed({"staff": {"id": "admin"}})}
+    ) as old:
+        assert (await old.get("/api/admin/grants")).status_code == 401
+    # Sessions that ended are cleared from the table when the next one starts.
+    await signed_in(client, credentials, "auditor")
+    with gateway.engine.connect() as conn:
+        live = conn.execute(select(console_sessions.c.principal_id)).scalars().all()
+    assert sorted(live) == ["admin", "auditor"]
