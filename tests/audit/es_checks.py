@@ -147,6 +147,17 @@ def never_stop(seconds: float) -> bool:
 # ----- the checks ----------------------------------------------------------------------------
 
 
+def shipped_journal(target: EsTarget, tmp_path: Path, events: list[Any] | None = None) -> Path:
+    """A journal of `events` (the sample ones by default) written and shipped whole."""
+    path = tmp_path / "journal.db"
+    write_journal(path, events)
+    shipper = shipper_for(target, path)
+    shipper.drain(never_stop)
+    shipper.close()
+    target.refresh()
+    return path
+
+
 def check_resources_are_created_as_declared(target: EsTarget, tmp_path: Path) -> None:
     with target.client() as es:
         ensure_resources(es, target.data_stream)
@@ -202,12 +213,7 @@ QUERIES: list[dict[str, Any]] = [
 
 
 def check_search_answers_as_the_journal_does(target: EsTarget, tmp_path: Path) -> None:
-    path = tmp_path / "journal.db"
-    write_journal(path)
-    shipper = shipper_for(target, path)
-    shipper.drain(never_stop)
-    shipper.close()
-    target.refresh()
+    path = shipped_journal(target, tmp_path)
     journal = JournalStore(path, HASHER)
     with target.client() as es:
         elastic = ElasticStore(es, target.data_stream, HASHER)
@@ -230,12 +236,7 @@ def check_a_date_alone_bounds_whole_china_days_as_the_journal_does(
         datetime(2026, 3, 2, 16, 0, tzinfo=UTC),  # 03-03 00:00 CST
     ]
     events = [access_event(n, timestamp=t) for n, t in enumerate(edges, start=1)]
-    path = tmp_path / "journal.db"
-    write_journal(path, events)
-    shipper = shipper_for(target, path)
-    shipper.drain(never_stop)
-    shipper.close()
-    target.refresh()
+    path = shipped_journal(target, tmp_path, events)
     journal = JournalStore(path, HASHER)
     with target.client() as es:
         elastic = ElasticStore(es, target.data_stream, HASHER)
@@ -250,12 +251,7 @@ def check_a_date_alone_bounds_whole_china_days_as_the_journal_does(
 
 
 def check_exports_and_report_counts_agree(target: EsTarget, tmp_path: Path) -> None:
-    path = tmp_path / "journal.db"
-    write_journal(path)
-    shipper = shipper_for(target, path)
-    shipper.drain(never_stop)
-    shipper.close()
-    target.refresh()
+    path = shipped_journal(target, tmp_path)
     journal = JournalStore(path, HASHER)
     with target.client() as es:
         elastic = ElasticStore(es, target.data_stream, HASHER)
@@ -275,17 +271,12 @@ def check_exports_and_report_counts_agree(target: EsTarget, tmp_path: Path) -> N
 def check_a_report_lists_every_group_beyond_one_page(target: EsTarget, tmp_path: Path) -> None:
     # More purposes than one page of groups holds, and events without a purpose: the report
     # lists them all, with the journal's exact counts.
-    path = tmp_path / "journal.db"
     many = GROUP_PAGE + 150
     events = [
         access_event(n, timestamp=T0 + timedelta(seconds=n), purpose=f"p{n % many:05d}", records=n)
         for n in range(many + 40)
     ] + [access_event(-n, timestamp=T0, purpose=None) for n in range(1, 4)]
-    write_journal(path, events)
-    shipper = shipper_for(target, path)
-    shipper.drain(never_stop)
-    shipper.close()
-    target.refresh()
+    path = shipped_journal(target, tmp_path, events)
     part = Slice(T0, T0 + timedelta(hours=1))
     expected = JournalStore(path, HASHER).groups(part, "purpose")
     assert len(expected) == many + 1  # and the group of no purpose

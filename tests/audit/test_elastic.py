@@ -21,11 +21,9 @@ from tests.audit.es_checks import (
     HASHER,
     T0,
     EsTarget,
-    never_stop,
     sample_events,
-    shipper_for,
+    shipped_journal,
     unique_stream,
-    write_journal,
 )
 from tests.audit.fake_elasticsearch import FakeElasticsearch
 from tests.factories import access_event
@@ -77,16 +75,6 @@ def test_every_field_an_event_carries_is_mapped_explicitly() -> None:
         }
     )
     assert unmapped == []
-
-
-def shipped_journal(target: EsTarget, tmp_path: Path, events: list[Any]) -> Path:
-    path = tmp_path / "journal.db"
-    write_journal(path, events)
-    shipper = shipper_for(target, path)
-    shipper.drain(never_stop)
-    shipper.close()
-    target.refresh()
-    return path
 
 
 @pytest.mark.parametrize("page", [1, 2, 3])

@@ -128,16 +128,22 @@ def test_a_consumer_sees_what_it_used_and_what_it_was_refused(
     assert report.archived_note is None  # nothing archived: nothing left out
 
 
+def _archived(settings: Settings, *, written: int, upto: int | None) -> JournalStore:
+    """A journal of `written` accesses by 统计局 a minute apart, archived up to record `upto`
+    (None: all of it)."""
+    signer = StatementSigner.generate()
+    journal = Journal(settings.journal_path, signer)
+    for n in range(written):
+        journal.append(_event(n, user_id="tj_analyst", department="统计局", records=10))
+    journal.close()
+    archive(settings.journal_path, signer, upto=upto)
+    return JournalStore(settings.journal_path, SubjectHasher(b"r" * 32))
+
+
 def test_a_period_reaching_into_archived_records_says_they_are_not_counted(
     settings: Settings,
 ) -> None:
-    signer = StatementSigner.generate()
-    journal = Journal(settings.journal_path, signer)
-    for n in range(6):
-        journal.append(_event(n, user_id="tj_analyst", department="统计局", records=10))
-    journal.close()
-    archive(settings.journal_path, signer, upto=4)
-    store = JournalStore(settings.journal_path, SubjectHasher(b"r" * 32))
+    store = _archived(settings, written=6, upto=4)
     report = build_report(store, CATALOG, settings, "统计局", parse_period("2026"))
     assert report.used_requests == 2  # the live journal's two: the four archived are not read
     assert report.archived_note is not None and "archived records are not counted" in (
@@ -153,13 +159,7 @@ def test_a_period_reaching_into_archived_records_says_they_are_not_counted(
 def test_a_period_after_every_archived_record_has_no_note_when_the_live_journal_is_empty(
     settings: Settings,
 ) -> None:
-    signer = StatementSigner.generate()
-    journal = Journal(settings.journal_path, signer)
-    for n in range(4):
-        journal.append(_event(n, user_id="tj_analyst", department="统计局", records=10))
-    journal.close()
-    archive(settings.journal_path, signer)  # everything: the live journal is empty
-    store = JournalStore(settings.journal_path, SubjectHasher(b"r" * 32))
+    store = _archived(settings, written=4, upto=None)  # everything: the live journal is empty
     later = period_between(T0 + timedelta(hours=1), T0 + timedelta(hours=2))
     assert build_report(store, CATALOG, settings, "统计局", later).archived_note is None
     # A period reaching back to them says so.
