@@ -528,12 +528,8 @@ def _ndjson(stream: IO[bytes], encoding: str, max_rows: int) -> LeakTable:
             records.add(orjson.loads(line))
         except (orjson.JSONDecodeError, _BadValue):
             bad += 1
-    skipped = ""
-    if long:
-        skipped = (
-            f"跳过了 {long:,} 个超过 {MAX_LINE:,} 字符的行 (skipped {long:,} lines longer than"
-            f" {MAX_LINE:,} characters)"
-        )
+    skipped = _long_lines(long)
+    if skipped:
         sink.note(skipped)
     if bad:
         sink.note(f"跳过了 {bad:,} 行无效 JSON (skipped {bad:,} lines that are not valid JSON)")
@@ -544,24 +540,46 @@ def _ndjson(stream: IO[bytes], encoding: str, max_rows: int) -> LeakTable:
     return _table("ndjson", records.columns(), sink)
 
 
-def _lines(stream: IO[bytes], encoding: str) -> Iterator[str | None]:
-    """Lines of text shorter than MAX_LINE characters; None for a longer one, skipped unheld."""
-    text = io.TextIOWrapper(stream, encoding=encoding, errors="replace", newline=None)
+def _lines(stream: IO[bytes], encoding: str, newline: str | None = None) -> Iterator[str | None]:
+    """Lines of text shorter than MAX_LINE characters; None for a longer one, skipped unheld.
+    `newline` as for open(): None translates line ends to "\n", "" keeps them (for csv)."""
+    text = io.TextIOWrapper(stream, encoding=encoding, errors="replace", newline=newline)
+    ends = ("\n", "\r")
     while line := text.readline(MAX_LINE):
-        if len(line) < MAX_LINE or line.endswith("\n"):
+        if len(line) < MAX_LINE or line.endswith(ends):
             yield line
             continue
         line = ""  # not held while the rest of it is skipped
-        while (rest := text.readline(_CHUNK)) and not rest.endswith("\n"):
+        while (rest := text.readline(_CHUNK)) and not rest.endswith(ends):
             pass
         yield None
+
+
+def _long_lines(count: int) -> str:
+    """What a reader says of the lines it skipped for their length ("" for none)."""
+    if not count:
+        return ""
+    return (
+        f"跳过了 {count:,} 个超过 {MAX_LINE:,} 字符的行 (skipped {count:,} lines longer than"
+        f" {MAX_LINE:,} characters)"
+    )
 
 
 # -- CSV and plain text ------------------------------------------------------------------------
 
 
 def _delimited(stream: IO[bytes], encoding: str, head: str, max_rows: int) -> LeakTable:
-    text = io.TextIOWrapper(stream, encoding=encoding, errors="replace", newline="")
+    long = 0
+
+    def text() -> Iterator[str]:
+        # A line with no end in sight (a file of one enormous line) is skipped, not held whole.
+        nonlocal long
+        for line in _lines(stream, encoding, newline=""):
+            if line is None:
+                long += 1
+            else:
+                yield line
+
     sample = head[: 1 << 15]
     try:
         dialect: Any = csv.Sniffer().sniff(sample, delimiters=",\t;|")
@@ -571,9 +589,9 @@ def _delimited(stream: IO[bytes], encoding: str, head: str, max_rows: int) -> Le
         fmt = "text"
     rows: Iterable[list[str]]
     if dialect is not None:
-        rows = csv.reader(text, dialect)
+        rows = csv.reader(text(), dialect)
     else:
-        rows = (_split_text(line) for line in text)
+        rows = (_split_text(line) for line in text())
     sink = _Sink(max_rows)
     columns: list[str] = []
     first = True
@@ -595,8 +613,13 @@ def _delimited(stream: IO[bytes], encoding: str, head: str, max_rows: int) -> Le
             f"CSV 第 {sink.seen + 1} 行附近无法解析 (cannot parse the CSV near row "
             f"{sink.seen + 1}): {exc}"
         ) from None
+    skipped = _long_lines(long)
+    if skipped:
+        sink.note(skipped)
     if sink.seen == 0:
-        raise LeakError("文件中没有数据行 (no rows of data in the file)")
+        raise LeakError(
+            "文件中没有数据行 (no rows of data in the file)" + (f"；{skipped}" if skipped else "")
+        )
     if not columns:
         width = max(len(r) for r in sink.rows)
         columns = [f"column{i + 1}" for i in range(width)]

@@ -559,3 +559,22 @@ def test_an_invisible_mark_past_column_256_is_still_read(tmp_path: Path, fmt: st
     table = read_leak(path)
     assert table.partial is not None and "256" in table.partial  # the cells are not kept ...
     assert payload in table.marks  # ... but their marks are read
+
+
+@pytest.mark.parametrize("fmt", ["csv", "text"])
+def test_a_line_without_end_is_skipped_without_being_held(tmp_path: Path, fmt: str) -> None:
+    sep = "," if fmt == "csv" else "  "
+    rows = [f"P{i:08d}{sep}王五{sep}{i}.5" for i in range(50)]
+    endless = "x" * (48 << 20)  # 48 Mi characters with no line end
+    path = tmp_path / "leak.txt"
+    path.write_text("\n".join(rows[:25]) + "\n" + endless + "\n" + "\n".join(rows[25:]) + "\n")
+    del endless
+    tracemalloc.start()
+    try:
+        table = read_leak(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert table.format == fmt and table.total_rows == 50
+    assert table.partial is not None and "skipped 1 lines longer than" in table.partial
+    assert peak < 24 << 20, f"{peak / (1 << 20):.0f} MiB held"  # the line alone would be 48
