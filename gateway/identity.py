@@ -235,8 +235,21 @@ class IdentityIndex:
 
 
 def load_principal(conn: Connection, principal_id: str) -> Principal | None:
+    found = load_principal_created(conn, principal_id)
+    return None if found is None else found[0]
+
+
+def load_principal_created(
+    conn: Connection, principal_id: str
+) -> tuple[Principal, datetime] | None:
+    """The principal and when it was created (UTC): a session or a check that is older than the
+    principal of that id was made for another one, since deleted."""
     row = conn.execute(select(principals).where(principals.c.id == principal_id)).mappings().first()
-    return _principal_from_row(dict(row)) if row else None
+    if row is None:
+        return None
+    created = row["created_at"]
+    created = created.replace(tzinfo=UTC) if created.tzinfo is None else created.astimezone(UTC)
+    return _principal_from_row(dict(row)), created
 
 
 def check_staff_password(

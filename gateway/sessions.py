@@ -4,8 +4,11 @@ The session cookie is signed, so a caller cannot forge one, but a signature alon
 taken back: a cookie copied before its owner signed out would stay good until it expired. So the
 cookie carries a random token, and the session lives here, as the token's SHA-256 (whoever reads
 this table cannot sign in with what it holds). Every console request looks its token up, in the
-same read as the member of staff's status and roles. Signing out ends the session here, for every
-copy of the cookie, in every gateway process that shares the state database.
+same connection as the member of staff's status and roles. Signing out ends the session here,
+for every copy of the cookie, in every gateway process that shares the state database; so does
+signing in again from the same browser (the session it replaces), and a request on a session
+whose member of staff is suspended, deleted or no longer staff (it does not come back with the
+account). A session lasts SESSION_LIFETIME from sign-in, however busy it is.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import hashlib
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import Column, Connection, Engine, String, Table, delete, select, update
+from sqlalchemy import Column, Connection, Engine, String, Table, delete, or_, select, update
 
 from gateway.db import metadata
 from gateway.grants.store import UTCDateTime
@@ -36,12 +39,19 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def start_session(engine: Engine, principal_id: str, now: datetime) -> str:
-    """A new session for this member of staff; returns the token for the cookie. Sessions that
-    ended or expired are removed on the way (the table holds live sessions, and a few)."""
+def start_session(
+    engine: Engine, principal_id: str, now: datetime, *, replacing: str | None = None
+) -> str:
+    """A new session for this member of staff; returns the token for the cookie. The session
+    the browser held before (`replacing`) is removed, and so are sessions that ended or expired:
+    the table holds live sessions only."""
     token = secrets.token_urlsafe(32)
+    c = console_sessions.c
     with engine.begin() as conn:
-        conn.execute(delete(console_sessions).where(console_sessions.c.expires_at <= now))
+        gone = or_(c.expires_at <= now, c.ended_at.is_not(None))
+        if replacing:
+            gone = or_(gone, c.token_hash == _digest(replacing))
+        conn.execute(delete(console_sessions).where(gone))
         conn.execute(
             console_sessions.insert().values(
                 token_hash=_digest(token),
@@ -53,17 +63,20 @@ def start_session(engine: Engine, principal_id: str, now: datetime) -> str:
     return token
 
 
-def session_is_live(conn: Connection, token: str, principal_id: str, now: datetime) -> bool:
-    """Whether the token names a session of this member of staff, not ended and not expired."""
+def session_started(
+    conn: Connection, token: str, principal_id: str, now: datetime
+) -> datetime | None:
+    """When the session the token names started, if it is this member of staff's, not ended and
+    not expired; else None."""
     row = conn.execute(
-        select(console_sessions.c.token_hash).where(
+        select(console_sessions.c.created_at).where(
             console_sessions.c.token_hash == _digest(token),
             console_sessions.c.principal_id == principal_id,
             console_sessions.c.ended_at.is_(None),
             console_sessions.c.expires_at > now,
         )
     ).first()
-    return row is not None
+    return None if row is None else row[0]
 
 
 def end_session(engine: Engine, token: str, now: datetime) -> bool:

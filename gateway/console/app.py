@@ -13,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
@@ -27,12 +29,13 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from gateway.console.auth import FormRefused, Refused, session_ref, small_form
-from gateway.console.common import Console, refusal_headers
+from gateway.console.common import STATE_UNAVAILABLE, Console, refusal_headers
 from gateway.keys import load_or_create_secret
 from gateway.service import Gateway
 from gateway.sessions import SESSION_LIFETIME, end_session, start_session
 from gateway.settings import REPO_ROOT
 
+log = logging.getLogger(__name__)
 DASHBOARDS = REPO_ROOT / "dashboards"
 ROUTE_MODULES = (
     "gateway.console.audit_pages",
@@ -67,20 +70,45 @@ def create_app(gateway: Gateway, *, dashboards: Path = DASHBOARDS) -> Starlette:
                 status_code=staff.status,
                 headers=refusal_headers(staff),
             )
-        token = await asyncio.to_thread(start_session, gateway.engine, staff.id, datetime.now(UTC))
+        before = session_ref(request)  # a session this browser held: replaced, not left live
+        try:
+            token = await asyncio.to_thread(
+                start_session,
+                gateway.engine,
+                staff.id,
+                datetime.now(UTC),
+                replacing=before[1] if before else None,
+            )
+        except SQLAlchemyError:
+            log.exception("登录时未能建立会话 (session not started)")
+            return unavailable(request)
         request.session["staff"] = {"id": staff.id, "token": token}
         await console.record(request, staff, "login")
         return RedirectResponse("/", status_code=303)
 
     async def logout(request: Request) -> Response:
-        staff = await console.session_staff(request)
-        ref = session_ref(request)
+        ref = session_ref(request)  # before the lookup, which clears a session it refuses
+        try:
+            staff = await console.session_staff(request)
+            if ref is not None:  # ended for every copy of the cookie, not just this browser's
+                await asyncio.to_thread(end_session, gateway.engine, ref[1], datetime.now(UTC))
+        except SQLAlchemyError:
+            # The cookie is kept: signing out can be tried again once the database answers.
+            log.exception("注销时未能结束会话 (session not ended)")
+            return unavailable(request)
         request.session.clear()
-        if ref is not None:  # ended for every copy of the cookie, not just this browser's
-            await asyncio.to_thread(end_session, gateway.engine, ref[1], datetime.now(UTC))
         if staff is not None:
             await console.record(request, staff, "logout")
         return RedirectResponse("/login", status_code=303)
+
+    def unavailable(request: Request) -> Response:
+        return templates.TemplateResponse(
+            request,
+            "login.html",
+            {"error": STATE_UNAVAILABLE.message},
+            status_code=STATE_UNAVAILABLE.status,
+            headers=refusal_headers(STATE_UNAVAILABLE),
+        )
 
     @console.page()
     async def home(request: Request) -> Response:

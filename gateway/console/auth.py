@@ -36,8 +36,13 @@ from urllib.parse import parse_qsl
 from sqlalchemy import Engine
 from starlette.requests import Request
 
-from gateway.identity import Principal, check_staff_password, load_principal, staff_password_hash
-from gateway.sessions import session_is_live
+from gateway.identity import (
+    Principal,
+    check_staff_password,
+    load_principal_created,
+    staff_password_hash,
+)
+from gateway.sessions import end_session, session_started
 
 ROLE_NAMES = {"admin": "系统管理员", "security": "安全管理员", "auditor": "审计管理员"}
 
@@ -274,11 +279,18 @@ def session_ref(request: Request) -> tuple[str, str] | None:
 
 def load_session_staff(engine: Engine, principal_id: str, token: str) -> Staff | None:
     """The member of staff as the database has them now, if the session is live and they are
-    active (blocking: two reads by key, in one connection)."""
+    active (blocking: two reads by key, in one connection). A session whose member of staff is
+    gone, suspended, no longer staff, or another principal since given the same id, is ended:
+    it does not come back with the account."""
+    now = datetime.now(UTC)
     with engine.connect() as conn:
-        if not session_is_live(conn, token, principal_id, datetime.now(UTC)):
+        started = session_started(conn, token, principal_id, now)
+        if started is None:
             return None
-        principal = load_principal(conn, principal_id)
-    if principal is None or principal.kind != "staff" or principal.status != "active":
-        return None
-    return Staff(principal.id, principal.name, principal.roles)
+        found = load_principal_created(conn, principal_id)
+    if found is not None:
+        principal, created = found
+        if principal.kind == "staff" and principal.status == "active" and created <= started:
+            return Staff(principal.id, principal.name, principal.roles)
+    end_session(engine, token, now)
+    return None

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.templating import Jinja2Templates
@@ -31,6 +33,19 @@ from gateway.console.auth import (
 from gateway.service import Gateway
 
 Handler = Callable[[Request], Awaitable[Response]]
+
+
+log = logging.getLogger(__name__)
+
+# The state database (accounts, sessions) failing: nobody can be let in, and nobody is told they
+# are wrong. A refusal of the sign-in, not a crash of the page.
+STATE_UNAVAILABLE = Refused(
+    503,
+    "state_unavailable",
+    "账户与会话数据库暂不可用，请稍后再试 (the account and session database is unavailable;"
+    " try again)",
+    5,
+)
 
 
 def api_error(status: int, code: str, message: str) -> JSONResponse:
@@ -79,6 +94,9 @@ class Console:
             return Refused(
                 503, "busy", "登录请求过多，请稍后再试 (too many sign-ins at once; retry)", 1
             )
+        except SQLAlchemyError:
+            log.exception("登录时状态数据库出错 (state database error at sign-in)")
+            return STATE_UNAVAILABLE
         if principal is None:
             return await self.sign_in_failed(request, username, method=method)
         return Staff(principal.id, principal.name, principal.roles)
@@ -113,7 +131,11 @@ class Console:
         """Who is calling: the session's member of staff, else HTTP Basic credentials checked
         (off the loop), else None."""
         if request.scope.get("session"):
-            staff = await self.session_staff(request)
+            try:
+                staff = await self.session_staff(request)
+            except SQLAlchemyError:
+                log.exception("读取会话时状态数据库出错 (state database error reading a session)")
+                return STATE_UNAVAILABLE
             if staff is not None:
                 return staff
         credentials = basic_credentials(request)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ import orjson
 import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import Engine, delete, select, update
+from sqlalchemy.exc import OperationalError
 from starlette import formparsers
 
 from gateway.audit.search import AuditQuery, search
@@ -360,8 +362,8 @@ async def test_a_session_ends_server_side_when_it_expires_and_old_cookies_are_no
     def signed(session: dict[str, Any]) -> str:
         return signer.sign(base64.b64encode(orjson.dumps(session))).decode()
 
-    live = orjson.loads(base64.b64decode(client.cookies["shareguard_session"].split(".")[0]))
-    async with console_client(gateway, cookies={"shareguard_session": signed(live)}) as same:
+    live_cookie = orjson.loads(base64.b64decode(client.cookies["shareguard_session"].split(".")[0]))
+    async with console_client(gateway, cookies={"shareguard_session": signed(live_cookie)}) as same:
         assert (
             await same.get("/api/admin/grants")
         ).status_code == 200  # signed as the console does
@@ -369,8 +371,69 @@ async def test_a_session_ends_server_side_when_it_expires_and_old_cookies_are_no
         gateway, cookies={"shareguard_session": signed({"staff": {"id": "admin"}})}
     ) as old:
         assert (await old.get("/api/admin/grants")).status_code == 401
-    # Sessions that ended are cleared from the table when the next one starts.
+    # Signing in again replaces the browser's session; expired ones go when the next starts.
     await signed_in(client, credentials, "auditor")
     with gateway.engine.connect() as conn:
         live = conn.execute(select(console_sessions.c.principal_id)).scalars().all()
-    assert sorted(live) == ["admin", "auditor"]
+    assert live == ["auditor"]
+    async with console_client(gateway, cookies={"shareguard_session": signed(live_cookie)}) as old:
+        assert (await old.get("/api/admin/grants")).status_code == 401  # the replaced one
+
+
+@pytest.mark.parametrize("how", ["suspended", "deleted and created again"])
+async def test_a_session_refused_while_its_account_was_gone_does_not_come_back_with_it(
+    gateway: Gateway, credentials: Creds, how: str
+) -> None:
+    async with console_client(gateway) as browser:
+        await signed_in(browser, credentials, "admin")
+        copied = browser.cookies["shareguard_session"]
+        with gateway.engine.begin() as conn:
+            row = (
+                conn.execute(select(principals).where(principals.c.id == "admin")).mappings().one()
+            )
+        if how == "suspended":
+            change_principal(gateway, "admin", status="suspended")
+            assert (await browser.post("/logout")).status_code == 303
+            change_principal(gateway, "admin", status="active")
+        else:
+            change_principal(gateway, "admin")  # deleted
+            with gateway.engine.begin() as conn:
+                later = {**row, "created_at": datetime.now(UTC) + timedelta(seconds=1)}
+                conn.execute(principals.insert().values(**later))
+    async with console_client(gateway, cookies={"shareguard_session": copied}) as thief:
+        assert (await thief.get("/api/admin/grants")).status_code == 401
+    user, password = basic(credentials, "admin")  # the account itself works again
+    async with console_client(gateway) as fresh:
+        assert (await fresh.get("/api/admin/grants", auth=(user, password))).status_code == 200
+
+
+async def test_when_the_state_database_fails_signing_in_and_out_say_so_with_a_503(
+    client: httpx.AsyncClient,
+    gateway: Gateway,
+    credentials: Creds,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gateway.console import app as app_module
+    from gateway.console import common
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise OperationalError("SELECT", {}, sqlite3.OperationalError("database is locked"))
+
+    await signed_in(client, credentials, "admin")
+    monkeypatch.setattr(common, "load_session_staff", broken)
+    api = await client.get("/api/admin/grants")
+    assert api.status_code == 503 and api.json()["error"] == "state_unavailable"
+    page = await client.get("/grants")
+    assert page.status_code == 503 and "database is unavailable" in page.text
+    out = await client.post("/logout")
+    assert out.status_code == 503 and "shareguard_session" in client.cookies  # kept: try again
+    monkeypatch.undo()
+    assert (await client.get("/api/admin/grants")).status_code == 200  # the session is intact
+
+    monkeypatch.setattr(app_module, "start_session", broken)
+    user, password = basic(credentials, "auditor")
+    form = await client.post("/login", data={"username": user, "password": password})
+    assert form.status_code == 503 and "database is unavailable" in form.text
+    monkeypatch.setattr(auth, "check_staff_password", broken)
+    async with console_client(gateway) as script:
+        assert (await script.get("/api/admin/grants", auth=(user, password))).status_code == 503
