@@ -61,6 +61,10 @@ class AuditQuery:
                 f"翻页不能超过第 {MAX_WINDOW} 条，请用导出 (offset + limit must not exceed"
                 f" {MAX_WINDOW}; use the export for more)"
             )
+        for name in ("before_seq", "after_seq"):
+            seq = getattr(self, name)
+            if seq is not None and not 0 <= seq <= _LAST:
+                raise ValueError(f"{name} 须为非负的记录编号 ({name} must be a record number ≥ 0)")
         if (self.before_seq is not None or self.after_seq is not None) and self.offset:
             raise ValueError(
                 "before_seq/after_seq 不与 offset 同用 (a seq cursor replaces the offset)"
@@ -135,10 +139,11 @@ class SearchResult:
 
 
 def next_page(q: AuditQuery, seqs: list[int]) -> dict[str, int]:
-    """The seq cursor of the page after a journal page that holds these records, in its order."""
-    if len(seqs) < q.limit or not seqs:
+    """The seq cursor of the page after a journal page, given the page's records in its order and
+    one more if there is one (read to know whether the page is the last: none beyond, no next)."""
+    if len(seqs) <= q.limit:
         return {}
-    return {"before_seq" if q.newest_first else "after_seq": seqs[-1]}
+    return {"before_seq" if q.newest_first else "after_seq": seqs[q.limit - 1]}
 
 
 def iso(value: datetime) -> str:
@@ -263,12 +268,12 @@ def search(path: Path, q: AuditQuery, subject_hasher: Callable[[str], str]) -> S
         else:
             rows = conn.execute(
                 f"SELECT seq, doc FROM {w.source}{clause} ORDER BY seq {order} LIMIT ? OFFSET ?",
-                [*w.args, q.limit, q.offset],
+                [*w.args, q.limit + 1, q.offset],  # one more: is there a next page?
             ).fetchall()
         conn.execute("COMMIT")
     finally:
         conn.close()
-    events = [_event(seq, doc) for seq, doc in rows]
+    events = [_event(seq, doc) for seq, doc in rows[: q.limit]]
     return SearchResult(total, events, next=next_page(q, [seq for seq, _ in rows]))
 
 
@@ -286,9 +291,10 @@ def _cursor_page(conn: sqlite3.Connection, walks: list[_Walk], q: AuditQuery) ->
     rows: list[Any] = []
     for walk in reversed(walks) if q.newest_first else walks:
         part = _narrow(walk, q)
-        sql, args = part.page(newest_first=q.newest_first, after=None, size=q.limit - len(rows))
+        size = q.limit + 1 - len(rows)  # one more: is there a next page?
+        sql, args = part.page(newest_first=q.newest_first, after=None, size=size)
         rows += conn.execute(sql, args).fetchall()
-        if len(rows) >= q.limit:
+        if len(rows) > q.limit:
             break
     return rows
 

@@ -31,7 +31,13 @@ from gateway.audit.report import (
     render_html,
     report_json,
 )
-from gateway.audit.search import AuditQuery, SearchResult, public_params, query_from_params
+from gateway.audit.search import (
+    MAX_WINDOW,
+    AuditQuery,
+    SearchResult,
+    public_params,
+    query_from_params,
+)
 from gateway.audit.signing import StatementVerifier
 from gateway.audit.status import audit_status
 from gateway.audit.stores import AuditStore, JournalStore, open_store
@@ -81,7 +87,11 @@ def _page_links(
         next_ = {**filters, **{k: str(v) for k, v in result.next.items()}}
         if start is not None:
             next_["at"] = str(start + len(result.events))
-    elif not cursor and offset + len(result.events) < result.total:
+    elif (
+        not cursor
+        and offset + len(result.events) < result.total
+        and offset + 2 * PAGE_SIZE <= MAX_WINDOW  # as deep as an offset goes: past it, the export
+    ):
         next_ = {**filters, "offset": str(offset + PAGE_SIZE)}
     if not cursor and offset > 0:
         previous = {**filters, "offset": str(max(offset - PAGE_SIZE, 0))}

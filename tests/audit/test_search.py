@@ -348,6 +348,14 @@ def test_keyset_pages_neither_repeat_nor_skip_while_events_arrive(
     last = search(path, query_from_params(params | {"before_seq": "3"}), HASHER)
     assert [e["shareguard"]["seq"] for e in last.events] == [2, 1]
     assert last.next == {} and last.to_json()["next"] is None  # a short page is the last
+    full = search(path, query_from_params(params | {"before_seq": "3", "limit": "2"}), HASHER)
+    assert [e["shareguard"]["seq"] for e in full.events] == [2, 1]
+    assert full.next == {}  # and so is a full one with nothing beyond it
+    offset_full = search(path, query_from_params(params | {"offset": "13", "limit": "2"}), HASHER)
+    assert len(offset_full.events) == 2 and offset_full.next == {}
+    for bad in ("-1", str(2**63), "abc"):
+        with pytest.raises(ValueError, match="before_seq"):
+            query_from_params({"before_seq": bad})
     oldest = query_from_params(params | {"order": "oldest", "after_seq": "13"})
     assert [e["shareguard"]["seq"] for e in search(path, oldest, HASHER).events] == [14, 15]
     exported = scan(path, query_from_params(params | cursor), HASHER)

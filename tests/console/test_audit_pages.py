@@ -273,6 +273,7 @@ async def test_the_search_page_pages_the_journal_by_record_and_its_pages_stay_pu
 
 
 def test_a_store_without_record_cursors_pages_by_offset() -> None:
+    from gateway.audit.search import MAX_WINDOW
     from gateway.console.audit_pages import PAGE_SIZE, _page_links
 
     filters = {"department": "统计局"}
@@ -284,6 +285,9 @@ def test_a_store_without_record_cursors_pages_by_offset() -> None:
     assert parse_qs(links["previous_href"][1:])["offset"] == ["0"]
     last = _page_links({**filters, "offset": str(2 * PAGE_SIZE)}, filters, page)
     assert last["next_href"] is None  # the total is reached
+    deep = SearchResult(3 * MAX_WINDOW, events, store="elasticsearch")
+    at_the_window = _page_links({**filters, "offset": str(MAX_WINDOW - PAGE_SIZE)}, filters, deep)
+    assert at_the_window["next_href"] is None  # an offset goes no deeper: the export does
     # A cursor page reached without `at` (typed in) is not numbered, and still links onward.
     typed = SearchResult(10, events, next={"before_seq": 3})
     links = _page_links({**filters, "before_seq": "9"}, filters, typed)
