@@ -31,7 +31,7 @@ from xml.parsers import expat
 import ijson
 import orjson
 
-from gateway.watermark.codes import read_invisible
+from gateway.watermark.codes import MARK_CHARS, read_invisible
 
 __all__ = ["LeakError", "LeakTable", "read_leak"]
 
@@ -96,6 +96,12 @@ class _Sink:
         evidence of where the file came from)."""
         if isinstance(cell, str) and _ZERO_WIDTH.search(cell):
             self.marks.update(read_invisible(cell))
+
+    def read_marks_of(self, value: Any) -> None:
+        """The invisible marks in a value not kept (a JSON value past the columns kept): one too
+        deeply nested to serialize is passed over, as the value itself is."""
+        with contextlib.suppress(_BadValue):
+            self.read_marks(_cell(value))
 
     def note(self, text: str) -> None:
         if text not in self.notes:
@@ -317,10 +323,11 @@ class _Records:
             if name not in self.names:
                 if len(self.names) >= MAX_COLUMNS:
                     self.sink.note(
-                        f"第 {MAX_COLUMNS} 个字段之后的字段未读取 (fields past the first"
-                        f" {MAX_COLUMNS} names were not read)"
+                        f"第 {MAX_COLUMNS} 个字段之后的字段未保留，仅读取其中的隐形标记 (fields"
+                        f" past the first {MAX_COLUMNS} names were not kept; only their invisible"
+                        " marks were read)"
                     )
-                    self.sink.read_marks(_cell(record[name]))
+                    self.sink.read_marks_of(record[name])
                     continue
                 self.names[name] = len(self.names)
         out: list[Any] = [None] * len(self.names)
@@ -334,7 +341,7 @@ class _Records:
         if len(values) > MAX_COLUMNS:
             self.sink.note(_columns_past(MAX_COLUMNS))
             for value in values[MAX_COLUMNS:]:
-                self.sink.read_marks(_cell(value))
+                self.sink.read_marks_of(value)
             values = values[:MAX_COLUMNS]
         cells = [_cell(v) for v in values]
         self.arrays += 1
@@ -349,7 +356,10 @@ class _Records:
 
 
 def _columns_past(limit: int) -> str:
-    return f"第 {limit} 列之后的单元格未读取 (cells past column {limit} were not read)"
+    return (
+        f"第 {limit} 列之后的单元格未保留，仅读取其中的隐形标记 (cells past column {limit} were"
+        " not kept; only their invisible marks were read)"
+    )
 
 
 def _cell(value: Any) -> Any:
@@ -517,7 +527,7 @@ def _ndjson(stream: IO[bytes], encoding: str, max_rows: int) -> LeakTable:
     sink = _Sink(max_rows)
     records = _Records(sink)
     bad = long = 0
-    for line in _lines(stream, encoding):
+    for line in _lines(stream, encoding, sink.marks):
         if line is None:
             long += 1
             continue
@@ -540,18 +550,29 @@ def _ndjson(stream: IO[bytes], encoding: str, max_rows: int) -> LeakTable:
     return _table("ndjson", records.columns(), sink)
 
 
-def _lines(stream: IO[bytes], encoding: str, newline: str | None = None) -> Iterator[str | None]:
-    """Lines of text shorter than MAX_LINE characters; None for a longer one, skipped unheld.
-    `newline` as for open(): None translates line ends to "\n", "" keeps them (for csv)."""
+def _lines(
+    stream: IO[bytes], encoding: str, marks: set[int], newline: str | None = None
+) -> Iterator[str | None]:
+    """Lines of text shorter than MAX_LINE characters; None for a longer one, skipped unheld
+    (its invisible marks still go into `marks`). `newline` as for open(): None translates line
+    ends to "\n", "" keeps them (for csv)."""
     text = io.TextIOWrapper(stream, encoding=encoding, errors="replace", newline=newline)
     ends = ("\n", "\r")
     while line := text.readline(MAX_LINE):
         if len(line) < MAX_LINE or line.endswith(ends):
             yield line
             continue
-        line = ""  # not held while the rest of it is skipped
-        while (rest := text.readline(_CHUNK)) and not rest.endswith(ends):
-            pass
+        # Read on in chunks, each with the end of the one before it: a mark cut in two by
+        # a chunk's end is whole in the next.
+        tail = ""
+        while line:
+            window = tail + line
+            if _ZERO_WIDTH.search(window):
+                marks.update(read_invisible(window))
+            if line.endswith(ends):
+                break
+            tail = window[-(MARK_CHARS - 1) :]
+            line = text.readline(_CHUNK)
         yield None
 
 
@@ -570,11 +591,12 @@ def _long_lines(count: int) -> str:
 
 def _delimited(stream: IO[bytes], encoding: str, head: str, max_rows: int) -> LeakTable:
     long = 0
+    sink = _Sink(max_rows)
 
     def text() -> Iterator[str]:
         # A line with no end in sight (a file of one enormous line) is skipped, not held whole.
         nonlocal long
-        for line in _lines(stream, encoding, newline=""):
+        for line in _lines(stream, encoding, sink.marks, newline=""):
             if line is None:
                 long += 1
             else:
@@ -592,7 +614,6 @@ def _delimited(stream: IO[bytes], encoding: str, head: str, max_rows: int) -> Le
         rows = csv.reader(text(), dialect)
     else:
         rows = (_split_text(line) for line in text())
-    sink = _Sink(max_rows)
     columns: list[str] = []
     first = True
     try:

@@ -565,7 +565,11 @@ def test_an_invisible_mark_past_column_256_is_still_read(tmp_path: Path, fmt: st
 def test_a_line_without_end_is_skipped_without_being_held(tmp_path: Path, fmt: str) -> None:
     sep = "," if fmt == "csv" else "  "
     rows = [f"P{i:08d}{sep}王五{sep}{i}.5" for i in range(50)]
-    endless = "x" * (48 << 20)  # 48 Mi characters with no line end
+    # 48 Mi characters with no line end, two invisible marks in it: one at a place where a
+    # reader's chunk of it may end, one at its very end.
+    payloads = [(0xFEED << 32) | 7, (0xBEEF << 32) | 9]
+    endless = "x" * ((4 << 20) + (64 << 10) - 20) + _mark(payloads[0])
+    endless += "x" * ((48 << 20) - len(endless) - 48) + _mark(payloads[1])
     path = tmp_path / "leak.txt"
     path.write_text("\n".join(rows[:25]) + "\n" + endless + "\n" + "\n".join(rows[25:]) + "\n")
     del endless
@@ -578,3 +582,4 @@ def test_a_line_without_end_is_skipped_without_being_held(tmp_path: Path, fmt: s
     assert table.format == fmt and table.total_rows == 50
     assert table.partial is not None and "skipped 1 lines longer than" in table.partial
     assert peak < 24 << 20, f"{peak / (1 << 20):.0f} MiB held"  # the line alone would be 48
+    assert set(payloads) <= table.marks  # the line is skipped, its marks are read
