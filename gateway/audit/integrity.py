@@ -106,28 +106,32 @@ def reaches_into_archive(journal_path: Path, since: datetime) -> tuple[bool, dat
     (the newest archived record was written at `since` or later); and when the live journal's
     oldest record was written (None: it is empty). What reads the live journal only (reports)
     says so with this. A segment that cannot be read may hold anything: it reaches."""
-    archived = segments(journal_path)
-    if not archived:
+    newest = None
+    for segment in reversed(segments(journal_path)):  # the newest that holds a record
+        newest = _newest_ts(segment)
+        if newest is not None:
+            break
+    if newest is None:
         return False, None
-    return _newest_ts(archived[-1]) >= since, _oldest_ts(journal_path)
+    return newest >= since, _oldest_ts(journal_path)
 
 
 def _stamp(row: tuple[Any, ...] | None) -> datetime | None:
     return None if row is None or row[0] is None else datetime.fromisoformat(row[0])
 
 
-def _newest_ts(segment: Path) -> datetime:
+def _newest_ts(segment: Path) -> datetime | None:
     """When the segment's newest record was written (clocks may step back: the largest time,
-    not the last record's); the latest time there is if the segment cannot be read."""
+    not the last record's); None if it holds none; the latest time there is if it cannot be
+    read."""
     try:
         conn = connect(segment, readonly=True)
         try:
-            newest = _stamp(conn.execute("SELECT max(ts) FROM events").fetchone())
+            return _stamp(conn.execute("SELECT max(ts) FROM events").fetchone())
         finally:
             conn.close()
     except sqlite3.Error:
-        newest = None
-    return newest or datetime.max.replace(tzinfo=UTC)
+        return datetime.max.replace(tzinfo=UTC)
 
 
 def _oldest_ts(journal_path: Path) -> datetime | None:

@@ -14,6 +14,7 @@ import pytest
 
 from gateway.audit import report_sources
 from gateway.audit.archive import archive
+from gateway.audit.integrity import segments
 from gateway.audit.journal import Journal
 from gateway.audit.report import (
     CHINA,
@@ -166,6 +167,10 @@ def test_a_period_after_every_archived_record_has_no_note_when_the_live_journal_
     since_third = period_between(T0 + timedelta(minutes=3), T0 + timedelta(hours=2))
     note = build_report(store, CATALOG, settings, "统计局", since_third).archived_note
     assert note is not None and "archived records are not counted" in note
+    # A segment that cannot be read may hold anything: every period reaches into it.
+    [segment] = segments(settings.journal_path)
+    segment.write_bytes(b"not a database" * 100)
+    assert build_report(store, CATALOG, settings, "统计局", later).archived_note is not None
 
 
 def test_a_provider_sees_who_got_its_datasets(store: JournalStore, settings: Settings) -> None:
