@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from mitmproxy import http
 
 from gateway.audit.search import AuditQuery, search
+from gateway.catalog import PUBLIC_FIELD_KEYS, PUBLIC_LISTS, PUBLIC_TEXT
 from gateway.context import RequestContext
 from gateway.demo.data import DemoStore, generate
 from gateway.formats import RecordWriter
@@ -691,3 +692,12 @@ async def test_the_catalog_keeps_its_public_metadata_and_nothing_else(
     got = body_of(flow)
     assert got["datasets"][0] == expected["datasets"][0]
     assert got["datasets"][2:] == expected["datasets"][2:]
+
+
+def test_every_key_of_the_public_metadata_is_one_the_gateway_lets_through(
+    gateway: Gateway,
+) -> None:
+    for dataset in gateway.catalog:
+        meta = dataset.public_metadata()
+        assert set(meta) - {"fields"} <= PUBLIC_TEXT | PUBLIC_LISTS, dataset.id
+        assert all(set(f) <= PUBLIC_FIELD_KEYS for f in meta["fields"]), dataset.id
