@@ -23,9 +23,8 @@ import jinja2
 
 from gateway.audit import report_sources
 from gateway.audit.csvexport import BOM, safe_cell
-from gateway.audit.integrity import reaches_into_archive
 from gateway.audit.report_sources import Listing
-from gateway.audit.stores import AuditStore, Group, Slice
+from gateway.audit.stores import AuditStore, Group, JournalStore, Slice
 from gateway.catalog import Catalog
 from gateway.settings import REPO_ROOT, Settings
 from gateway.workdays import CHINA, china_time
@@ -98,8 +97,8 @@ class DepartmentReport:
     overdue_applications: Listing
     alerts: Listing
     titles: dict[str, str] = field(default_factory=dict)
-    # Read from the live journal, a period reaching back into archived segments is not counted
-    # whole: what the report says about it (None: nothing left out).
+    # Archived segments the period needed that could not be read, so their records are not
+    # counted: what the report says about them (None: nothing left out).
     archived_note: str | None = None
 
     @property
@@ -134,6 +133,8 @@ def build_report(
     if not department:
         raise ValueError("须指定部门 (a department is required)")
     own = tuple(sorted(d.id for d in catalog.datasets.values() if d.provider == department))
+    if isinstance(store, JournalStore):
+        store.unreadable.clear()  # what this report could not read, not an earlier one
     used = Slice(period.since, period.until, department=department)
     provided = Slice(period.since, period.until, datasets=own, decision="allow")
     allowed_by_purpose = {g.key: g for g in store.groups(_with(used, "allow"), "purpose")}
@@ -166,20 +167,20 @@ def build_report(
         ),
         alerts=report_sources.listing("alerts", settings, department, period.since, period.until),
         titles={d.id: d.title for d in catalog.datasets.values()},
-        archived_note=_archived_note(settings, period) if store.name == "journal" else None,
+        archived_note=_archived_note(store),
     )
 
 
-def _archived_note(settings: Settings, period: Period) -> str | None:
-    archived, oldest = reaches_into_archive(settings.journal_path, period.since)
-    if not archived:
+def _archived_note(store: AuditStore) -> str | None:
+    """What the report says of archived segments it could not read (the journal store only)."""
+    unreadable = sorted(store.unreadable) if isinstance(store, JournalStore) else []
+    if not unreadable:
         return None
-    start = china_time(oldest) if oldest is not None else "—"
+    names = "、".join(unreadable)
     return (
-        f"统计期间早于在线审计日志的最早记录（{start}），此前的记录已归档，未计入本报告；"
-        f"请以 Elasticsearch 或归档分段核对 (the period reaches back before the oldest record in"
-        f" the live journal, {start}: archived records are not counted in this report; check"
-        f" them in Elasticsearch or the archived segments)"
+        f"归档分段 {names} 无法读取，其中的记录未计入本报告；请以 Elasticsearch 或备份核对"
+        f" (archived segments {', '.join(unreadable)} could not be read: archived records in"
+        " them are not counted in this report; check them in Elasticsearch or a backup)"
     )
 
 

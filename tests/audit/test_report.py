@@ -141,36 +141,54 @@ def _archived(settings: Settings, *, written: int, upto: int | None) -> JournalS
     return JournalStore(settings.journal_path, SubjectHasher(b"r" * 32))
 
 
-def test_a_period_reaching_into_archived_records_says_they_are_not_counted(
+def test_a_period_reaching_into_archived_records_counts_them_from_the_segments(
     settings: Settings,
 ) -> None:
     store = _archived(settings, written=6, upto=4)
     report = build_report(store, CATALOG, settings, "统计局", parse_period("2026"))
-    assert report.used_requests == 2  # the live journal's two: the four archived are not read
-    assert report.archived_note is not None and "archived records are not counted" in (
-        report.archived_note
-    )
-    assert any(row[:2] == ["note", "archived_not_counted"] for row in csv_rows(report))
-    assert 'id="archived-note"' in render_html(report)
-    # A period wholly after the archived records reads the live journal whole: no note.
+    assert report.used_requests == 6 and report.used_records == 60  # four archived, two live
+    assert report.archived_note is None
+    assert not any(row[:2] == ["note", "archived_not_counted"] for row in csv_rows(report))
+    # A period of the archived records alone, and one after them.
+    early = period_between(T0, T0 + timedelta(minutes=2))
+    assert build_report(store, CATALOG, settings, "统计局", early).used_requests == 2
     later = period_between(T0 + timedelta(minutes=5), T0 + timedelta(hours=1))
-    assert build_report(store, CATALOG, settings, "统计局", later).archived_note is None
+    assert build_report(store, CATALOG, settings, "统计局", later).used_requests == 1
 
 
-def test_a_period_after_every_archived_record_has_no_note_when_the_live_journal_is_empty(
+def test_everything_archived_is_counted_and_nothing_twice_while_an_archive_is_made(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.audit import archive as archive_module
+
+    store = _archived(settings, written=4, upto=None)  # everything: the live journal is empty
+    year = parse_period("2026")
+    assert build_report(store, CATALOG, settings, "统计局", year).used_requests == 4
+    # An archive cut short between writing its segment and dropping the records from the live
+    # journal (as a crash leaves it, or as a report running meanwhile finds it).
+    signer = StatementSigner.generate()
+    journal = Journal(settings.journal_path, signer)
+    for n in range(4, 7):
+        journal.append(_event(n, user_id="tj_analyst", department="统计局", records=10))
+    journal.close()
+    monkeypatch.setattr(archive_module, "_drop_archived", lambda *a: None)
+    archive(settings.journal_path, signer, upto=6)
+    assert len(segments(settings.journal_path)) == 2
+    assert build_report(store, CATALOG, settings, "统计局", year).used_requests == 7
+
+
+def test_an_archived_segment_that_cannot_be_read_is_named_and_the_rest_counted(
     settings: Settings,
 ) -> None:
-    store = _archived(settings, written=4, upto=None)  # everything: the live journal is empty
-    later = period_between(T0 + timedelta(hours=1), T0 + timedelta(hours=2))
-    assert build_report(store, CATALOG, settings, "统计局", later).archived_note is None
-    # A period reaching back to them says so.
-    since_third = period_between(T0 + timedelta(minutes=3), T0 + timedelta(hours=2))
-    note = build_report(store, CATALOG, settings, "统计局", since_third).archived_note
-    assert note is not None and "archived records are not counted" in note
-    # A segment that cannot be read may hold anything: every period reaches into it.
+    store = _archived(settings, written=6, upto=4)
     [segment] = segments(settings.journal_path)
     segment.write_bytes(b"not a database" * 100)
-    assert build_report(store, CATALOG, settings, "统计局", later).archived_note is not None
+    report = build_report(store, CATALOG, settings, "统计局", parse_period("2026"))
+    assert report.used_requests == 2  # the live journal's two
+    assert report.archived_note is not None and segment.name in report.archived_note
+    assert "could not be read" in report.archived_note
+    assert any(row[:2] == ["note", "archived_not_counted"] for row in csv_rows(report))
+    assert 'id="archived-note"' in render_html(report)
 
 
 def test_a_provider_sees_who_got_its_datasets(store: JournalStore, settings: Settings) -> None:
