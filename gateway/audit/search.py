@@ -127,15 +127,21 @@ class SearchResult:
     # {"after_seq": N}, set by the journal on a full page. Empty on a short page, and always
     # from Elasticsearch, which holds several journals' record numbers (it pages by offset).
     next: dict[str, int] = field(default_factory=dict)
+    # The journal searches its live records only: what it says when archived segments may hold
+    # more matches (None: none can).
+    archived_note: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "total": self.total,
             "events": self.events,
             "store": self.store,
             "pending": self.pending,
             "next": self.next or None,
         }
+        if self.archived_note:
+            out["archived_note"] = self.archived_note
+        return out
 
 
 def next_page(q: AuditQuery, seqs: list[int]) -> dict[str, int]:

@@ -6,17 +6,18 @@ console, the admin API, exports and reports do not care which one is behind them
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
 from gateway.audit import search as journal_search
-from gateway.audit.integrity import segments
+from gateway.audit.integrity import reaches_into_archive, segments
 from gateway.audit.journal import connect
 from gateway.audit.search import AuditQuery, SearchResult, iso
 from gateway.settings import Settings
@@ -81,7 +82,10 @@ class JournalStore:
         self.unreadable: set[str] = set()
 
     def search(self, query: AuditQuery) -> SearchResult:
-        return journal_search.search(self.path, query, self.hasher)
+        result = journal_search.search(self.path, query, self.hasher)
+        if _may_reach_archive(self.path, query):
+            result = dataclasses.replace(result, archived_note=ARCHIVED_NOT_SEARCHED)
+        return result
 
     def scan(self, query: AuditQuery) -> Iterator[dict[str, Any]]:
         return journal_search.scan(self.path, query, self.hasher)
@@ -146,6 +150,21 @@ class JournalStore:
                 conn.close()
         ranked = sorted(totals.items(), key=lambda kv: (-kv[1][0], kv[0] is not None, kv[0] or ""))
         return [Group(k, n, r) for k, (n, r) in ranked]
+
+
+ARCHIVED_NOT_SEARCHED = (
+    "检索范围涉及已归档的记录，归档分段未被检索；请在 Elasticsearch 中检索 (the search reaches"
+    " into archived records: archived segments were not searched; search Elasticsearch for them)"
+)
+
+
+def _may_reach_archive(path: Path, query: AuditQuery) -> bool:
+    """Whether archived segments may hold records the query matches (its time range aside, any
+    segment that holds records may)."""
+    since = query.since or datetime.min.replace(tzinfo=UTC)
+    if query.until is not None and query.until < since:
+        return False
+    return reaches_into_archive(path, since)[0]
 
 
 def _segment_groups(segment: Path, sql: str, args: list[Any], part: Slice) -> list[Any]:

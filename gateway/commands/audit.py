@@ -226,6 +226,8 @@ def _search(args: argparse.Namespace) -> int:
     for name, seq in result.next.items():
         option = name.replace("_", "-")
         print(f"下一页 next page: --{option} {seq}")
+    if result.archived_note:
+        print(result.archived_note)
     if result.pending:
         print(
             f"另有 {result.pending} 条事件尚未到达 Elasticsearch"
