@@ -26,8 +26,8 @@ import httpx
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from gateway.alerts.store import CLOSED, AlertStore
-from gateway.audit.integrity import reaches_into_archive, segments
-from gateway.audit.search import AuditQuery, scan, search
+from gateway.audit.search import AuditQuery
+from gateway.audit.stores import JournalStore
 from gateway.catalog import Catalog
 from gateway.formats import NdjsonReader
 from gateway.settings import REPO_ROOT, Settings
@@ -89,15 +89,17 @@ def build_report(
         for rid in figures.get("request_ids", [])
     ]
     notes: list[str] = []
+    # The whole history: archived segments too. One that cannot be read is named below.
+    journal = JournalStore(settings.journal_path, hasher)
     if traced and since is None:
         wanted = list(dict.fromkeys(traced))
-        events = list(_request_events(settings, wanted, hasher))
+        events = list(_request_events(journal, wanted))
         stamps = [_parse(e["@timestamp"]) for e in events]
         if stamps:
             scope_since, scope_until = min(stamps), max(stamps)
         missing = len(set(wanted) - {e["shareguard"].get("request_id") for e in events})
         if missing:
-            notes.append(_missing_note(settings, missing))
+            notes.append(_missing_note(missing, bool(journal.unreadable)))
     else:
         # The alert's credential, and any other a grouped finding escalated the response to.
         credentials = {
@@ -112,12 +114,9 @@ def build_report(
             ]
             if c
         }
-        events = list(
-            _scope_events(settings, alert.user_id, credentials, scope_since, scope_until, hasher)
-        )
-        note = _archived_note(settings, scope_since)
-        if note:
-            notes.append(note)
+        events = list(_scope_events(journal, alert.user_id, credentials, scope_since, scope_until))
+    if journal.unreadable:
+        notes.append(_unreadable_note(sorted(journal.unreadable)))
     subjects: dict[str, None] = {}
     truncated = False
     datasets: dict[str, set[str]] = {}
@@ -163,12 +162,11 @@ def build_report(
 
 
 def _scope_events(
-    settings: Settings,
+    journal: JournalStore,
     user: str | None,
     credentials: set[str],
     since: datetime,
     until: datetime,
-    hasher: Callable[[str], str],
 ) -> Iterator[dict[str, Any]]:
     """Every allowed access by the alert's credentials (or person) within the scope, oldest
     first, however many: read in keyset pages as the CSV export reads (a search page stops at
@@ -178,7 +176,7 @@ def _scope_events(
     query = AuditQuery(
         user=user, decision="allow", kind="access", since=since, until=until, newest_first=False
     )
-    for event in scan(settings.journal_path, query, hasher):
+    for event in journal.scan(query, lenient=True):
         sg = event["shareguard"]
         if sg.get("phase") == "started":
             continue  # a streamed export's opening event: its complete event carries the data
@@ -190,42 +188,32 @@ def _parse(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
-def _archived_note(settings: Settings, since: datetime) -> str | None:
-    """Reports read the live journal only: say so if the scope reaches back into archives."""
-    archived, oldest = reaches_into_archive(settings.journal_path, since)
-    if not archived:
-        return None
-    start = _local(oldest) if oldest else "—"
+def _unreadable_note(names: list[str]) -> str:
     return (
-        f"核查范围早于在线审计日志的最早记录（{start}），此前的记录已归档，未计入上述请求数、"
-        f"记录数和受影响人员，须另行核查归档分段 (the scope reaches back before the oldest record "
-        f"in the live journal, {start}: archived records are not counted above; check the "
-        f"archived segments)"
+        f"归档分段 {'、'.join(names)} 无法读取，其中的记录未计入上述请求数、记录数和受影响人员，"
+        f"须另行核查 (archived segments {', '.join(names)} could not be read: records in them"
+        " are not counted above; check them separately)"
     )
 
 
-def _missing_note(settings: Settings, missing: int) -> str:
-    archived = bool(segments(settings.journal_path))
+def _missing_note(missing: int, unreadable: bool) -> str:
     where = (
-        "可能已归档，未计入，须另行核查归档分段 (possibly archived: not counted; check the "
-        "archived segments)"
-        if archived
+        "可能在无法读取的归档分段中，未计入 (possibly in an archived segment that cannot be"
+        " read: not counted)"
+        if unreadable
         else "未计入 (not counted)"
     )
-    return f"{missing} 个溯源请求在在线审计日志中未找到，{where}; {missing} traced request(s) not found"
+    return (
+        f"{missing} 个溯源请求在审计日志（含归档分段）中未找到，{where}; {missing} traced"
+        " request(s) not found in the audit log, archived segments included"
+    )
 
 
-def _request_events(
-    settings: Settings, request_ids: list[str], hasher: Callable[[str], str]
-) -> Iterator[dict[str, Any]]:
+def _request_events(journal: JournalStore, request_ids: list[str]) -> Iterator[dict[str, Any]]:
     """The complete access events of the given requests (a streamed export's `started` event
     carries no data)."""
     for request_id in request_ids:
-        page = search(
-            settings.journal_path,
-            AuditQuery(request_id=request_id, kind="access", limit=10),
-            hasher,
-        ).events
+        page = journal.search(AuditQuery(request_id=request_id, kind="access", limit=10)).events
         for event in page:
             if event["shareguard"].get("phase") != "started":
                 yield event

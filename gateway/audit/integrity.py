@@ -71,7 +71,6 @@ import struct
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -99,49 +98,6 @@ def segments(journal_path: Path) -> list[Path]:
     """Archived segments, oldest first (their names carry zero-padded sequence numbers)."""
     folder = archive_dir(journal_path)
     return sorted(folder.glob(SEGMENT_GLOB)) if folder.exists() else []
-
-
-def reaches_into_archive(journal_path: Path, since: datetime) -> tuple[bool, datetime | None]:
-    """Whether records from `since` on may lie in archived segments rather than the live journal
-    (the newest archived record was written at `since` or later); and when the live journal's
-    oldest record was written (None: it is empty). What reads the live journal only (reports)
-    says so with this. A segment that cannot be read may hold anything: it reaches."""
-    newest = None
-    for segment in reversed(segments(journal_path)):  # the newest that holds a record
-        newest = _newest_ts(segment)
-        if newest is not None:
-            break
-    if newest is None:
-        return False, None
-    return newest >= since, _oldest_ts(journal_path)
-
-
-def _stamp(row: tuple[Any, ...] | None) -> datetime | None:
-    return None if row is None or row[0] is None else datetime.fromisoformat(row[0])
-
-
-def _newest_ts(segment: Path) -> datetime | None:
-    """When the segment's newest record was written (clocks may step back: the largest time,
-    not the last record's); None if it holds none; the latest time there is if it cannot be
-    read."""
-    try:
-        conn = connect(segment, readonly=True)
-        try:
-            return _stamp(conn.execute("SELECT max(ts) FROM events").fetchone())
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return datetime.max.replace(tzinfo=UTC)
-
-
-def _oldest_ts(journal_path: Path) -> datetime | None:
-    if not journal_path.exists():
-        return None
-    conn = connect(journal_path, readonly=True)
-    try:
-        return _stamp(conn.execute("SELECT ts FROM events ORDER BY seq LIMIT 1").fetchone())
-    finally:
-        conn.close()
 
 
 @dataclass(frozen=True, slots=True)

@@ -209,7 +209,9 @@ def _column_conditions(
     return conds, args
 
 
-def _where(path: Path, q: AuditQuery, subject_hasher: Callable[[str], str]) -> _Where:
+def _where(
+    path: Path, q: AuditQuery, subject_hasher: Callable[[str], str], use_index: bool = True
+) -> _Where:
     conds, args = _column_conditions(q)
     doc: list[str] = []
     doc_args: list[Any] = []
@@ -220,7 +222,7 @@ def _where(path: Path, q: AuditQuery, subject_hasher: Callable[[str], str]) -> _
     if q.text:
         doc.append("instr(doc, ?) > 0")
         doc_args.append(q.text)
-    upto = _fresh_index(path) if conds or digest is not None else 0
+    upto = _fresh_index(path) if use_index and (conds or digest is not None) else 0
     if not upto:
         return _Where("events", " AND ".join(conds + doc), args + doc_args, None)
     # Matches from the index up to where it reaches, and from the journal beyond it.
@@ -255,16 +257,19 @@ def _open(path: Path, w: _Where) -> sqlite3.Connection:
     return conn
 
 
-def search(path: Path, q: AuditQuery, subject_hasher: Callable[[str], str]) -> SearchResult:
+def search(
+    path: Path, q: AuditQuery, subject_hasher: Callable[[str], str], *, use_index: bool = True
+) -> SearchResult:
     """One page of matching events from the journal, in journal order. The total (every match,
-    the cursor aside) and the page are read in one transaction: one state of the journal."""
+    the cursor aside) and the page are read in one transaction: one state of the journal.
+    `use_index=False` reads the file without a search index (an archived segment: read-only)."""
     if not path.exists():
         return SearchResult(0, [])
-    w = _where(path, q, subject_hasher)
+    w = _where(path, q, subject_hasher, use_index)
     clause = f" WHERE {w.clause}" if w.clause else ""
     order = "DESC" if q.newest_first else "ASC"
     cursor = q.before_seq is not None or q.after_seq is not None
-    walks, attach = _walks(path, q, subject_hasher) if cursor else ([], None)
+    walks, attach = _walks(path, q, subject_hasher, use_index) if cursor else ([], None)
     conn = _attach(path, w.attach or attach)
     try:
         conn.execute("BEGIN")
@@ -341,7 +346,7 @@ class _Walk:
 
 
 def _walks(
-    path: Path, q: AuditQuery, subject_hasher: Callable[[str], str]
+    path: Path, q: AuditQuery, subject_hasher: Callable[[str], str], use_index: bool = True
 ) -> tuple[list[_Walk], Path | None]:
     """The matches as parts in seq order, oldest part first: the index's matches up to where it
     reaches, then the journal's beyond it. Each part is read in pages by `seq < ?` / `seq > ?`
@@ -361,7 +366,7 @@ def _walks(
         doc.append("instr(e.doc, ?) > 0")
         doc_args.append(q.text)
     conds, args = columns("e")
-    upto = _fresh_index(path) if conds or digest is not None else 0
+    upto = _fresh_index(path) if use_index and (conds or digest is not None) else 0
     if not upto:
         return [_Walk("main.events AS e", "e.seq", 1, _LAST, conds + doc, args + doc_args)], None
     x_conds, x_args = columns("x")
@@ -420,12 +425,12 @@ def _attach(path: Path, attach: Path | None) -> sqlite3.Connection:
 
 
 def scan(
-    path: Path, q: AuditQuery, subject_hasher: Callable[[str], str]
+    path: Path, q: AuditQuery, subject_hasher: Callable[[str], str], *, use_index: bool = True
 ) -> Iterator[dict[str, Any]]:
     """Every matching event from the journal, page by page (for exports: bounded memory)."""
     if not path.exists():
         return
-    walks, attach = _walks(path, q, subject_hasher)
+    walks, attach = _walks(path, q, subject_hasher, use_index)
     for walk in [_narrow(w, q) for w in (reversed(walks) if q.newest_first else walks)]:
         after: int | None = None
         while True:
@@ -440,3 +445,68 @@ def scan(
             if len(rows) < SCAN_PAGE:
                 break
             after = rows[-1][0]
+
+
+def search_parts(
+    parts: list[Path], q: AuditQuery, subject_hasher: Callable[[str], str]
+) -> tuple[SearchResult, list[Path]]:
+    """One page over several parts of one history, oldest part first, whose records do not
+    overlap (archived segments, then the live journal, the last part): the total is every
+    part's, the page runs on from one part into the next in seq order, an offset counts through
+    them. Parts but the last are read without a search index. Returns the result and the parts
+    that could not be read (their matches are neither counted nor shown)."""
+    events: list[dict[str, Any]] = []
+    total = 0
+    skip = q.offset
+    more = False  # a match beyond the page
+    unreadable: list[Path] = []
+    live = parts[-1] if parts else None
+    for part in reversed(parts) if q.newest_first else parts:
+        want = q.limit - len(events)
+        # A part past the page's end is still asked for its count (and one row of it is read).
+        size = max(1, min(want, MAX_WINDOW - skip))
+        try:
+            got = search(
+                part,
+                dataclasses.replace(q, offset=skip, limit=size),
+                subject_hasher,
+                use_index=part == live,
+            )
+        except sqlite3.Error as exc:
+            if part == live:
+                raise
+            log.warning("归档分段无法检索 (archived segment not searched): %s: %s", part, exc)
+            unreadable.append(part)
+            continue
+        total += got.total
+        if want > 0:
+            events += got.events
+            more = more or bool(got.next)
+        elif got.events:
+            more = True
+        skip = max(0, skip - got.total)
+    seqs = [int(e["shareguard"]["seq"]) for e in events]
+    nxt = {}
+    if more and len(seqs) == q.limit:
+        nxt = {"before_seq" if q.newest_first else "after_seq": seqs[-1]}
+    return SearchResult(total, events, next=nxt), unreadable
+
+
+def scan_parts(
+    parts: list[Path],
+    q: AuditQuery,
+    subject_hasher: Callable[[str], str],
+    unreadable: list[Path] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Every matching event of several parts of one history (as `search_parts`), in order. An
+    archived part that cannot be read raises, or with `unreadable` is added to it and passed
+    over (what it gave before it failed stays given)."""
+    live = parts[-1] if parts else None
+    for part in reversed(parts) if q.newest_first else parts:
+        try:
+            yield from scan(part, q, subject_hasher, use_index=part == live)
+        except sqlite3.Error as exc:
+            if part == live or unreadable is None:
+                raise
+            log.warning("归档分段无法读取 (archived segment unreadable): %s: %s", part, exc)
+            unreadable.append(part)

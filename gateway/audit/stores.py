@@ -12,12 +12,12 @@ import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
 from gateway.audit import search as journal_search
-from gateway.audit.integrity import reaches_into_archive, segments
+from gateway.audit.integrity import segments
 from gateway.audit.journal import connect
 from gateway.audit.search import AuditQuery, SearchResult, iso
 from gateway.settings import Settings
@@ -71,24 +71,65 @@ class AuditStore(Protocol):
 
 
 class JournalStore:
-    """The live journal, and for reports its archived segments too (`groups`)."""
+    """The live journal and its archived segments, as one history."""
 
     name = "journal"
 
     def __init__(self, path: Path, hasher: Hasher) -> None:
         self.path = path
         self.hasher = hasher
-        # Archived segments a report needed and could not read (their records are not counted).
+        # Archived segments this store's answers needed and could not read (their records are
+        # not in them): each answer that can carries its own note, reports and incident reports
+        # read this.
         self.unreadable: set[str] = set()
 
     def search(self, query: AuditQuery) -> SearchResult:
-        result = journal_search.search(self.path, query, self.hasher)
-        if _may_reach_archive(self.path, query):
-            result = dataclasses.replace(result, archived_note=ARCHIVED_NOT_SEARCHED)
+        parts, misnamed = self._parts(query.since, query.until)
+        if len(parts) == 1 and not misnamed:
+            return journal_search.search(self.path, query, self.hasher)
+        result, unreadable = journal_search.search_parts(parts, query, self.hasher)
+        unread = sorted({p.name for p in unreadable} | set(misnamed))
+        self.unreadable.update(unread)
+        if unread:
+            result = dataclasses.replace(result, archived_note=not_searched(unread))
         return result
 
-    def scan(self, query: AuditQuery) -> Iterator[dict[str, Any]]:
-        return journal_search.scan(self.path, query, self.hasher)
+    def scan(self, query: AuditQuery, *, lenient: bool = False) -> Iterator[dict[str, Any]]:
+        """Every match, archived segments included. A segment that cannot be read stops the
+        export with the error (an export cannot carry a note: a CSV cut short says more than
+        rows quietly missing); `lenient` reads on past it and adds it to `unreadable`, for a
+        reader that says so (an incident report)."""
+        parts, misnamed = self._parts(query.since, query.until)
+        if misnamed and not lenient:
+            raise sqlite3.DatabaseError(not_searched(misnamed))
+        self.unreadable.update(misnamed)
+        skipped: list[Path] | None = [] if lenient else None
+        yield from journal_search.scan_parts(parts, query, self.hasher, skipped)
+        self.unreadable.update(p.name for p in skipped or [])
+
+    def _parts(
+        self, since: datetime | None, until: datetime | None
+    ) -> tuple[list[Path], list[str]]:
+        """The archived segments that may hold records of [since, until], oldest first, then
+        the live journal; and the names of files in the archive folder that are not segments'.
+        A segment whose records the live journal still holds (an archive cut short) is left
+        out."""
+        archived = segments(self.path)
+        if not archived:
+            return [self.path], []
+        live_first = _first_seq(self.path)
+        chosen: list[Path] = []
+        misnamed: list[str] = []
+        for segment in archived:
+            named = _SEGMENT_NAME.fullmatch(segment.name)
+            if named is None:
+                misnamed.append(segment.name)
+                continue
+            if live_first is not None and int(named.group(2)) >= live_first:
+                continue
+            if _may_hold(segment, since, until):
+                chosen.append(segment)
+        return [*chosen, self.path], misnamed
 
     def groups(self, part: Slice, by: str) -> list[Group]:
         column = {
@@ -152,19 +193,60 @@ class JournalStore:
         return [Group(k, n, r) for k, (n, r) in ranked]
 
 
-ARCHIVED_NOT_SEARCHED = (
-    "检索范围涉及已归档的记录，归档分段未被检索；请在 Elasticsearch 中检索 (the search reaches"
-    " into archived records: archived segments were not searched; search Elasticsearch for them)"
-)
+def not_searched(names: list[str]) -> str:
+    """What a search says of archived segments it could not read."""
+    return (
+        f"归档分段 {'、'.join(names)} 无法读取，其中的记录未检索 (archived segments"
+        f" {', '.join(names)} could not be read: their records were not searched)"
+    )
 
 
-def _may_reach_archive(path: Path, query: AuditQuery) -> bool:
-    """Whether archived segments may hold records the query matches (its time range aside, any
-    segment that holds records may)."""
-    since = query.since or datetime.min.replace(tzinfo=UTC)
-    if query.until is not None and query.until < since:
-        return False
-    return reaches_into_archive(path, since)[0]
+def _first_seq(path: Path) -> int | None:
+    if not path.exists():
+        return None
+    conn = connect(path, readonly=True)
+    try:
+        row = conn.execute("SELECT min(seq) FROM events").fetchone()
+    finally:
+        conn.close()
+    return None if row[0] is None else int(row[0])
+
+
+def _ends(conn: sqlite3.Connection) -> tuple[datetime, datetime] | None:
+    """When a journal file's first and last records (by seq) were stamped; None if it has none."""
+    first, last = conn.execute(
+        "SELECT (SELECT ts FROM events ORDER BY seq LIMIT 1),"
+        " (SELECT ts FROM events ORDER BY seq DESC LIMIT 1)"
+    ).fetchone()
+    if first is None:
+        return None
+    return datetime.fromisoformat(first), datetime.fromisoformat(last)
+
+
+def _outside(
+    ends: tuple[datetime, datetime] | None, since: datetime | None, until: datetime | None
+) -> bool:
+    """Whether records stamped between these ends lie wholly outside [since, until]."""
+    if ends is None:
+        return True
+    first, last = ends
+    return (since is not None and last < since - _STAMP_SLACK) or (
+        until is not None and first > until + _STAMP_SLACK
+    )
+
+
+def _may_hold(segment: Path, since: datetime | None, until: datetime | None) -> bool:
+    """Whether a segment may hold records of [since, until]; one that cannot be read may."""
+    if since is None and until is None:
+        return True
+    try:
+        conn = connect(segment, readonly=True)
+        try:
+            return not _outside(_ends(conn), since, until)
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return True
 
 
 def _segment_groups(segment: Path, sql: str, args: list[Any], part: Slice) -> list[Any]:
@@ -172,14 +254,7 @@ def _segment_groups(segment: Path, sql: str, args: list[Any], part: Slice) -> li
     events lie well outside the slice's period."""
     conn = connect(segment, readonly=True)
     try:
-        ends = conn.execute(
-            "SELECT (SELECT ts FROM events ORDER BY seq LIMIT 1),"
-            " (SELECT ts FROM events ORDER BY seq DESC LIMIT 1)"
-        ).fetchone()
-        if ends[0] is None:
-            return []
-        first, last = (datetime.fromisoformat(t) for t in ends)
-        if last < part.since - _STAMP_SLACK or first >= part.until + _STAMP_SLACK:
+        if _outside(_ends(conn), part.since, part.until):
             return []
         return list(conn.execute(sql, args).fetchall())
     finally:

@@ -13,7 +13,8 @@ import pytest
 
 from gateway.alerts.incident import build_report, render_csv, render_html, resolve_subjects
 from gateway.alerts.store import NewFinding
-from gateway.audit.integrity import archive_dir
+from gateway.audit.archive import archive
+from gateway.audit.integrity import segments
 from gateway.demo.data import generate
 from gateway.demo.platform import running_platform
 from gateway.pipeline import Pipeline
@@ -168,7 +169,7 @@ def test_the_measures_taken_are_dated_in_china_standard_time_like_the_rest(
     assert report.measures == [f"{cst} system:detector:slow_scrape：已暂停凭证 k1"]
 
 
-def test_a_scope_reaching_into_archived_records_says_they_are_not_counted(
+def test_a_segment_in_scope_that_cannot_be_read_is_named_in_the_report(
     gateway: Gateway,
 ) -> None:
     alert_id = scrape_alert(gateway, "k1", datetime.now(UTC))
@@ -182,9 +183,11 @@ def test_a_scope_reaching_into_archived_records_says_they_are_not_counted(
         since=since,
     )
     assert report.notes == []  # nothing archived: the live journal is the whole history
-    folder = archive_dir(gateway.settings.journal_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "journal-000000000001-000000000010.db").touch()
+    gateway.journal.append(access_event(99, user_id="tj_analyst"))
+    gateway.journal.close()
+    archive(gateway.settings.journal_path, gateway.journal.signer)  # everything
+    [segment] = segments(gateway.settings.journal_path)
+    segment.write_bytes(b"damaged" * 100)
     report = build_report(
         gateway.settings,
         gateway.alerts.store,
@@ -194,5 +197,25 @@ def test_a_scope_reaching_into_archived_records_says_they_are_not_counted(
         since=since,
     )
     [note] = report.notes
-    assert "已归档" in note and "archived records are not counted" in note
+    assert "无法读取" in note and "could not be read" in note
+    assert segment.name in note
     assert note in render_html(report) and note in render_csv(report)
+
+
+def test_accesses_archived_since_are_counted_as_before(gateway: Gateway, alert_id: str) -> None:
+    def report() -> Any:
+        return build_report(
+            gateway.settings, gateway.alerts.store, gateway.catalog, alert_id, gateway.hasher
+        )
+
+    before = report()
+    assert before.requests == 2
+    gateway.journal.close()
+    archive(gateway.settings.journal_path, gateway.journal.signer)  # everything
+    after = report()
+    assert (after.requests, after.records, after.subjects) == (
+        before.requests,
+        before.records,
+        before.subjects,
+    )
+    assert after.notes == []

@@ -27,7 +27,6 @@ from gateway.audit.report import (
     report_json,
 )
 from gateway.audit.report_sources import Listing
-from gateway.audit.search import AuditQuery
 from gateway.audit.signing import StatementSigner
 from gateway.audit.stores import JournalStore
 from gateway.catalog import load_catalog
@@ -254,14 +253,3 @@ def test_report_cells_cannot_become_spreadsheet_formulas(
     text = render_csv(report)
     assert text.startswith("\ufeff")
     assert "'=HYPERLINK" in text
-
-
-def test_a_journal_search_reaching_into_the_archive_says_it_did_not_search_it(
-    settings: Settings,
-) -> None:
-    store = _archived(settings, written=6, upto=4)
-    everything = store.search(AuditQuery())
-    assert everything.total == 2 and everything.archived_note is not None  # the live two
-    assert "archived segments were not searched" in everything.to_json()["archived_note"]
-    later = store.search(AuditQuery(since=T0 + timedelta(minutes=4)))
-    assert later.archived_note is None and "archived_note" not in later.to_json()
