@@ -77,8 +77,10 @@ INLINE_PAUSE_SECONDS = 5.0
 # since its last copy and it has none of its own to make, it copies in its idle time, so the WAL
 # stays bounded whatever the seal and checkpoint intervals.
 INLINE_WAL_COPY_COMMITS = 500
-# The longest the writer sleeps while callers may be committing without it.
-INLINE_POLL_SECONDS = 0.25
+# The longest the writer sleeps while callers may be committing without it (with a seal
+# interval longer than this): callers commit 1,000-2,000 times a second back to back, so the
+# WAL holds what INLINE_WAL_COPY_COMMITS and one such sleep add up to, within WAL_RESERVE_BYTES.
+INLINE_POLL_SECONDS = 0.1
 # A commit whose frames grow the WAL file makes its fsync record the file's new size and blocks
 # too: 0.26–0.33 ms on the test machines' disks, against 0.14–0.18 ms for frames written over
 # space the file already has. SQLite starts the WAL again from its beginning after each full
