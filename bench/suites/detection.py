@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import shutil
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from statistics import median
@@ -40,17 +41,50 @@ QUICK_START = date(2026, 10, 26)  # two weeks, the same attacks
 SEED = 20261012
 
 
+@dataclass
+class Plan:
+    """A scenario's requests (and what it does around them), recorded to be run with the day's
+    benign traffic in time order: detectors keep their windows in event time, and a request
+    replayed hours after later ones no longer counts in them."""
+
+    sim: Simulation
+    entries: list[tuple[datetime, Callable[[], Awaitable[object]]]] = field(default_factory=list)
+
+    def call(
+        self,
+        when: datetime,
+        who: str,
+        path: str,
+        purpose: str | None,
+        *,
+        label: str,
+        case: str | None = None,
+        ip: str = "10.0.0.1",
+    ) -> None:
+        self.entries.append(
+            (
+                when,
+                functools.partial(
+                    self.sim.call, when, who, path, purpose, case=case, ip=ip, label=label
+                ),
+            )
+        )
+
+    def do(self, when: datetime, action: Callable[[], Awaitable[object]]) -> None:
+        self.entries.append((when, action))
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
     expected_rules: tuple[str, ...]
     day: date
-    run: Callable[[Simulation, DemoStore, date], Awaitable[None]]
+    run: Callable[[Plan, DemoStore, date], None]
 
 
-async def bulk_volume(sim: Simulation, store: DemoStore, day: date) -> None:
+def bulk_volume(plan: Plan, store: DemoStore, day: date) -> None:
     for page in range(40):
-        await sim.call(
+        plan.call(
             at(day, 14, 0, 6 * page),
             "tj_analyst",
             f"/api/v1/datasets/population/records?limit=1000&offset={page * 1000 % 9000}",
@@ -59,10 +93,10 @@ async def bulk_volume(sim: Simulation, store: DemoStore, day: date) -> None:
         )
 
 
-async def enumeration(sim: Simulation, store: DemoStore, day: date) -> None:
+def enumeration(plan: Plan, store: DemoStore, day: date) -> None:
     rng = random.Random(1)
     for i, n in enumerate(rng.sample(range(1, 10_000), 200)):
-        await sim.call(
+        plan.call(
             at(day, 10, 0, 0.2 * i),
             "sw_officer",
             f"/api/v1/datasets/population/records/P{n:08d}",
@@ -71,10 +105,10 @@ async def enumeration(sim: Simulation, store: DemoStore, day: date) -> None:
         )
 
 
-async def slow_scrape(sim: Simulation, store: DemoStore, day: date) -> None:
+def slow_scrape(plan: Plan, store: DemoStore, day: date) -> None:
     rng = random.Random(2)
     for i, n in enumerate(rng.sample(range(1, 10_000), 480)):
-        await sim.call(
+        plan.call(
             at(day, 9, 0, 120 * i),
             "wj_officer",
             f"/api/v1/datasets/population/records/P{n:08d}",
@@ -83,9 +117,9 @@ async def slow_scrape(sim: Simulation, store: DemoStore, day: date) -> None:
         )
 
 
-async def off_hours(sim: Simulation, store: DemoStore, day: date) -> None:
+def off_hours(plan: Plan, store: DemoStore, day: date) -> None:
     for i in range(30):
-        await sim.call(
+        plan.call(
             at(day, 23, 0, 40 * i),
             "mz_caseworker",
             f"/api/v1/datasets/population/records?limit=100&offset={i * 100}",
@@ -95,9 +129,9 @@ async def off_hours(sim: Simulation, store: DemoStore, day: date) -> None:
         )
 
 
-async def purpose_drift(sim: Simulation, store: DemoStore, day: date) -> None:
+def purpose_drift(plan: Plan, store: DemoStore, day: date) -> None:
     for i in range(30):
-        await sim.call(
+        plan.call(
             at(day, 15, 0, 40 * i),
             "tj_analyst",
             f"/api/v1/datasets/population/records/P{(i * 331) % 9999 + 1:08d}",
@@ -106,10 +140,10 @@ async def purpose_drift(sim: Simulation, store: DemoStore, day: date) -> None:
         )
 
 
-async def refusal_burst(sim: Simulation, store: DemoStore, day: date) -> None:
+def refusal_burst(plan: Plan, store: DemoStore, day: date) -> None:
     targets = ["population", "social_insurance", "classified_cases", "medical_visits"]
     for i in range(40):
-        await sim.call(
+        plan.call(
             at(day, 16, 0, 1.5 * i),
             "public_dev",
             f"/api/v1/datasets/{targets[i % 4]}/records",
@@ -119,9 +153,9 @@ async def refusal_burst(sim: Simulation, store: DemoStore, day: date) -> None:
         )
 
 
-async def credential_anomaly(sim: Simulation, store: DemoStore, day: date) -> None:
+def credential_anomaly(plan: Plan, store: DemoStore, day: date) -> None:
     person = store.records["population"][77]
-    await sim.call(
+    plan.call(
         at(day, 11, 0),
         "mz_caseworker",
         f"/api/v1/datasets/population/records?id_number={person['id_number']}",
@@ -132,8 +166,8 @@ async def credential_anomaly(sim: Simulation, store: DemoStore, day: date) -> No
     )
 
 
-async def honeytoken(sim: Simulation, store: DemoStore, day: date) -> None:
-    await sim.call(
+def honeytoken(plan: Plan, store: DemoStore, day: date) -> None:
+    plan.call(
         at(day, 10, 30),
         "sw_officer",
         "/api/v1/datasets/population/records/P00004242",
@@ -142,7 +176,7 @@ async def honeytoken(sim: Simulation, store: DemoStore, day: date) -> None:
     )
 
 
-async def aggregation(sim: Simulation, store: DemoStore, day: date) -> None:
+def aggregation(plan: Plan, store: DemoStore, day: date) -> None:
     insured = {r["id_number"] for r in store.records["social_insurance"]}
     owners = {r["id_number"] for r in store.records["real_estate"]}
     people = [
@@ -150,7 +184,7 @@ async def aggregation(sim: Simulation, store: DemoStore, day: date) -> None:
     ][:60]
     for i, id_number in enumerate(people):
         for j, dataset in enumerate(("population", "social_insurance", "real_estate")):
-            await sim.call(
+            plan.call(
                 at(day, 15, 0, 20 * i + 5 * j),
                 "mz_caseworker",
                 f"/api/v1/datasets/{dataset}/records?id_number={id_number}",
@@ -160,46 +194,56 @@ async def aggregation(sim: Simulation, store: DemoStore, day: date) -> None:
             )
 
 
-async def schema_drift(sim: Simulation, store: DemoStore, day: date) -> None:
-    sim.platform.tamper = lambda ds, recs: [{**r, "police_note": "在逃人员"} for r in recs]
-    try:
-        await sim.call(
-            at(day, 14, 0),
-            "wj_officer",
-            "/api/v1/datasets/population/records?limit=20",
-            "health_management",
-            label="schema_drift",
-        )
-    finally:
-        sim.platform.tamper = None
+def schema_drift(plan: Plan, store: DemoStore, day: date) -> None:
+    sim = plan.sim
+
+    async def tampered() -> None:
+        sim.platform.tamper = lambda ds, recs: [{**r, "police_note": "在逃人员"} for r in recs]
+        try:
+            await sim.call(
+                at(day, 14, 0),
+                "wj_officer",
+                "/api/v1/datasets/population/records?limit=20",
+                "health_management",
+                label="schema_drift",
+            )
+        finally:
+            sim.platform.tamper = None
+
+    plan.do(at(day, 14, 0), tampered)
 
 
 # Seconds from starting a trace to the stored alert, per scenario label (traced leaks).
 TRACE_SECONDS: dict[str, float] = {}
 
 
-async def leak_traced(sim: Simulation, store: DemoStore, day: date) -> None:
+def leak_traced(plan: Plan, store: DemoStore, day: date) -> None:
     """统计局 fetches a page, a sixth of it turns up online as a CSV; the security team traces it."""
-    ctx = await sim.call(
-        at(day, 10, 0),
-        "tj_analyst",
-        "/api/v1/datasets/population/records?limit=600",
-        "statistics",
-        label="leak_traced",
-    )
-    assert ctx.body is not None
-    gateway = next(s.gateway for s in sim.pipeline.stages if s.name == "watermark")
-    leaked = random.Random(5).sample(ctx.body.records, 100)
-    started = time.perf_counter()
-    run_trace(
-        gateway,
-        leaks.table_of(leaked, "csv"),
-        actor="security",
-        roles=("security",),
-        source="found-online.csv",
-        data_sha256="0" * 64,
-    )
-    TRACE_SECONDS["leak_traced"] = time.perf_counter() - started
+    sim = plan.sim
+
+    async def fetched_and_traced() -> None:
+        ctx = await sim.call(
+            at(day, 10, 0),
+            "tj_analyst",
+            "/api/v1/datasets/population/records?limit=600",
+            "statistics",
+            label="leak_traced",
+        )
+        assert ctx.body is not None
+        gateway = next(s.gateway for s in sim.pipeline.stages if s.name == "watermark")
+        leaked = random.Random(5).sample(ctx.body.records, 100)
+        started = time.perf_counter()
+        run_trace(
+            gateway,
+            leaks.table_of(leaked, "csv"),
+            actor="security",
+            roles=("security",),
+            source="found-online.csv",
+            data_sha256="0" * 64,
+        )
+        TRACE_SECONDS["leak_traced"] = time.perf_counter() - started
+
+    plan.do(at(day, 10, 0), fetched_and_traced)
 
 
 SCENARIOS = (
@@ -238,6 +282,7 @@ async def _run(quick: bool) -> tuple[dict[str, Any], str]:
         keys = {e["name"]: e["api_key"] for e in entries if "api_key" in e}
         observations: list[Observation] = []
         detections: list[Detection] = []
+        alert_of: list[str] = []  # the alert each detection was recorded in
         engine = gateway.detection
         sink = engine.sink
 
@@ -247,6 +292,7 @@ async def _run(quick: bool) -> tuple[dict[str, Any], str]:
             detections.append(detection)
             result = sink(detection)  # the alert is stored (and notified, and acted on) here
             latencies.append(time.perf_counter() - submitted[-1])
+            alert_of.append(str(getattr(result, "id", "")))
             return result
 
         submitted: list[float] = [0.0]
@@ -273,14 +319,25 @@ async def _run(quick: bool) -> tuple[dict[str, Any], str]:
         started = time.perf_counter()
         for offset in range(days):
             day = first_day + timedelta(days=offset)
+            # The day's benign work and attacks, in time order (ties in the order listed).
+            timeline: list[tuple[datetime, int, Callable[[], Awaitable[object]]]] = []
             for when, who, path, purpose, case in benign_day(day, rng, store, honeytokens):
-                await sim.call(when, who, path, purpose, case=case)
+                call = functools.partial(sim.call, when, who, path, purpose, case=case)
+                timeline.append((when, len(timeline), call))
             for scenario in SCENARIOS:
                 if scenario.day == day:
-                    await scenario.run(sim, store, day)
-                    _reset_responses(gateway, detections)
+                    plan = Plan(sim)
+                    scenario.run(plan, store, day)
+                    for when, action in plan.entries:
+                        timeline.append((when, len(timeline), action))
+                    # The security team looks into it and restores what the response suspended,
+                    # a second after the attack's last request.
+                    done = max(when for when, _ in plan.entries) + timedelta(seconds=1)
+                    timeline.append((done, len(timeline), _restorer(gateway)))
+            for _, _, action in sorted(timeline, key=lambda entry: entry[:2]):
+                await action()
         simulated_seconds = time.perf_counter() - started
-        figures = _score(sim, detections, observations)
+        figures = _score(sim, detections, alert_of)
         figures["simulation"] = {
             "days": days,
             "benign_requests": sim.counts.get("benign", 0),
@@ -316,7 +373,14 @@ def _backdate_grants(gateway: Gateway, start: datetime) -> None:
     gateway.refresh()
 
 
-def _reset_responses(gateway: Gateway, detections: list[Detection]) -> None:
+def _restorer(gateway: Gateway) -> Callable[[], Awaitable[None]]:
+    async def restore() -> None:
+        _reset_responses(gateway)
+
+    return restore
+
+
+def _reset_responses(gateway: Gateway) -> None:
     """After each attack the security team investigates and restores suspended keys."""
     for alert in gateway.alerts.store.search(limit=1000):
         if any(e["action"] == "action" for e in gateway.alerts.store.timeline(alert.id)):
@@ -325,21 +389,28 @@ def _reset_responses(gateway: Gateway, detections: list[Detection]) -> None:
     gateway.refresh()
 
 
-def _score(
-    sim: Simulation, detections: list[Detection], observations: list[Observation]
-) -> dict[str, Any]:
+def _score(sim: Simulation, detections: list[Detection], alert_of: list[str]) -> dict[str, Any]:
+    """Scenarios by the detections their own requests raised; false alerts are the alerts that
+    benign traffic raised. A benign request that finds an attack still in its rule's window (the
+    same person, minutes after) adds to that attack's open alert: counted apart, not as a false
+    alert, since the security team sees no new alert."""
     by_label: dict[str, list[Detection]] = {}
     false_alerts: list[str] = []
-    for d in detections:
+    raised_by: dict[str, str] = {}  # alert → the label of the request that raised it
+    joined = 0
+    for d, alert in zip(detections, alert_of, strict=True):
         # A traced leak comes from a trace, not an access: its evidence names the request.
         request_id = (
             d.observation.request_id if d.observation else d.finding.evidence.get("request_id")
         )
         label = sim.labels.get(str(request_id), "benign")
-        if label == "benign":
+        first = raised_by.setdefault(alert, label)
+        if label != "benign":
+            by_label.setdefault(label, []).append(d)
+        elif first == "benign":
             false_alerts.append(f"{d.rule.id}: {d.finding.summary}")
         else:
-            by_label.setdefault(label, []).append(d)
+            joined += 1
     rows = {}
     delays = []
     for scenario in SCENARIOS:
@@ -371,6 +442,7 @@ def _score(
         if benign
         else None,
         "false_alert_examples": false_alerts[:10],
+        "benign_joined_attack_alerts": joined,
     }
 
 
@@ -422,7 +494,11 @@ def _markdown(f: dict[str, Any]) -> str:
         f"notifications queued and response actions taken): p50 **{f['alert_latency_ms']['p50']} ms**, "
         f"max {f['alert_latency_ms']['max']} ms over {f['alert_latency_ms']['alerts']} alerts.",
         f"- False alerts: **{f['false_alerts']}** over {sim['benign_requests']} benign requests "
-        f"(**{f['false_alerts_per_10k_benign']} per 10,000**).",
+        f"(**{f['false_alerts_per_10k_benign']} per 10,000**): findings on benign requests that "
+        "raised an alert or added to one benign traffic raised. Benign requests and attacks run "
+        "interleaved in time order; a benign request by an attacker minutes after the attack "
+        "finds it still in the rule's window and adds to the attack's open alert "
+        f"({f['benign_joined_attack_alerts']} such findings), which no one sees as a new alert.",
         f"- Engine throughput (all detectors, in memory): **{t['events_per_second']:,} events/s** "
         f"({t['events']} recorded observations replayed).",
         "- The traced leak: a statistics page of 600 records, 100 of them found as a CSV and traced "
