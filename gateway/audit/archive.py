@@ -194,6 +194,10 @@ def _write_segment(
                 ("last_seq", str(last)),
                 ("last_hash", last_hash.hex()),
                 ("archived_at", now_iso()),
+                # The earliest and latest stamps: what a search needs to know whether to read it.
+                *seg.execute(
+                    "SELECT 'min_ts', min(ts) FROM events UNION ALL SELECT 'max_ts', max(ts) FROM events"
+                ).fetchall(),
             ],
         )
         seg.execute("COMMIT")

@@ -127,8 +127,7 @@ class SearchResult:
     # {"after_seq": N}, set by the journal on a full page. Empty on a short page, and always
     # from Elasticsearch, which holds several journals' record numbers (it pages by offset).
     next: dict[str, int] = field(default_factory=dict)
-    # The journal searches its live records only: what it says when archived segments may hold
-    # more matches (None: none can).
+    # What a search says of archived segments it could not read (None: it read all it needed).
     archived_note: str | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -472,7 +471,7 @@ def search_parts(
                 subject_hasher,
                 use_index=part == live,
             )
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, ValueError) as exc:  # ValueError: a record not parseable
             if part == live:
                 raise
             log.warning("归档分段无法检索 (archived segment not searched): %s: %s", part, exc)
@@ -505,7 +504,7 @@ def scan_parts(
     for part in reversed(parts) if q.newest_first else parts:
         try:
             yield from scan(part, q, subject_hasher, use_index=part == live)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, ValueError) as exc:  # ValueError: a record not parseable
             if part == live or unreadable is None:
                 raise
             log.warning("归档分段无法读取 (archived segment unreadable): %s: %s", part, exc)

@@ -12,13 +12,13 @@ import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from gateway.audit import search as journal_search
 from gateway.audit.integrity import segments
-from gateway.audit.journal import connect
+from gateway.audit.journal import connect, read_meta
 from gateway.audit.search import AuditQuery, SearchResult, iso
 from gateway.settings import Settings
 
@@ -27,10 +27,6 @@ log = logging.getLogger(__name__)
 
 # An archived segment's name says which records it holds (archive.segment_name).
 _SEGMENT_NAME = re.compile(r"journal-(\d+)-(\d+)\.db")
-# Events are numbered as they commit, stamped as their requests began: a long request's event
-# may follow later ones. A segment whose first and last events lie this far outside a period
-# holds none of it.
-_STAMP_SLACK = timedelta(days=1)
 
 # What a report may group access events by, and where each lives in an event document.
 GROUP_FIELDS = {
@@ -71,65 +67,93 @@ class AuditStore(Protocol):
 
 
 class JournalStore:
-    """The live journal and its archived segments, as one history."""
+    """The live journal and its archived segments, as one history.
+
+    Each answer reads the segments that may hold its time range (by each segment's earliest and
+    latest stamp, `segment_span`), then the live journal. A segment whose records the live journal
+    still holds (an archive cut short) is left out. An archive that runs while an answer is read
+    moves records from the live journal into a new segment: a search or report starts again, an
+    export fails rather than leave them out (`ArchiveMoved`)."""
 
     name = "journal"
+    ATTEMPTS = 3  # reads of an answer while archives keep moving records under it
 
     def __init__(self, path: Path, hasher: Hasher) -> None:
         self.path = path
         self.hasher = hasher
         # Archived segments this store's answers needed and could not read (their records are
         # not in them): each answer that can carries its own note, reports and incident reports
-        # read this.
+        # read this. A store serves one request, one report: it is not shared between threads.
         self.unreadable: set[str] = set()
 
     def search(self, query: AuditQuery) -> SearchResult:
-        parts, misnamed = self._parts(query.since, query.until)
-        if len(parts) == 1 and not misnamed:
-            return journal_search.search(self.path, query, self.hasher)
-        result, unreadable = journal_search.search_parts(parts, query, self.hasher)
-        unread = sorted({p.name for p in unreadable} | set(misnamed))
+        for _ in range(self.ATTEMPTS):
+            state = self._archive_state()
+            parts, unread = self._parts(query.since, query.until)
+            if len(parts) == 1 and not unread:
+                result = journal_search.search(self.path, query, self.hasher)
+            else:
+                result, failed = journal_search.search_parts(parts, query, self.hasher)
+                unread += [p.name for p in failed]
+            if self._archive_state() == state:
+                break
+        else:
+            raise ArchiveMoved()
         self.unreadable.update(unread)
         if unread:
-            result = dataclasses.replace(result, archived_note=not_searched(unread))
+            result = dataclasses.replace(result, archived_note=not_searched(sorted(unread)))
         return result
 
     def scan(self, query: AuditQuery, *, lenient: bool = False) -> Iterator[dict[str, Any]]:
         """Every match, archived segments included. A segment that cannot be read stops the
-        export with the error (an export cannot carry a note: a CSV cut short says more than
-        rows quietly missing); `lenient` reads on past it and adds it to `unreadable`, for a
-        reader that says so (an incident report)."""
-        parts, misnamed = self._parts(query.since, query.until)
-        if misnamed and not lenient:
-            raise sqlite3.DatabaseError(not_searched(misnamed))
-        self.unreadable.update(misnamed)
+        export with the error, before its first row if it cannot be opened (an export cannot
+        carry a note: a CSV cut short says more than rows quietly missing); `lenient` reads on
+        past it and adds it to `unreadable`, for a reader that says so (an incident report)."""
+        state = self._archive_state()
+        parts, unread = self._parts(query.since, query.until)
+        if unread and not lenient:
+            raise sqlite3.DatabaseError(not_searched(sorted(unread)))
+        self.unreadable.update(unread)
         skipped: list[Path] | None = [] if lenient else None
         yield from journal_search.scan_parts(parts, query, self.hasher, skipped)
         self.unreadable.update(p.name for p in skipped or [])
+        if self._archive_state() != state:
+            raise ArchiveMoved()
+
+    def _archive_state(self) -> tuple[tuple[str, ...], int | None]:
+        """What an archive run changes: the segments there are, the live journal's first record."""
+        return tuple(s.name for s in segments(self.path)), _first_seq(self.path)
 
     def _parts(
         self, since: datetime | None, until: datetime | None
     ) -> tuple[list[Path], list[str]]:
         """The archived segments that may hold records of [since, until], oldest first, then
-        the live journal; and the names of files in the archive folder that are not segments'.
-        A segment whose records the live journal still holds (an archive cut short) is left
-        out."""
+        the live journal; and the names of those that cannot be read (or are no segment)."""
         archived = segments(self.path)
         if not archived:
             return [self.path], []
         live_first = _first_seq(self.path)
         chosen: list[Path] = []
-        misnamed: list[str] = []
+        unread: list[str] = []
         for segment in archived:
             named = _SEGMENT_NAME.fullmatch(segment.name)
             if named is None:
-                misnamed.append(segment.name)
+                unread.append(segment.name)
                 continue
             if live_first is not None and int(named.group(2)) >= live_first:
+                continue  # the live journal still holds its records
+            try:
+                span = segment_span(segment)
+            except (sqlite3.Error, OSError, ValueError) as exc:
+                log.warning("归档分段无法读取 (archived segment unreadable): %s: %s", segment, exc)
+                unread.append(segment.name)
                 continue
-            if _may_hold(segment, since, until):
-                chosen.append(segment)
-        return [*chosen, self.path], misnamed
+            if span is None:
+                continue  # no records
+            if (since is not None and span[1] < since) or (until is not None and span[0] > until):
+                continue  # none stamped within the range
+            chosen.append(segment)
+        return [*chosen, self.path], unread
 
     def groups(self, part: Slice, by: str) -> list[Group]:
         column = {
@@ -157,40 +181,57 @@ class JournalStore:
             args.append(part.decision)
         if part.datasets == ():
             return []
-        # The last condition is the live journal's own: only what lies past the archive.
         sql = (
             f"SELECT {column} AS k, count(*),"
             " coalesce(sum(json_extract(doc, '$.shareguard.records')), 0)"
-            f" FROM events WHERE {' AND '.join(where)} AND seq > ? GROUP BY k"
+            f" FROM events WHERE {' AND '.join(where)} GROUP BY k"
         )
-        totals: dict[str | None, tuple[int, int]] = {}
+        for _ in range(self.ATTEMPTS):
+            state = self._archive_state()
+            totals, unread = self._group_totals(sql, args, part)
+            if self._archive_state() == state:
+                break
+        else:
+            raise ArchiveMoved()
+        self.unreadable.update(unread)
+        ranked = sorted(totals.items(), key=lambda kv: (-kv[1][0], kv[0] is not None, kv[0] or ""))
+        return [Group(k, n, r) for k, (n, r) in ranked]
 
-        def add(rows: list[Any]) -> None:
+    def _group_totals(
+        self, sql: str, args: list[Any], part: Slice
+    ) -> tuple[dict[str | None, tuple[int, int]], list[str]]:
+        totals: dict[str | None, tuple[int, int]] = {}
+        parts, unread = self._parts(part.since, part.until)
+        for path in parts:
+            if not path.exists():
+                continue
+            try:
+                conn = connect(path, readonly=True)
+                try:
+                    rows = conn.execute(sql, args).fetchall()
+                finally:
+                    conn.close()
+            except sqlite3.Error as exc:
+                if path == self.path:
+                    raise
+                log.warning("归档分段无法读取 (archived segment unreadable): %s: %s", path, exc)
+                unread.append(path.name)
+                continue
             for k, n, r in rows:
                 before = totals.get(k, (0, 0))
                 totals[k] = (before[0] + int(n), before[1] + int(r))
+        return totals, unread
 
-        archived_upto = 0
-        for segment in segments(self.path):
-            named = _SEGMENT_NAME.fullmatch(segment.name)
-            if named is None:
-                self.unreadable.add(segment.name)
-                continue
-            archived_upto = max(archived_upto, int(named.group(2)))
-            try:
-                add(_segment_groups(segment, sql, [*args, 0], part))
-            except sqlite3.Error as exc:
-                log.warning("归档分段无法读取 (archived segment unreadable): %s: %s", segment, exc)
-                self.unreadable.add(segment.name)
-        if self.path.exists():
-            # Past the archive only: while an archive is being made, its records are in both.
-            conn = connect(self.path, readonly=True)
-            try:
-                add(conn.execute(sql, [*args, archived_upto]).fetchall())
-            finally:
-                conn.close()
-        ranked = sorted(totals.items(), key=lambda kv: (-kv[1][0], kv[0] is not None, kv[0] or ""))
-        return [Group(k, n, r) for k, (n, r) in ranked]
+
+class ArchiveMoved(sqlite3.OperationalError):
+    """An archive run moved records while an answer was read, again and again (a search or a
+    report), or once under an export, which cannot start again: run it again."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "读取期间归档移动了记录，请重试 (an archive run moved records while they were read;"
+            " run it again)"
+        )
 
 
 def not_searched(names: list[str]) -> str:
@@ -212,53 +253,34 @@ def _first_seq(path: Path) -> int | None:
     return None if row[0] is None else int(row[0])
 
 
-def _ends(conn: sqlite3.Connection) -> tuple[datetime, datetime] | None:
-    """When a journal file's first and last records (by seq) were stamped; None if it has none."""
-    first, last = conn.execute(
-        "SELECT (SELECT ts FROM events ORDER BY seq LIMIT 1),"
-        " (SELECT ts FROM events ORDER BY seq DESC LIMIT 1)"
-    ).fetchone()
-    if first is None:
-        return None
-    return datetime.fromisoformat(first), datetime.fromisoformat(last)
+# Segments never change once written: their spans, by file and version, read once.
+_SPANS: dict[tuple[str, int, int], tuple[datetime, datetime] | None] = {}
+_SPANS_KEPT = 4096
 
 
-def _outside(
-    ends: tuple[datetime, datetime] | None, since: datetime | None, until: datetime | None
-) -> bool:
-    """Whether records stamped between these ends lie wholly outside [since, until]."""
-    if ends is None:
-        return True
-    first, last = ends
-    return (since is not None and last < since - _STAMP_SLACK) or (
-        until is not None and first > until + _STAMP_SLACK
-    )
-
-
-def _may_hold(segment: Path, since: datetime | None, until: datetime | None) -> bool:
-    """Whether a segment may hold records of [since, until]; one that cannot be read may."""
-    if since is None and until is None:
-        return True
-    try:
-        conn = connect(segment, readonly=True)
-        try:
-            return not _outside(_ends(conn), since, until)
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return True
-
-
-def _segment_groups(segment: Path, sql: str, args: list[Any], part: Slice) -> list[Any]:
-    """The groups one archived segment holds of the slice; none, unread, if its first and last
-    events lie well outside the slice's period."""
+def segment_span(segment: Path) -> tuple[datetime, datetime] | None:
+    """The earliest and latest stamp of a segment's records (None: it holds none): from its
+    meta (written when it was archived), else read from its records once and remembered.
+    Earliest and latest, not first and last: stamps need not follow the order of commits (a
+    clock stepped back, a long request). Raises if the segment cannot be read."""
+    stat = segment.stat()
+    key = (str(segment), stat.st_size, stat.st_mtime_ns)
+    if key in _SPANS:
+        return _SPANS[key]
     conn = connect(segment, readonly=True)
     try:
-        if _outside(_ends(conn), part.since, part.until):
-            return []
-        return list(conn.execute(sql, args).fetchall())
+        meta = read_meta(conn)
+        if "min_ts" in meta and "max_ts" in meta:
+            lo, hi = meta["min_ts"], meta["max_ts"]
+        else:
+            lo, hi = conn.execute("SELECT min(ts), max(ts) FROM events").fetchone()
     finally:
         conn.close()
+    span = None if lo is None else (datetime.fromisoformat(lo), datetime.fromisoformat(hi))
+    if len(_SPANS) >= _SPANS_KEPT:
+        _SPANS.clear()
+    _SPANS[key] = span
+    return span
 
 
 def open_store(settings: Settings, hasher: Hasher) -> AuditStore:

@@ -197,10 +197,19 @@ def _record(settings: Settings, action: str, *, outcome: str = "success", **deta
 
 
 def _store_errors() -> tuple[type[BaseException], ...]:
+    """A store that cannot answer: Elasticsearch's errors, the journal's (or a segment's) SQLite."""
+    import sqlite3
+
     from elastic_transport import TransportError
     from elasticsearch import ApiError
 
-    return (TransportError, ApiError)
+    return (TransportError, ApiError, sqlite3.Error)
+
+
+def _store_hint(exc: BaseException) -> str:
+    import sqlite3
+
+    return "" if isinstance(exc, sqlite3.Error) else "；可加 --store journal 检索本地日志"
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -217,7 +226,7 @@ def _search(args: argparse.Namespace) -> int:
     except _Fail as exc:
         return fail(str(exc))
     except _store_errors() as exc:
-        return fail(f"检索失败 (search failed): {exc}；可加 --store journal 检索本地日志")
+        return fail(f"检索失败 (search failed): {exc}{_store_hint(exc)}")
     _record(settings, "audit-search", query=public_params(params), store=result.store)
     if args.json:
         print_json(result.to_json())
@@ -405,7 +414,7 @@ def _report(args: argparse.Namespace) -> int:
     except _Fail as exc:
         return fail(str(exc))
     except _store_errors() as exc:
-        return fail(f"报告生成失败 (report failed): {exc}；可加 --store journal")
+        return fail(f"报告生成失败 (report failed): {exc}{_store_hint(exc)}")
     if args.format == "json":
         import orjson
 

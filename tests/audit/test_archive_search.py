@@ -15,7 +15,7 @@ from gateway.audit.integrity import segments
 from gateway.audit.journal import Journal
 from gateway.audit.search import query_from_params
 from gateway.audit.signing import StatementSigner
-from gateway.audit.stores import JournalStore
+from gateway.audit.stores import ArchiveMoved, JournalStore, segment_span
 from gateway.keys import SubjectHasher
 from tests.factories import access_event
 
@@ -150,3 +150,72 @@ def test_a_file_in_the_archive_that_is_no_segment_is_named_not_passed_over(
     lenient = JournalStore(archived.path, HASHER)
     assert len(list(lenient.scan(query_from_params({}), lenient=True))) == 14
     assert lenient.unreadable == {"journal-copy.db"}
+
+
+def test_a_segment_is_chosen_by_its_earliest_and_latest_stamps_not_its_first_and_last(
+    tmp_path: Path,
+) -> None:
+    # A clock three days fast, then set right: stamps out of commit order by more than a day.
+    stamps = [T0 + timedelta(days=12), T0 + timedelta(days=12, hours=12), T0 + timedelta(days=9)]
+    signer = StatementSigner.generate()
+    paths = tmp_path / "a.db", tmp_path / "b.db"
+    for path in paths:
+        journal = Journal(path, signer)
+        for n, stamp in enumerate([*stamps, T0 + timedelta(days=20)], start=1):
+            journal.append(access_event(n, timestamp=stamp))
+        journal.close()
+    archive(paths[0], signer, upto=3)
+    archived, whole = (JournalStore(p, HASHER) for p in paths)
+    query = query_from_params({"since": "2026-03-13", "until": "2026-03-14"})
+    assert seqs(archived.search(query).events) == seqs(whole.search(query).events) == [2, 1]
+
+
+def test_segments_that_cannot_hold_the_range_are_not_read(
+    stores: tuple[JournalStore, JournalStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.audit import search as search_module
+
+    archived, whole = stores
+    read: list[str] = []
+    real = search_module.search
+
+    def recording(path: Path, *args: Any, **kwargs: Any) -> Any:
+        read.append(path.name)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(search_module, "search", recording)
+    query = query_from_params({"since": "2026-03-08"})  # records 7 on: the second segment on
+    assert seqs(archived.search(query).events) == seqs(whole.search(query).events)
+    first, second = (s.name for s in segments(archived.path))
+    assert first not in read and second in read
+
+
+def test_an_export_during_which_an_archive_moves_records_fails_rather_than_leave_them_out(
+    tmp_path: Path,
+) -> None:
+    signer = StatementSigner.generate()
+    path = tmp_path / "journal.db"
+    history(path, 12, signer)
+    archive(path, signer, upto=3)
+    store = JournalStore(path, HASHER)
+    rows = store.scan(query_from_params({"order": "oldest"}))
+    taken = [next(rows) for _ in range(5)]  # into the live journal
+    archive(path, signer, upto=9)  # 6-9 leave it for a segment this export did not list
+    with pytest.raises(ArchiveMoved):
+        taken += list(rows)
+    assert seqs(taken)[:5] == [1, 2, 3, 4, 5]
+    # A search read again once the archive is done answers whole.
+    assert store.search(query_from_params({"limit": "20"})).total == 12
+
+
+def test_a_segment_archived_before_spans_were_kept_has_its_span_read_from_its_records(
+    stores: tuple[JournalStore, JournalStore],
+) -> None:
+    archived, _ = stores
+    first = segments(archived.path)[0]
+    kept = segment_span(first)
+    conn = sqlite3.connect(first)
+    conn.execute("DELETE FROM meta WHERE name IN ('min_ts', 'max_ts')")
+    conn.commit()
+    conn.close()
+    assert segment_span(first) == kept == (T0 + timedelta(days=1), T0 + timedelta(days=5))

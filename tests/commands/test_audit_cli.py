@@ -255,3 +255,19 @@ def test_search_pages_by_seq_with_before_seq(journal: Settings, capsys: Capture)
     assert run(journal, *argv, "--json") == 0
     second = [e["shareguard"]["seq"] for e in orjson.loads(capsys.readouterr().out)["events"]]
     assert second == list(range(first[-1] - 1, first[-1] - 6, -1))
+
+
+def test_an_export_that_meets_an_unreadable_segment_fails_clearly_and_is_recorded(
+    journal: Settings, tmp_path: Path, capsys: Capture
+) -> None:
+    from gateway.audit.integrity import segments
+
+    assert run(journal, "audit", "archive", "--upto", "6") == 0
+    [segment] = segments(journal.journal_path)
+    segment.write_bytes(b"not a database" * 100)
+    capsys.readouterr()
+    out = tmp_path / "export.csv"
+    assert run(journal, "audit", "export", "--output", str(out)) != 0
+    err = capsys.readouterr().err
+    assert "export failed" in err and segment.name in err
+    assert staff_actions(journal)[-2:] == [("audit-export", "success"), ("audit-export", "failure")]
