@@ -63,13 +63,7 @@ def create_app(gateway: Gateway, *, dashboards: Path = DASHBOARDS) -> Starlette:
         password = form.get("password", "")
         staff = await console.sign_in(request, username, password, method="form")
         if isinstance(staff, Refused):
-            return templates.TemplateResponse(
-                request,
-                "login.html",
-                {"error": staff.message},
-                status_code=staff.status,
-                headers=refusal_headers(staff),
-            )
+            return refused_page(request, staff)
         before = session_ref(request)  # a session this browser held: replaced, not left live
         try:
             token = await asyncio.to_thread(
@@ -81,7 +75,7 @@ def create_app(gateway: Gateway, *, dashboards: Path = DASHBOARDS) -> Starlette:
             )
         except SQLAlchemyError:
             log.exception("登录时未能建立会话 (session not started)")
-            return unavailable(request)
+            return refused_page(request, STATE_UNAVAILABLE)
         request.session["staff"] = {"id": staff.id, "token": token}
         await console.record(request, staff, "login")
         return RedirectResponse("/", status_code=303)
@@ -95,19 +89,20 @@ def create_app(gateway: Gateway, *, dashboards: Path = DASHBOARDS) -> Starlette:
         except SQLAlchemyError:
             # The cookie is kept: signing out can be tried again once the database answers.
             log.exception("注销时未能结束会话 (session not ended)")
-            return unavailable(request)
+            return refused_page(request, STATE_UNAVAILABLE)
         request.session.clear()
         if staff is not None:
             await console.record(request, staff, "logout")
         return RedirectResponse("/login", status_code=303)
 
-    def unavailable(request: Request) -> Response:
+    def refused_page(request: Request, refused: Refused) -> Response:
+        """The sign-in page saying why signing in (or out) was refused."""
         return templates.TemplateResponse(
             request,
             "login.html",
-            {"error": STATE_UNAVAILABLE.message},
-            status_code=STATE_UNAVAILABLE.status,
-            headers=refusal_headers(STATE_UNAVAILABLE),
+            {"error": refused.message},
+            status_code=refused.status,
+            headers=refusal_headers(refused),
         )
 
     @console.page()
