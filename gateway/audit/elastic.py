@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from elasticsearch import BadRequestError, Elasticsearch, NotFoundError
 
-from gateway.audit.search import AuditQuery, SearchResult, iso
+from gateway.audit.search import AuditQuery, SearchResult, iso, subject_digest
 from gateway.audit.stores import GROUP_FIELDS, Group, Hasher, Slice
 from gateway.settings import REPO_ROOT, Settings
 
@@ -141,8 +141,9 @@ def es_query(q: AuditQuery, hasher: Hasher) -> dict[str, Any]:
     ):
         if value is not None:
             filters.append({"term": {field: value}})
-    if q.data_subject is not None:
-        filters.append({"term": {"shareguard.data_subjects.hashes": hasher(q.data_subject)}})
+    digest = subject_digest(q, hasher)
+    if digest is not None:
+        filters.append({"term": {"shareguard.data_subjects.hashes": digest}})
     span: dict[str, str] = {}
     if q.since is not None:
         span["gte"] = iso(q.since)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,9 @@ class AuditQuery:
     decision: str | None = None
     request_id: str | None = None
     data_subject: str | None = None  # the identifier in clear; hashed before it is looked up
+    # ... or its keyed hash, as the log holds it (what the console's links carry, so that the
+    # identifier stays out of URLs and the browser's history).
+    subject_hash: str | None = None
     since: datetime | None = None
     until: datetime | None = None
     text: str | None = None
@@ -69,6 +73,12 @@ class AuditQuery:
             raise ValueError(
                 "before_seq/after_seq 不与 offset 同用 (a seq cursor replaces the offset)"
             )
+        if self.data_subject is not None and self.subject_hash is not None:
+            raise ValueError(
+                "data_subject 与 subject_hash 只能给一个 (give data_subject or subject_hash)"
+            )
+        if self.subject_hash is not None and not _SUBJECT_HASH.fullmatch(self.subject_hash):
+            raise ValueError("subject_hash 须为 32 位十六进制摘要 (32 hex digits)")
         if self.since and self.until and self.since > self.until:
             raise ValueError("since 晚于 until (since is after until)")
         for value in (self.since, self.until):
@@ -76,7 +86,16 @@ class AuditQuery:
                 raise ValueError("时间必须带时区 (times must carry a time zone)")
 
 
-FILTERS = ("user", "department", "dataset", "purpose", "decision", "request_id", "data_subject")
+FILTERS = (
+    "user",
+    "department",
+    "dataset",
+    "purpose",
+    "decision",
+    "request_id",
+    "data_subject",
+    "subject_hash",
+)
 PARAMS = (
     *FILTERS,
     *("since", "until", "query", "kind", "limit", "offset", "order", "before_seq", "after_seq"),
@@ -108,6 +127,16 @@ def query_from_params(params: Mapping[str, str | None]) -> AuditQuery:
     if order == "oldest":
         values["newest_first"] = False
     return AuditQuery(**values)  # type: ignore[arg-type]
+
+
+_SUBJECT_HASH = re.compile(r"[0-9a-f]{32}")
+
+
+def subject_digest(q: AuditQuery, subject_hasher: Callable[[str], str]) -> str | None:
+    """The keyed hash the query looks a data subject up by, if it does."""
+    if q.subject_hash is not None:
+        return q.subject_hash
+    return subject_hasher(q.data_subject) if q.data_subject is not None else None
 
 
 def public_params(params: Mapping[str, str | None]) -> dict[str, str]:
@@ -214,7 +243,7 @@ def _where(
     conds, args = _column_conditions(q)
     doc: list[str] = []
     doc_args: list[Any] = []
-    digest = subject_hasher(q.data_subject) if q.data_subject is not None else None
+    digest = subject_digest(q, subject_hasher)
     if digest is not None:
         doc.append("instr(doc, ?) > 0")  # also guards against two subjects sharing a key
         doc_args.append(digest)
@@ -355,7 +384,7 @@ def _walks(
     def columns(alias: str) -> tuple[list[str], list[Any]]:
         return _column_conditions(q, alias, ts_index=False)
 
-    digest = subject_hasher(q.data_subject) if q.data_subject is not None else None
+    digest = subject_digest(q, subject_hasher)
     doc: list[str] = []
     doc_args: list[Any] = []
     if digest is not None:

@@ -16,7 +16,14 @@ from urllib.parse import urlencode
 from elastic_transport import TransportError
 from elasticsearch import ApiError
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Route
 
 from gateway.audit.csvexport import csv_lines
@@ -33,6 +40,7 @@ from gateway.audit.report import (
 )
 from gateway.audit.search import (
     MAX_WINDOW,
+    PARAMS,
     AuditQuery,
     SearchResult,
     public_params,
@@ -41,11 +49,17 @@ from gateway.audit.search import (
 from gateway.audit.signing import StatementVerifier
 from gateway.audit.status import audit_status
 from gateway.audit.stores import AuditStore, JournalStore, open_store
+from gateway.console.auth import FormRefused, small_form
 from gateway.console.common import Console, api_error
 
 AUDIT_READERS = ("auditor", "security")
 AUDITORS = ("auditor",)
 PAGE_SIZE = 50
+# The search form, posted (`audit_form`): its fields, and the bounds of what is read of it.
+FORM_FIELDS = (*PARAMS, "store")
+SEARCH_FORM_LIMIT = 8 * 1024
+SEARCH_FORM_FIELDS = 2 * len(FORM_FIELDS)
+SEARCH_FORM = ("检索表单", "the search form")
 # Elasticsearch unreachable or refusing (a missing data stream included), or the journal's
 # SQLite failing (locked, malformed, unreadable): the store is unavailable, not the request wrong.
 STORE_ERRORS = (TransportError, ApiError, sqlite3.Error)
@@ -162,9 +176,30 @@ def routes(console: Console) -> list[Route]:
             "result": result,
             "page_size": PAGE_SIZE,
             "export_query": urlencode(filters),
+            "any_subject_query": urlencode(
+                {k: v for k, v in filters.items() if k not in ("subject_hash", "data_subject")}
+            ),
             **_page_links(params, filters, result),
         }
         return console.templates.TemplateResponse(request, "audit.html", context)
+
+    @console.page(*AUDIT_READERS)
+    async def audit_form(request: Request) -> Response:
+        """The search form, posted: the same search as a page of its own, with a data subject's
+        identifier replaced by its keyed hash, so that it stays out of the URL, the browser's
+        history and every link on the page (the audit log never holds it either)."""
+        try:
+            form = await small_form(
+                request, limit=SEARCH_FORM_LIMIT, fields=SEARCH_FORM_FIELDS, what=SEARCH_FORM
+            )
+        except FormRefused as refused:
+            return PlainTextResponse(refused.message, status_code=refused.status)
+        params = {k: v.strip() for k, v in form.items() if k in FORM_FIELDS and v.strip()}
+        subject = params.pop("data_subject", None)
+        if subject is not None:
+            params.pop("subject_hash", None)  # a new identifier replaces the one searched
+            params["subject_hash"] = gateway.hasher(subject)
+        return RedirectResponse("/audit?" + urlencode(params), status_code=303)
 
     @console.api(*AUDIT_READERS)
     async def audit_api(request: Request) -> Response:
@@ -330,7 +365,8 @@ def routes(console: Console) -> list[Route]:
         return JSONResponse(await asyncio.to_thread(audit_status, settings, gateway.journal))
 
     return [
-        Route("/audit", audit_page),
+        Route("/audit", audit_page, methods=["GET"]),
+        Route("/audit", audit_form, methods=["POST"]),
         Route("/audit/report", report_page),
         Route("/api/admin/audit/search", audit_api),
         Route("/api/admin/audit/export", export_api),

@@ -224,27 +224,32 @@ class FormRefused(Exception):
         self.message = message
 
 
-async def small_form(request: Request) -> dict[str, str]:
-    """The fields of a sign-in form: URL-encoded only (a multipart part would be spooled to disk
-    before anyone signed in), at most LOGIN_FORM_LIMIT bytes, counted while read when no
-    Content-Length says so, and at most LOGIN_FORM_FIELDS fields."""
+async def small_form(
+    request: Request,
+    *,
+    limit: int = LOGIN_FORM_LIMIT,
+    fields: int = LOGIN_FORM_FIELDS,
+    what: tuple[str, str] = ("登录表单", "the sign-in form"),
+) -> dict[str, str]:
+    """The fields of a small form (the sign-in form by default): URL-encoded only (a multipart
+    part would be spooled to disk before anyone signed in), at most `limit` bytes, counted while
+    read when no Content-Length says so, and at most `fields` fields."""
+    zh, en = what
     kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if kind != "application/x-www-form-urlencoded":
         raise FormRefused(
             415,
-            "登录表单须为 application/x-www-form-urlencoded "
-            "(the sign-in form must be application/x-www-form-urlencoded)",
+            f"{zh}须为 application/x-www-form-urlencoded "
+            f"({en} must be application/x-www-form-urlencoded)",
         )
-    too_large = FormRefused(
-        413, f"登录表单过大 (the sign-in form is over {LOGIN_FORM_LIMIT // 1024} KiB)"
-    )
+    too_large = FormRefused(413, f"{zh}过大 ({en} is over {limit // 1024} KiB)")
     declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > LOGIN_FORM_LIMIT):
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise too_large
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
-        if len(body) > LOGIN_FORM_LIMIT:
+        if len(body) > limit:
             raise too_large
     try:
         pairs = parse_qsl(
@@ -252,10 +257,10 @@ async def small_form(request: Request) -> dict[str, str]:
             keep_blank_values=True,
             strict_parsing=False,
             errors="strict",
-            max_num_fields=LOGIN_FORM_FIELDS,
+            max_num_fields=fields,
         )
     except ValueError:  # not ASCII, not UTF-8 once decoded, or too many fields
-        raise FormRefused(400, "登录表单无法解析 (the sign-in form cannot be read)") from None
+        raise FormRefused(400, f"{zh}无法解析 ({en} cannot be read)") from None
     return dict(pairs)
 
 

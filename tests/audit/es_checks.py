@@ -204,6 +204,7 @@ QUERIES: list[dict[str, Any]] = [
     {"kind": "staff"},
     {"data_subject": ALICE},
     {"data_subject": BOB.lower()},
+    {"subject_hash": HASHER(ALICE)},  # the keyed hash the console's links carry
     {"since": T0 + timedelta(minutes=10), "until": T0 + timedelta(minutes=20)},
     {"text": "sw_officer"},
     {"text": "purpose_mismatch"},

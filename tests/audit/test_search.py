@@ -362,3 +362,18 @@ def test_keyset_pages_neither_repeat_nor_skip_while_events_arrive(
     assert [e["shareguard"]["seq"] for e in exported] == list(range(7, 0, -1))
     with pytest.raises(ValueError):
         query_from_params({"before_seq": "7", "offset": "5"})
+
+
+def test_a_data_subject_is_looked_up_by_its_identifier_or_its_keyed_hash_not_both(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.db"
+    write(path, close=True)
+    by_id = search(path, AuditQuery(data_subject=ALICE), HASHER)
+    by_hash = search(path, query_from_params({"subject_hash": HASHER(ALICE)}), HASHER)
+    assert [e["shareguard"]["seq"] for e in by_hash.events] == [3, 1]
+    assert by_hash.total == by_id.total == 2
+    with pytest.raises(ValueError, match="data_subject or subject_hash"):
+        AuditQuery(data_subject=ALICE, subject_hash=HASHER(ALICE))
+    with pytest.raises(ValueError, match="32 hex"):
+        query_from_params({"subject_hash": ALICE})

@@ -293,3 +293,50 @@ def test_a_store_without_record_cursors_pages_by_offset() -> None:
     links = _page_links({**filters, "before_seq": "9"}, filters, typed)
     assert links["first_row"] is None
     assert parse_qs(links["next_href"][1:]) == {"department": ["统计局"], "before_seq": ["3"]}
+
+
+async def test_a_data_subject_searched_from_the_form_stays_out_of_every_url(
+    client: httpx.AsyncClient,
+    gateway: Gateway,
+    credentials: Creds,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gateway.console import audit_pages
+
+    monkeypatch.setattr(audit_pages, "PAGE_SIZE", 2)
+    person = "11010519491231002X"
+    for n in range(6, 10):
+        gateway.journal.append(
+            access_event(n, department="统计局", subject_hashes=(gateway.hasher(person),))
+        )
+    user, password = basic(credentials, "auditor")
+    await client.post("/login", data={"username": user, "password": password})
+    posted = await client.post(
+        "/audit", data={"data_subject": person, "department": "统计局", "user": ""}
+    )
+    assert posted.status_code == 303
+    location = posted.headers["location"]
+    assert person not in location and person.lower() not in location
+    assert parse_qs(location.partition("?")[2]) == {
+        "department": ["统计局"],
+        "subject_hash": [gateway.hasher(person)],
+    }
+    page = (await client.get(location)).text
+    assert _request_ids(page) == ["r9", "r8"] and 'id="total">4<' in page
+    assert person not in page  # not in the form, the links or the export
+    next_href = _link(page, "next-page")
+    assert next_href is not None and "subject_hash=" in next_href
+    assert _request_ids((await client.get("/audit" + next_href)).text) == ["r7", "r6"]
+    export = _link(page, "export")
+    assert export is not None and "subject_hash=" in export
+    assert len((await client.get(export)).text.strip().splitlines()) == 1 + 4
+    # The same search through the API by the identifier itself finds the same events.
+    api = await client.get("/api/admin/audit/search", params={"data_subject": person})
+    assert api.json()["total"] == 4
+    assert (
+        await client.post(
+            "/audit",
+            content=b"x" * (9 << 10),
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+    ).status_code == 413
