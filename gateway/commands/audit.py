@@ -129,6 +129,10 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
         ("dataset", "数据集 (dataset id)"),
         ("purpose", "用途代码 (purpose code)"),
         ("data-subject", "数据主体证件号：谁访问了此人的数据 (who accessed this person's data)"),
+        (
+            "subject-hash",
+            "数据主体证件号的键控摘要，同审计日志所存 (its keyed hash, as the log holds it)",
+        ),
         ("since", "起始时间 ISO 8601 或 2h/7d，无时区即北京时间 (start, CST unless given)"),
         ("until", "结束时间，含；只写日期则含当天 (end, inclusive; a date alone: the whole day)"),
         ("query", "全文 (free text)"),
@@ -152,6 +156,7 @@ def _params(args: argparse.Namespace) -> dict[str, str | None]:
         "decision": args.decision,
         "request_id": args.request_id,
         "data_subject": args.data_subject,
+        "subject_hash": args.subject_hash,
         "since": args.since,
         "until": args.until,
         "query": args.query,

@@ -271,3 +271,21 @@ def test_an_export_that_meets_an_unreadable_segment_fails_clearly_and_is_recorde
     err = capsys.readouterr().err
     assert "export failed" in err and segment.name in err
     assert staff_actions(journal)[-2:] == [("audit-export", "success"), ("audit-export", "failure")]
+
+
+def test_search_by_a_subjects_keyed_hash_finds_what_the_identifier_finds(
+    settings: Settings, capsys: Capture
+) -> None:
+    person = "11010519491231002X"
+    hasher = SubjectHasher.from_home(settings.keys_dir)
+    writer = open_journal(settings)
+    for n in range(1, 4):
+        subjects = (hasher(person),) if n != 2 else ()
+        writer.append(access_event(n, subject_hashes=subjects))
+    writer.close()
+    assert run(settings, "audit", "search", "--data-subject", person, "--json") == 0
+    by_id = orjson.loads(capsys.readouterr().out)
+    assert run(settings, "audit", "search", "--subject-hash", hasher(person), "--json") == 0
+    by_hash = orjson.loads(capsys.readouterr().out)
+    seqs = [[e["shareguard"]["seq"] for e in r["events"]] for r in (by_id, by_hash)]
+    assert seqs[0] == seqs[1] == [3, 1]
