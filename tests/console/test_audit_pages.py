@@ -240,17 +240,23 @@ def _request_ids(page: str) -> list[str]:
     return re.findall(r"<td><code>(r\d+)</code></td>", page)
 
 
-async def test_the_search_page_pages_the_journal_by_record_and_its_pages_stay_put(
-    client: httpx.AsyncClient,
-    gateway: Gateway,
-    credentials: Creds,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+async def auditor(
+    client: httpx.AsyncClient, credentials: Creds, monkeypatch: pytest.MonkeyPatch
+) -> httpx.AsyncClient:
+    """The console client signed in as the auditor, with search pages of two events."""
     from gateway.console import audit_pages
 
     monkeypatch.setattr(audit_pages, "PAGE_SIZE", 2)
     user, password = basic(credentials, "auditor")
     await client.post("/login", data={"username": user, "password": password})
+    return client
+
+
+async def test_the_search_page_pages_the_journal_by_record_and_its_pages_stay_put(
+    auditor: httpx.AsyncClient, gateway: Gateway
+) -> None:
+    client = auditor
     first = (await client.get("/audit", params={"department": "统计局"})).text
     assert _request_ids(first) == ["r5", "r4"]
     assert "第 1–2 条" in first and _link(first, "first-page") is None
@@ -296,21 +302,14 @@ def test_a_store_without_record_cursors_pages_by_offset() -> None:
 
 
 async def test_a_data_subject_searched_from_the_form_stays_out_of_every_url(
-    client: httpx.AsyncClient,
-    gateway: Gateway,
-    credentials: Creds,
-    monkeypatch: pytest.MonkeyPatch,
+    auditor: httpx.AsyncClient, gateway: Gateway
 ) -> None:
-    from gateway.console import audit_pages
-
-    monkeypatch.setattr(audit_pages, "PAGE_SIZE", 2)
+    client = auditor
     person = "11010519491231002X"
     for n in range(6, 10):
         gateway.journal.append(
             access_event(n, department="统计局", subject_hashes=(gateway.hasher(person),))
         )
-    user, password = basic(credentials, "auditor")
-    await client.post("/login", data={"username": user, "password": password})
     posted = await client.post(
         "/audit", data={"data_subject": person, "department": "统计局", "user": ""}
     )
