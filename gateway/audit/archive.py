@@ -49,6 +49,17 @@ class ArchiveResult:
         return self.last_seq - self.first_seq + 1 if self.segment else 0
 
 
+SEGMENT_INDEXES = (
+    "CREATE INDEX events_ts ON events(ts)",
+    "CREATE INDEX events_request ON events(request_id)",
+    "CREATE INDEX events_kind ON events(kind, seq)",
+    "CREATE INDEX events_user ON events(user_id, seq)",
+    "CREATE INDEX events_department ON events(department, seq)",
+    "CREATE INDEX events_dataset ON events(dataset, seq)",
+    "CREATE INDEX events_purpose ON events(purpose, seq)",
+)
+
+
 def segment_name(first: int, last: int) -> str:
     return f"journal-{first:012d}-{last:012d}.db"
 
@@ -184,6 +195,10 @@ def _write_segment(
             "INSERT INTO checkpoints SELECT * FROM live.checkpoints WHERE seq BETWEEN ? AND ?",
             (first, last),
         )
+        # What searches of the segment filter on (the live journal has these in its search
+        # index): a segment is written once and read by every search that reaches it.
+        for statement in SEGMENT_INDEXES:
+            seg.execute(statement)
         seg.executemany(
             "INSERT INTO meta VALUES (?, ?)",
             [

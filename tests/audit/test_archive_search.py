@@ -219,3 +219,25 @@ def test_a_segment_archived_before_spans_were_kept_has_its_span_read_from_its_re
     conn.commit()
     conn.close()
     assert segment_span(first) == kept == (T0 + timedelta(days=1), T0 + timedelta(days=5))
+
+
+def test_a_segment_carries_indexes_on_what_searches_filter_by(
+    stores: tuple[JournalStore, JournalStore],
+) -> None:
+    archived, whole = stores
+    segment = segments(archived.path)[0]
+    conn = sqlite3.connect(segment)
+    try:
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        plan = " ".join(
+            str(r[-1])
+            for r in conn.execute(
+                "EXPLAIN QUERY PLAN SELECT seq FROM events WHERE request_id = ?", ("r3",)
+            )
+        )
+    finally:
+        conn.close()
+    assert {"events_ts", "events_request", "events_user"} <= names
+    assert "events_request" in plan
+    query = query_from_params({"request_id": "r3"})
+    assert seqs(archived.search(query).events) == seqs(whole.search(query).events) == [3]
