@@ -237,19 +237,19 @@ def _column_conditions(
     return conds, args
 
 
+def _doc_conditions(q: AuditQuery, digest: str | None, doc: str) -> tuple[list[str], list[Any]]:
+    """The query's conditions on the stored document itself: the data subject's keyed hash (also
+    a guard against two subjects sharing an index key) and the free text."""
+    found = [value for value in (digest, q.text or None) if value is not None]
+    return [f"instr({doc}, ?) > 0"] * len(found), found
+
+
 def _where(
     path: Path, q: AuditQuery, subject_hasher: Callable[[str], str], use_index: bool = True
 ) -> _Where:
     conds, args = _column_conditions(q)
-    doc: list[str] = []
-    doc_args: list[Any] = []
     digest = subject_digest(q, subject_hasher)
-    if digest is not None:
-        doc.append("instr(doc, ?) > 0")  # also guards against two subjects sharing a key
-        doc_args.append(digest)
-    if q.text:
-        doc.append("instr(doc, ?) > 0")
-        doc_args.append(q.text)
+    doc, doc_args = _doc_conditions(q, digest, "doc")
     upto = _fresh_index(path) if use_index and (conds or digest is not None) else 0
     if not upto:
         return _Where("events", " AND ".join(conds + doc), args + doc_args, None)
@@ -385,14 +385,7 @@ def _walks(
         return _column_conditions(q, alias, ts_index=False)
 
     digest = subject_digest(q, subject_hasher)
-    doc: list[str] = []
-    doc_args: list[Any] = []
-    if digest is not None:
-        doc.append("instr(e.doc, ?) > 0")  # also guards against two subjects sharing a key
-        doc_args.append(digest)
-    if q.text:
-        doc.append("instr(e.doc, ?) > 0")
-        doc_args.append(q.text)
+    doc, doc_args = _doc_conditions(q, digest, "e.doc")
     conds, args = columns("e")
     upto = _fresh_index(path) if use_index and (conds or digest is not None) else 0
     if not upto:
