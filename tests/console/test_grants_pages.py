@@ -115,11 +115,9 @@ async def test_when_a_grant_request_is_malformed_then_400_says_why(
     assert staff_actions(gateway) == []
 
 
-async def test_when_an_application_is_submitted_and_refused_through_the_api_then_the_law_is_cited(
-    client: httpx.AsyncClient, credentials: Creds
-) -> None:
-    admin = basic(credentials, "admin")
-    submitted = await client.post(
+async def submit_application(client: httpx.AsyncClient, admin: tuple[str, str]) -> httpx.Response:
+    """卫健委's application for medical visits, submitted through the admin API."""
+    return await client.post(
         "/api/admin/applications",
         json={
             "kind": "share",
@@ -132,6 +130,13 @@ async def test_when_an_application_is_submitted_and_refused_through_the_api_then
         },
         auth=admin,
     )
+
+
+async def test_when_an_application_is_submitted_and_refused_through_the_api_then_the_law_is_cited(
+    client: httpx.AsyncClient, credentials: Creds
+) -> None:
+    admin = basic(credentials, "admin")
+    submitted = await submit_application(client, admin)
     assert submitted.status_code == 201, submitted.text
     app_id = submitted.json()["id"]
     assert submitted.json()["regulation"] == "state_council_2016_51"
@@ -236,19 +241,7 @@ async def test_the_applications_list_pages_with_limit_and_offset(
     client: httpx.AsyncClient, credentials: Creds
 ) -> None:
     admin = basic(credentials, "admin")
-    submitted = await client.post(
-        "/api/admin/applications",
-        json={
-            "kind": "share",
-            "applicant": "wj_officer",
-            "dataset": "medical_visits",
-            "fields": ["hospital", "visit_date"],
-            "purposes": ["public_health_monitoring"],
-            "valid_until": UNTIL,
-            "reason": "流感监测 (influenza surveillance)",
-        },
-        auth=admin,
-    )
+    submitted = await submit_application(client, admin)
     assert submitted.status_code == 201, submitted.text
     whole = (await client.get("/api/admin/applications", auth=admin)).json()["applications"]
     assert len(whole) >= 2
