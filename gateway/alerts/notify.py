@@ -263,39 +263,37 @@ class SyslogNotifier(Notifier):
             sock.sendto(frame, self._target)
 
     def _connect(self) -> socket.socket:
+        """The first of the candidate sockets that connects: a Unix socket as datagrams, then as a
+        stream (as `SysLogHandler` tries them); or each address the host resolves to."""
+        candidates: list[tuple[int, socket.SocketKind, int, Any]]
         if self._unix is not None:
-            error: OSError | None = None
-            for socktype in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-                sock = socket.socket(socket.AF_UNIX, socktype)
-                sock.settimeout(self._timeout)
-                try:
-                    sock.connect(self._unix)
-                except OSError as exc:
-                    sock.close()
-                    error = exc
-                    continue
-                self._sock, self._socktype = sock, socktype
-                return sock
-            assert error is not None
-            raise error
-        assert self._inet is not None
-        host, port = self._inet
-        error = None
-        for family, socktype, proto, _, address in socket.getaddrinfo(
-            host, port, 0, self._socktype
-        ):
+            unix = self._unix
+            candidates = [
+                (socket.AF_UNIX, t, 0, unix) for t in (socket.SOCK_DGRAM, socket.SOCK_STREAM)
+            ]
+        else:
+            assert self._inet is not None
+            host, port = self._inet
+            candidates = [
+                (family, socktype, proto, address)
+                for family, socktype, proto, _, address in socket.getaddrinfo(
+                    host, port, 0, self._socktype
+                )
+            ]
+        error: OSError | None = None
+        for family, socktype, proto, address in candidates:
             sock = socket.socket(family, socktype, proto)
             sock.settimeout(self._timeout)
             try:
-                if socktype == socket.SOCK_STREAM:
+                if family == socket.AF_UNIX or socktype == socket.SOCK_STREAM:
                     sock.connect(address)
             except OSError as exc:
                 sock.close()
                 error = exc
                 continue
-            self._sock, self._target = sock, address
+            self._sock, self._socktype, self._target = sock, socktype, address
             return sock
-        raise error or OSError(f"无法解析 (cannot resolve) {host}")
+        raise error or OSError(f"无法解析 (cannot resolve) {self._inet}")
 
     def _disconnect(self) -> None:
         if self._sock is not None:
