@@ -258,6 +258,13 @@ class ApplicationDesk:
                 application_id=app.id,
                 note=note,
             )
+            if old is not None:
+                # Re-issued: the suspended grant it replaces must never come back beside it (an
+                # alert's revert resumes what it suspended). Revoked in the same transaction as
+                # the new grant is made: both, or neither.
+                self.grants.set_status_in(
+                    conn, actor, old.id, "revoked", f"由申请 {app.id} 重新批准的授权替代", now
+                )
             created = self.grants.create_in(conn, actor, spec, now, application_id=app.id)
             after = store.record_answer(
                 conn,
@@ -269,12 +276,6 @@ class ApplicationDesk:
                 grant_id=created.grant.id,
             )
             self.grants.audit(actor, "application-approve", app.id, app.to_dict(), after.to_dict())
-        if old is not None:
-            # Re-issued: the suspended grant it replaces must never come back beside it (an
-            # alert's revert resumes what it suspended).
-            self.grants.set_status(
-                actor, old.id, "revoked", reason=f"由申请 {app.id} 重新批准的授权替代"
-            )
         self.grants.announce()
         return after, created.grant
 
@@ -325,6 +326,15 @@ class ApplicationDesk:
         old = grant_store.get_grant(conn, app.grant_id, self.grants.scenarios)
         if old is None:
             raise ApplicationError([f"重新审批的授权 {app.grant_id} 不存在 (grant missing)"])
+        if old.status != "suspended":
+            # Revoked meanwhile, or resumed by hand: there is nothing left to re-approve.
+            raise ApplicationError(
+                [
+                    f"重新审批的授权 {old.id} 已不在暂停状态（{old.status}），无从重新批准；"
+                    f"请撤回此申请 (grant {old.id} is {old.status}, no longer suspended: withdraw"
+                    " this re-approval)"
+                ]
+            )
         return old
 
     def _pending(self, conn: Connection, app_id: str) -> Application:

@@ -114,27 +114,38 @@ class GrantAdmin:
         """Suspend, resume or revoke. A revoked grant stays revoked (create a new one instead)."""
         now = now or datetime.now(UTC)
         with self.engine.begin() as conn:
-            rev = store.claim_revision(conn)
             grant = store.get_grant(conn, grant_id, self.scenarios)
-            if grant is None:
-                raise GrantNotFound(f"没有授权 {grant_id} (no such grant)")
-            if grant.status == "revoked":
-                raise GrantError([f"授权 {grant_id} 已撤销，不能再变更 (a revoked grant is final)"])
-            if grant.status == status:
-                conn.rollback()  # nothing changed: leave the revision where it was
-                return grant
-            if status == "active":
-                self._overlaps(conn, grant.to_spec(), ignore=grant.id)
-            after = store.set_status(conn, grant, status, now, rev)
-            self.audit(
-                actor,
-                STATUS_ACTIONS[status],
-                grant.id,
-                grant.to_dict(),
-                after.to_dict(),
-                reason=reason,
-            )
+            if grant is not None and grant.status == status and status != "revoked":
+                return grant  # nothing changed: the revision stays where it was
+            after = self.set_status_in(conn, actor, grant_id, status, reason, now)
         self.announce()
+        return after
+
+    def set_status_in(
+        self,
+        conn: Connection,
+        actor: Actor,
+        grant_id: str,
+        status: str,
+        reason: str,
+        now: datetime,
+    ) -> Grant:
+        """`set_status` inside the caller's transaction (an approval revokes the grant it
+        re-issues this way, so that both happen or neither); the caller announces."""
+        rev = store.claim_revision(conn)
+        grant = store.get_grant(conn, grant_id, self.scenarios)
+        if grant is None:
+            raise GrantNotFound(f"没有授权 {grant_id} (no such grant)")
+        if grant.status == "revoked":
+            raise GrantError([f"授权 {grant_id} 已撤销，不能再变更 (a revoked grant is final)"])
+        if grant.status == status:
+            return grant
+        if status == "active":
+            self._overlaps(conn, grant.to_spec(), ignore=grant.id)
+        after = store.set_status(conn, grant, status, now, rev)
+        self.audit(
+            actor, STATUS_ACTIONS[status], grant.id, grant.to_dict(), after.to_dict(), reason=reason
+        )
         return after
 
     def _overlaps(self, conn: Connection, spec: GrantSpec, ignore: str | None = None) -> list[str]:

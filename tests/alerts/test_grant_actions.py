@@ -265,3 +265,20 @@ async def test_a_reapproval_cannot_change_the_masking_profile(gateway: Gateway) 
         gateway.desk.approve(actor, app_id, masking_profile="statistics")
     still = gateway.desk.get(app_id)
     assert still is not None and still.status == "pending"  # nothing half-done
+
+
+async def test_a_reapproval_of_a_grant_revoked_meanwhile_is_refused_and_nothing_is_created(
+    gateway: Gateway,
+) -> None:
+    actor = Actor("admin", ("admin",))
+    demo = grant(gateway, mz_grant(gateway))
+    alert = gateway.alerts.on_detection(detection(gateway, "require_reapproval", demo.id))
+    [entry] = [e for e in gateway.alerts.store.timeline(alert.id) if e["action"] == "action"]
+    app_id = entry["details"]["undo"]["application_id"]
+    gateway.admin.set_status(actor, demo.id, "revoked", reason="the department left the scheme")
+    grants = len(gateway.admin.list())
+    with pytest.raises(ApplicationError, match="no longer suspended"):
+        gateway.desk.approve(actor, app_id)
+    assert len(gateway.admin.list()) == grants  # no grant re-issued beside the revoked one
+    still = gateway.desk.get(app_id)
+    assert still is not None and still.status == "pending"
