@@ -13,6 +13,16 @@ from gateway.workdays import CHINA
 
 _SPAN = re.compile(r"(\d+)([smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+# Years a search or report can mean; beyond them the arithmetic on the time would overflow.
+_YEARS = range(1900, 9999)
+
+
+def _within(value: datetime, text: str) -> datetime:
+    if value.year not in _YEARS or value.astimezone(UTC).year not in _YEARS:
+        raise ValueError(
+            f"时间超出范围 {text!r}：须在 1900 至 9998 年之间 (time out of range: years 1900-9998)"
+        )
+    return value
 
 
 def is_date_only(text: str) -> bool:
@@ -30,7 +40,10 @@ def parse_time(text: str, *, now: datetime | None = None) -> datetime:
     span = _SPAN.fullmatch(text)
     if span:
         now = now or datetime.now(UTC)
-        return now - timedelta(**{_UNITS[span.group(2)]: int(span.group(1))})
+        try:
+            return _within(now - timedelta(**{_UNITS[span.group(2)]: int(span.group(1))}), text)
+        except OverflowError:
+            raise ValueError(f"时间跨度过大 {text!r} (span too long)") from None
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
@@ -40,7 +53,7 @@ def parse_time(text: str, *, now: datetime | None = None) -> datetime:
         ) from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=CHINA)
-    return value
+    return _within(value, text)
 
 
 def parse_end(text: str, *, exclusive: bool, now: datetime | None = None) -> datetime:
@@ -50,5 +63,6 @@ def parse_end(text: str, *, exclusive: bool, now: datetime | None = None) -> dat
     if not is_date_only(text):
         return parse_time(text, now=now)
     day = date.fromisoformat(text.strip())
+    _within(datetime.combine(day, time(0), CHINA), text)
     end = datetime.combine(day + timedelta(days=1), time(0), CHINA)
     return end if exclusive else end - timedelta(microseconds=1)

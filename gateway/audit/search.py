@@ -205,12 +205,19 @@ _COLUMNS = (
 
 
 def _fresh_index(path: Path) -> int:
-    """Bring the search index up to date; if it cannot be written, use it as it is."""
+    """Bring the search index up to date; if it cannot be written, use it as it is; if its mark
+    cannot be read, not at all (the journal is read whole: slower, never short)."""
     try:
         return catch_up(path)
     except sqlite3.Error as exc:
         log.warning("检索索引未能更新，未索引部分逐条查找 (index not updated): %s", exc)
-        return indexed_upto(index_path(path))
+        try:
+            return indexed_upto(index_path(path))
+        except (sqlite3.Error, ValueError, TypeError):
+            return 0
+    except (ValueError, TypeError) as exc:  # a mark that is no number
+        log.error("检索索引的标记无法读取，不用索引 (search index mark unreadable): %s", exc)
+        return 0
 
 
 def _column_conditions(
@@ -276,13 +283,6 @@ def _event(seq: int, doc: str) -> dict[str, Any]:
     event: dict[str, Any] = orjson.loads(doc)
     event.setdefault("shareguard", {})["seq"] = seq
     return event
-
-
-def _open(path: Path, w: _Where) -> sqlite3.Connection:
-    conn = connect(path, readonly=True)
-    if w.attach is not None:
-        conn.execute("ATTACH DATABASE ? AS ix", (f"file:{w.attach}?mode=ro",))
-    return conn
 
 
 def search(

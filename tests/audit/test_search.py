@@ -377,3 +377,28 @@ def test_a_data_subject_is_looked_up_by_its_identifier_or_its_keyed_hash_not_bot
         AuditQuery(data_subject=ALICE, subject_hash=HASHER(ALICE))
     with pytest.raises(ValueError, match="32 hex"):
         query_from_params({"subject_hash": ALICE})
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"until": "9999-12-31"}, {"since": "0001-01-01"}, {"since": "99999999999d"}],
+    ids=["the last day", "the first day", "a span past the calendar"],
+)
+def test_a_time_at_the_ends_of_the_calendar_is_a_clear_error(params: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match=r"out of range|too long"):
+        query_from_params(params)
+
+
+def test_a_search_index_whose_mark_is_no_number_is_not_used_and_the_journal_answers(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.db"
+    write(path, close=True)
+    assert catch_up(path) == 3
+    conn = sqlite3.connect(index_path(path))
+    conn.execute("UPDATE index_meta SET value = 'abc' WHERE name = 'upto'")
+    conn.commit()
+    conn.close()
+    found = search(path, AuditQuery(user="sw_officer"), HASHER)
+    assert [e["shareguard"]["seq"] for e in found.events] == [3]
+    assert who(path, ALICE) == ["mz_caseworker", "sw_officer"]
