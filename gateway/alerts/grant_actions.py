@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from gateway.alerts.actions import ActionResult, ActionTarget
-from gateway.applications.desk import ApplicationDesk
+from gateway.applications.desk import ApplicationDesk, ApplicationError, ApplicationNotFound
 from gateway.applications.model import ApplicationSpec
 from gateway.grants.admin import Actor, GrantAdmin, GrantNotFound
 from gateway.grants.model import GrantError
@@ -118,8 +118,9 @@ class GrantResponses:
     def cancel_reapproval(self, engine: Engine, undo: dict[str, Any]) -> str:
         try:
             self.desk.withdraw(Actor("system:revert", ("system",)), undo["application_id"])
-        except Exception as exc:
-            # Already answered: the answer stands (approved, the grant was re-issued and the old
+        except (ApplicationError, ApplicationNotFound) as exc:
+            # Already answered (or gone); any other failure (the database) propagates, so the
+            # revert is not recorded as done and can be run again. Already answered: the answer stands (approved, the grant was re-issued and the old
             # one revoked; refused, it stays suspended), so nothing is resumed beside it.
             return f"申请 {undo['application_id']} 已处理，不撤回、不恢复原授权：{exc}"
         return self.resume(engine, undo) + f"，撤回申请 {undo['application_id']}"

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from gateway.alerts.incident import build_report, render_csv, render_html
 from gateway.alerts.store import STATUS_NAMES, AlertError
-from gateway.console.common import Console, api_error
+from gateway.console.common import STATE_UNAVAILABLE, Console, api_error
+
+log = logging.getLogger(__name__)
 
 READERS = ("security", "auditor")
 TRIAGE = ("security",)
@@ -99,6 +103,9 @@ def routes(console: Console) -> list[Route]:
             await asyncio.to_thread(gateway.alerts.revert, alert_id, staff.id, staff.roles)
         except AlertError as exc:
             return back(alert_id, str(exc))
+        except SQLAlchemyError:
+            log.exception("撤销响应时状态数据库出错 (state database error reverting)")
+            return back(alert_id, STATE_UNAVAILABLE.message)
         return back(alert_id)
 
     @console.page(*TRIAGE)
@@ -164,6 +171,9 @@ def routes(console: Console) -> list[Route]:
             undone = await asyncio.to_thread(gateway.alerts.revert, alert_id, staff.id, staff.roles)
         except AlertError as exc:
             return api_error(409, "conflict", str(exc))
+        except SQLAlchemyError:
+            log.exception("撤销响应时状态数据库出错 (state database error reverting)")
+            return api_error(503, STATE_UNAVAILABLE.code, STATE_UNAVAILABLE.message)
         return JSONResponse({"reverted": undone})
 
     return [

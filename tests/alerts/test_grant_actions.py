@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from detectors.engine import Detection
 from detectors.kinds import Finding
@@ -282,3 +284,23 @@ async def test_a_reapproval_of_a_grant_revoked_meanwhile_is_refused_and_nothing_
     assert len(gateway.admin.list()) == grants  # no grant re-issued beside the revoked one
     still = gateway.desk.get(app_id)
     assert still is not None and still.status == "pending"
+
+
+async def test_a_revert_the_database_fails_is_not_recorded_as_done_and_can_be_run_again(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    demo = grant(gateway, mz_grant(gateway))
+    alert = gateway.alerts.on_detection(detection(gateway, "require_reapproval", demo.id))
+
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise OperationalError("UPDATE", {}, sqlite3.OperationalError("database is locked"))
+
+    monkeypatch.setattr(gateway.desk, "withdraw", down)
+    with pytest.raises(OperationalError):
+        gateway.alerts.revert(alert.id, "security", ("security",))
+    timeline = gateway.alerts.store.timeline(alert.id)
+    assert not [e for e in timeline if e["action"] == "reverted"]
+    monkeypatch.undo()
+    gateway.alerts.revert(alert.id, "security", ("security",))  # again, the database back
+    resumed = gateway.admin.get(demo.id)
+    assert resumed is not None and resumed.status == "active"
