@@ -101,19 +101,22 @@ def build_report(
         if missing:
             notes.append(_missing_note(missing, bool(journal.unreadable)))
     else:
-        # The alert's credential, and any other a grouped finding escalated the response to.
-        credentials = {
-            str(c)
-            for c in [
-                alert.credential_id,
-                *(
-                    (e["details"] or {}).get("credential_id")
-                    for e in timeline
-                    if e["action"] == "escalated"
-                ),
-            ]
-            if c
-        }
+        # The alert's credential, and any other a grouped finding escalated the response to; an
+        # alert about a person, not one credential, covers every credential of theirs (empty).
+        credentials: set[str] = set()
+        if alert.credential_id:
+            credentials = {
+                str(c)
+                for c in [
+                    alert.credential_id,
+                    *(
+                        (e["details"] or {}).get("credential_id")
+                        for e in timeline
+                        if e["action"] == "escalated"
+                    ),
+                ]
+                if c
+            }
         events = list(_scope_events(journal, alert.user_id, credentials, scope_since, scope_until))
     if journal.unreadable:
         notes.append(_unreadable_note(sorted(journal.unreadable)))

@@ -219,3 +219,28 @@ def test_accesses_archived_since_are_counted_as_before(gateway: Gateway, alert_i
         before.subjects,
     )
     assert after.notes == []
+
+
+def test_an_alert_about_a_person_covers_all_their_credentials_whatever_was_escalated(
+    gateway: Gateway,
+) -> None:
+    now = datetime.now(UTC)
+    for n, credential in enumerate(("k1", "k2", "k3"), start=1):
+        gateway.journal.append(
+            access_event(
+                n,
+                timestamp=now - timedelta(minutes=n),
+                user_id="tj_analyst",
+                department="统计局",
+                credential_id=credential,
+                records=1,
+            )
+        )
+    alert_id = scrape_alert(gateway, "", now)  # about the person: no one credential
+    gateway.alerts.store.log(
+        alert_id, "system:detector", "escalated", "另一凭证", {"credential_id": "k2"}
+    )
+    report = build_report(
+        gateway.settings, gateway.alerts.store, gateway.catalog, alert_id, gateway.hasher
+    )
+    assert report.requests == 3  # every credential of the person, not only the escalated one
