@@ -169,6 +169,8 @@ def routes(console: Console) -> list[Route]:
             )
         # The filters alone: what the export and every page link carry.
         filters = {k: v for k, v in params.items() if v and k not in PAGE_PARAMS}
+        if filters.get("data_subject"):  # typed into the URL: the links carry only its hash
+            filters["subject_hash"] = gateway.hasher(filters.pop("data_subject"))
         context: dict[str, Any] = {
             "staff": request.state.staff,
             "params": params,

@@ -329,6 +329,12 @@ async def test_a_data_subject_searched_from_the_form_stays_out_of_every_url(
     export = _link(page, "export")
     assert export is not None and "subject_hash=" in export
     assert len((await client.get(export)).text.strip().splitlines()) == 1 + 4
+    # A link typed with the identifier in clear: the page's own links carry only its hash.
+    typed = (await client.get("/audit", params={"data_subject": person})).text
+    assert 'id="total">4<' in typed
+    assert person not in (_link(typed, "export") or "") and "subject_hash=" in (
+        _link(typed, "export") or ""
+    )
     # The same search through the API by the identifier itself finds the same events.
     api = await client.get("/api/admin/audit/search", params={"data_subject": person})
     assert api.json()["total"] == 4
