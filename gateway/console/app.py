@@ -29,7 +29,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from gateway.console.auth import FormRefused, Refused, session_ref, small_form
-from gateway.console.common import STATE_UNAVAILABLE, Console, refusal_headers
+from gateway.console.common import STATE_UNAVAILABLE, Console
 from gateway.keys import load_or_create_secret
 from gateway.service import Gateway
 from gateway.sessions import SESSION_LIFETIME, end_session, start_session
@@ -63,7 +63,7 @@ def create_app(gateway: Gateway, *, dashboards: Path = DASHBOARDS) -> Starlette:
         password = form.get("password", "")
         staff = await console.sign_in(request, username, password, method="form")
         if isinstance(staff, Refused):
-            return refused_page(request, staff)
+            return console.refused_page(request, staff)
         before = session_ref(request)  # a session this browser held: replaced, not left live
         try:
             token = await asyncio.to_thread(
@@ -75,7 +75,7 @@ def create_app(gateway: Gateway, *, dashboards: Path = DASHBOARDS) -> Starlette:
             )
         except SQLAlchemyError:
             log.exception("登录时未能建立会话 (session not started)")
-            return refused_page(request, STATE_UNAVAILABLE)
+            return console.refused_page(request, STATE_UNAVAILABLE)
         request.session["staff"] = {"id": staff.id, "token": token}
         await console.record(request, staff, "login")
         return RedirectResponse("/", status_code=303)
@@ -89,21 +89,11 @@ def create_app(gateway: Gateway, *, dashboards: Path = DASHBOARDS) -> Starlette:
         except SQLAlchemyError:
             # The cookie is kept: signing out can be tried again once the database answers.
             log.exception("注销时未能结束会话 (session not ended)")
-            return refused_page(request, STATE_UNAVAILABLE)
+            return console.refused_page(request, STATE_UNAVAILABLE)
         request.session.clear()
         if staff is not None:
             await console.record(request, staff, "logout")
         return RedirectResponse("/login", status_code=303)
-
-    def refused_page(request: Request, refused: Refused) -> Response:
-        """The sign-in page saying why signing in (or out) was refused."""
-        return templates.TemplateResponse(
-            request,
-            "login.html",
-            {"error": refused.message},
-            status_code=refused.status,
-            headers=refusal_headers(refused),
-        )
 
     @console.page()
     async def home(request: Request) -> Response:

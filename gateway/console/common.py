@@ -162,6 +162,16 @@ class Console:
         )
         await asyncio.wrap_future(self.gateway.journal.submit(event))
 
+    def refused_page(self, request: Request, refused: Refused) -> Response:
+        """The sign-in page saying why signing in (or out, or a page) was refused."""
+        return self.templates.TemplateResponse(
+            request,
+            "login.html",
+            {"error": refused.message},
+            status_code=refused.status,
+            headers=refusal_headers(refused),
+        )
+
     def page(self, *roles: str) -> Callable[[Handler], Handler]:
         """An HTML page for signed-in staff holding one of `roles` (any staff if none)."""
 
@@ -169,13 +179,7 @@ class Console:
             async def guarded(request: Request) -> Response:
                 staff = await self.authenticate(request)
                 if isinstance(staff, Refused) and staff.status != 401:
-                    return self.templates.TemplateResponse(
-                        request,
-                        "login.html",
-                        {"error": staff.message},
-                        status_code=staff.status,
-                        headers=refusal_headers(staff),
-                    )
+                    return self.refused_page(request, staff)
                 if not isinstance(staff, Staff):
                     return RedirectResponse("/login", status_code=303)
                 if roles and not staff.has(*roles):
