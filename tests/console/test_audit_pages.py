@@ -345,3 +345,13 @@ async def test_a_data_subject_searched_from_the_form_stays_out_of_every_url(
             headers={"content-type": "application/x-www-form-urlencoded"},
         )
     ).status_code == 413
+    as_json = await client.post("/audit", json={"data_subject": person})
+    assert as_json.status_code == 415 and person not in as_json.text
+    # A new identifier typed over a search by another person's hash replaces it.
+    other = "110105194912310029"
+    again = await client.post(
+        "/audit", data={"data_subject": other, "subject_hash": gateway.hasher(person)}
+    )
+    assert parse_qs(again.headers["location"].partition("?")[2]) == {
+        "subject_hash": [gateway.hasher(other)]
+    }
