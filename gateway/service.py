@@ -122,6 +122,7 @@ class Gateway:
             self.calendar,
             overdue_approval=settings.overdue_approval,
             warning_days=settings.expiry_warning_days,
+            quota=self.quota,
         )
         for name, (action, undo) in (
             GrantResponses(self.admin, self.desk, self.quota).actions().items()

@@ -28,6 +28,7 @@ from gateway.grants import store as grant_store
 from gateway.grants.admin import SYSTEM, Actor, GrantAdmin
 from gateway.grants.model import Grant, GrantError, GrantSpec
 from gateway.identity import load_principal
+from gateway.quota import QuotaCounter, QuotaUnavailable
 from gateway.workdays import CHINA, WorkCalendar, china_today
 
 log = logging.getLogger(__name__)
@@ -73,8 +74,10 @@ class ApplicationDesk:
         *,
         overdue_approval: bool,
         warning_days: int,
+        quota: QuotaCounter | None = None,
     ) -> None:
         self.engine = engine
+        self.quota = quota  # the daily counters: a re-issued grant inherits today's usage
         self.catalog = catalog
         self.grants = grants
         self.regulations = regulations
@@ -266,6 +269,15 @@ class ApplicationDesk:
                     conn, actor, old.id, "revoked", f"由申请 {app.id} 重新批准的授权替代", now
                 )
             created = self.grants.create_in(conn, actor, spec, now, application_id=app.id)
+            if old is not None and self.quota is not None:
+                # What the caller took today under the old grant counts under the new one; the
+                # approval is refused (nothing saved) if the counters cannot be reached.
+                try:
+                    self.quota.carry(old.id, created.grant.id, china_today(now))
+                except QuotaUnavailable as exc:
+                    raise ApplicationError(
+                        [f"配额计数不可用，未重新批准 (quota counters unavailable): {exc}"]
+                    ) from exc
             after = store.record_answer(
                 conn,
                 app,

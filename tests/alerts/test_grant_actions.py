@@ -304,3 +304,29 @@ async def test_a_revert_the_database_fails_is_not_recorded_as_done_and_can_be_ru
     gateway.alerts.revert(alert.id, "security", ("security",))  # again, the database back
     resumed = gateway.admin.get(demo.id)
     assert resumed is not None and resumed.status == "active"
+
+
+async def test_a_reapproved_grant_starts_from_what_was_taken_today_and_fails_closed_without_it(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.quota import QuotaUnavailable
+
+    actor = Actor("admin", ("admin",))
+    demo = grant(gateway, mz_grant(gateway))
+    today = china_today()
+    assert gateway.quota.add(demo.id, today, 150, limit=10_000) == (True, 150)
+    alert = gateway.alerts.on_detection(detection(gateway, "require_reapproval", demo.id))
+    [entry] = [e for e in gateway.alerts.store.timeline(alert.id) if e["action"] == "action"]
+    app_id = entry["details"]["undo"]["application_id"]
+
+    def down(*args: Any) -> int:
+        raise QuotaUnavailable("redis went away")
+
+    monkeypatch.setattr(gateway.quota, "carry", down)
+    grants = len(gateway.admin.list())
+    with pytest.raises(ApplicationError, match="quota counters unavailable"):
+        gateway.desk.approve(actor, app_id)
+    assert len(gateway.admin.list()) == grants  # nothing saved
+    monkeypatch.undo()
+    _, reissued = gateway.desk.approve(actor, app_id)
+    assert gateway.quota.used(reissued.id, today) == 150  # not a fresh day's quota
